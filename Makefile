@@ -1,0 +1,51 @@
+# CWP license export gateway. `make help` lists the targets.
+SHELL := /bin/bash
+BUF := go tool -modfile=tools/go.mod buf
+GATEWAY_V1 := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+GATEWAY_V2 := github.com/grpc-ecosystem/grpc-gateway/v2@v2.33.0
+RUN_FLAGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Run the service on the embedded cloud emulator (REST :8080, gRPC :9090)
+	go run ./cmd/cwpexportd $(RUN_FLAGS)
+
+.PHONY: build
+build: ## Build the binaries into bin/
+	go build -o bin/ ./cmd/...
+
+.PHONY: test
+test: ## Run all tests with the race detector
+	go test -race -count=1 ./...
+
+.PHONY: bench
+bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
+	go run ./bench/cmd/benchrun
+
+.third_party: go.mod
+	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/protoc-gen-openapiv2/options
+	@v1=$$(go mod download -json $(GATEWAY_V1) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \
+	 v2=$$(go mod download -json $(GATEWAY_V2) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \
+	 install -m 0644 $$v1/third_party/googleapis/google/api/{annotations,http,httpbody}.proto .third_party/google/api/ && \
+	 install -m 0644 $$v2/protoc-gen-openapiv2/options/{annotations,openapiv2}.proto .third_party/protoc-gen-openapiv2/options/
+	@touch .third_party
+
+.PHONY: generate
+generate: .third_party ## Regenerate gen/ from proto/
+	rm -rf gen/cwpexport gen/openapi/*.json && $(BUF) generate
+
+.PHONY: lint
+lint: .third_party ## buf lint, buf format check, go vet, gofmt check
+	$(BUF) lint
+	$(BUF) format -d --exit-code proto
+	go vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail if gen/ differs from what the protos generate
+	git add -N gen && git diff --exit-code -- gen

@@ -1,0 +1,79 @@
+// Command cwpexportd serves the CWP license export gateway over gRPC and
+// REST. Without cloud credentials it runs on an embedded cloud emulator.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/cwpexport/cwpexport/server/app"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "cwpexportd:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var o app.Options
+	grpcAddr := flag.String("grpc-addr", "127.0.0.1:9090", "gRPC listen address")
+	restAddr := flag.String("rest-addr", "127.0.0.1:8080", "REST listen address")
+	flag.StringVar(&o.Region, "region", os.Getenv("TENCENTCLOUD_REGION"), "cloud region (env TENCENTCLOUD_REGION; optional)")
+	flag.StringVar(&o.Endpoint, "cloud-endpoint", "", "cloud API host:port override (default cwp.tencentcloudapi.com)")
+	flag.StringVar(&o.Scheme, "cloud-scheme", "HTTPS", "cloud API scheme: HTTPS or HTTP")
+	flag.DurationVar(&o.EmulatorPending, "emulator-pending", 0, "how long emulated exports stay pending (default 3s)")
+	flag.Float64Var(&o.ReadRate, "read-rate", 18, "ExportTasks calls per second, for all tasks together (cloud limit: 20)")
+	flag.Float64Var(&o.CreateRate, "create-rate", 18, "ExportLicenseDetail calls per second (cloud limit: 20)")
+	flag.DurationVar(&o.MinPollInterval, "min-poll-interval", 0, "floor between two polls of one task (default 1s)")
+	flag.DurationVar(&o.Freshness, "freshness", 0, "GetExportTask answers from an observation younger than this (default 1s)")
+	flag.DurationVar(&o.Heartbeat, "heartbeat", 0, "interval of watch heartbeats while a task is pending (default 5s)")
+	logFormat := flag.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
+	flag.Parse()
+	// Credentials come from the environment only, never from flags that
+	// would show in process listings.
+	o.SecretID = os.Getenv("TENCENTCLOUD_SECRET_ID")
+	o.SecretKey = os.Getenv("TENCENTCLOUD_SECRET_KEY")
+	o.SessionToken = os.Getenv("TENCENTCLOUD_SESSION_TOKEN")
+	o.Logger = newLogger(*logFormat)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := app.New(o)
+	if err != nil {
+		return err
+	}
+	grpcLis, err := net.Listen("tcp", *grpcAddr)
+	if err != nil {
+		return err
+	}
+	restLis, err := net.Listen("tcp", *restAddr)
+	if err != nil {
+		grpcLis.Close()
+		return err
+	}
+	if a := srv.EmulatorAddr(); a != "" {
+		o.Logger.Info("no cloud credentials (TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY): using the embedded CWP emulator", "emulator", "http://"+a)
+	}
+	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String())
+	fmt.Fprintf(os.Stderr, "\nTry it:\n  curl -s -X POST http://%s/v1/license-detail:export -d '{}'\n  curl -sN http://%s/v1/export-tasks/TASK_ID:watch\n  grpcurl -plaintext -d '{}' %s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch\n\n",
+		restLis.Addr(), restLis.Addr(), grpcLis.Addr())
+	return srv.Serve(ctx, grpcLis, restLis)
+}
+
+func newLogger(format string) *slog.Logger {
+	text := format == "text" || (format == "auto" && term.IsTerminal(int(os.Stderr.Fd())))
+	if text {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+}

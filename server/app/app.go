@@ -1,0 +1,266 @@
+// Package app wires the service together: the cloud client (or the embedded
+// emulator when no credentials are given), the tracker, the gRPC server and
+// the REST gateway.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/gateway"
+	"github.com/cwpexport/cwpexport/server/service"
+	"github.com/cwpexport/cwpexport/server/tracker"
+)
+
+// Options configure the server. Zero values take the defaults named.
+type Options struct {
+	// SecretID, SecretKey and SessionToken are the cloud credentials; with
+	// no SecretID the embedded emulator serves as the cloud.
+	SecretID     string
+	SecretKey    string
+	SessionToken string
+	// Region is the cloud region (optional for CWP exports).
+	Region string
+	// Endpoint overrides the cloud API host ("host:port"); Scheme is HTTPS
+	// (default) or HTTP.
+	Endpoint string
+	Scheme   string
+	// EmulatorPending is how long emulated exports stay pending; default 3s.
+	EmulatorPending time.Duration
+	// ReadRate and CreateRate are the budgets, in requests per second, for
+	// ExportTasks and ExportLicenseDetail; default 18 each, under the cloud's
+	// 20 per action.
+	ReadRate   float64
+	CreateRate float64
+	// MinPollInterval is the floor between polls of one task; default 1s.
+	MinPollInterval time.Duration
+	// Freshness is how old an observation GetExportTask answers with
+	// without asking the cloud; default 1s.
+	Freshness time.Duration
+	// Heartbeat is the interval of watch heartbeats; default 5s.
+	Heartbeat time.Duration
+	// ShutdownGrace bounds the wait for calls in flight at shutdown;
+	// default 10s.
+	ShutdownGrace time.Duration
+	// Logger receives the server's logs; nil discards.
+	Logger *slog.Logger
+}
+
+// Server is a configured service, ready to Serve.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	cloud    *cloud.Client
+	tracker  *tracker.Tracker
+	service  *service.Service
+	emu      *emulator.Emulator
+	emuLis   net.Listener
+	readRate *rate.Limiter
+}
+
+// New builds a server. Without credentials it starts the embedded emulator
+// on a loopback port and points the cloud client at it.
+func New(opts Options) (*Server, error) {
+	if opts.ReadRate <= 0 {
+		opts.ReadRate = 18
+	}
+	if opts.CreateRate <= 0 {
+		opts.CreateRate = 18
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: opts.Logger}
+	cfg := cloud.Config{Region: opts.Region, Endpoint: opts.Endpoint, Scheme: opts.Scheme}
+	switch {
+	case opts.SecretID == "" && opts.SecretKey == "":
+		if err := s.startEmulator(&cfg); err != nil {
+			return nil, err
+		}
+	case opts.SecretID == "" || opts.SecretKey == "":
+		return nil, errors.New("cloud credentials need both a SecretId and a SecretKey (TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY)")
+	case opts.SessionToken != "":
+		cfg.Credential = common.NewTokenCredential(opts.SecretID, opts.SecretKey, opts.SessionToken)
+	default:
+		cfg.Credential = common.NewCredential(opts.SecretID, opts.SecretKey)
+	}
+	s.cloud = cloud.New(cfg)
+	s.readRate = rate.NewLimiter(rate.Limit(opts.ReadRate), 1)
+	s.tracker = tracker.New(tracker.Options{
+		Cloud:       s.cloud,
+		Budget:      s.readRate,
+		MinInterval: opts.MinPollInterval,
+		Freshness:   opts.Freshness,
+		Logger:      s.log,
+	})
+	s.service = service.New(service.Options{
+		Cloud:        s.cloud,
+		Tracker:      s.tracker,
+		CreateBudget: rate.NewLimiter(rate.Limit(opts.CreateRate), 1),
+		Heartbeat:    opts.Heartbeat,
+	})
+	return s, nil
+}
+
+func (s *Server) startEmulator(cfg *cloud.Config) error {
+	id, key := "AKIDemulator"+randomHex(8), randomHex(16)
+	emu, err := emulator.New(emulator.Options{
+		Credentials: map[string]string{id: key},
+		PendingFor:  s.opts.EmulatorPending,
+		Logger:      s.log.With("component", "emulator"),
+	})
+	if err != nil {
+		return fmt.Errorf("start the embedded emulator: %w", err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen for the embedded emulator: %w", err)
+	}
+	s.emu, s.emuLis = emu, lis
+	cfg.Credential = common.NewCredential(id, key)
+	cfg.Endpoint, cfg.Scheme = lis.Addr().String(), "HTTP"
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Emulator returns the embedded emulator, or nil when a real cloud is used.
+func (s *Server) Emulator() *emulator.Emulator { return s.emu }
+
+// EmulatorAddr returns the embedded emulator's address, or "".
+func (s *Server) EmulatorAddr() string {
+	if s.emuLis == nil {
+		return ""
+	}
+	return s.emuLis.Addr().String()
+}
+
+// Tracker returns the task tracker (for metrics and tests).
+func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
+
+// Serve serves gRPC on grpcLis and REST on restLis until ctx ends, then
+// shuts down gracefully. It closes the listeners.
+func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	gs := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(s.recovered))),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(s.recovered))),
+	)
+	cwpexportv1.RegisterLicenseExportServiceServer(gs, s.service)
+	hs := health.NewServer()
+	hs.SetServingStatus(cwpexportv1.LicenseExportService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	grpc_health_v1.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+
+	conn, err := grpc.NewClient(dialAddr(grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dial the gRPC server for the gateway: %w", err)
+	}
+	defer conn.Close()
+	handler, err := gateway.New(ctx, conn, gateway.Options{})
+	if err != nil {
+		return err
+	}
+	hsrv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+
+	// The emulator and the tracker outlive the servers' shutdown: calls in
+	// their grace period still need them.
+	bg, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	if s.emu != nil {
+		run("emulator", func() error { return s.emu.Serve(bg, s.emuLis) })
+	}
+	run("tracker", func() error { s.tracker.Run(bg); return nil })
+	run("grpc", func() error { return gs.Serve(grpcLis) })
+	run("rest", func() error {
+		if err := hsrv.Serve(restLis); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+
+	<-ctx.Done()
+	s.log.Info("shutting down")
+	hs.Shutdown()
+	s.service.Drain()
+	sctx, scancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
+	defer scancel()
+	_ = hsrv.Shutdown(sctx)
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		gs.Stop()
+	}
+	stopBackground()
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+func (s *Server) recovered(p any) error {
+	s.log.Error("panic in handler", "panic", fmt.Sprint(p))
+	return status.Error(codes.Internal, "internal error")
+}
+
+// dialAddr turns a listener address into one a client can dial: an
+// unspecified host (0.0.0.0, ::) becomes loopback.
+func dialAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,176 @@
+package emulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Defaults applied by New for zero-valued Options fields.
+const (
+	// DefaultPendingFor is how long a new task stays PENDING.
+	DefaultPendingFor = 3 * time.Second
+	// DefaultRateLimit is the cloud's documented quota: 20 requests per
+	// second per action.
+	DefaultRateLimit = 20
+	// DefaultRecords is the size of the seeded license data set.
+	DefaultRecords = 1000
+)
+
+// Identity of the emulated API.
+const (
+	// Service is the TC3 credential-scope service name.
+	Service = "cwp"
+	// APIVersion is the only X-TC-Version the emulator accepts.
+	APIVersion = "2018-02-28"
+)
+
+// Options configures an Emulator.
+type Options struct {
+	// Credentials maps SecretId to SecretKey. Required. Each SecretId is a
+	// separate account with its own tasks and rate-limit budget.
+	Credentials map[string]string
+	// PendingFor is how long a new task stays PENDING before it ends
+	// (FINISHED, or ERROR for EMULATOR_FAIL). 0 means DefaultPendingFor; a
+	// negative value keeps tasks PENDING until FinishTask or FailTask.
+	PendingFor time.Duration
+	// RateLimit is the number of requests admitted per second per action
+	// per SecretId. 0 means DefaultRateLimit; negative means unlimited.
+	RateLimit int
+	// Records is the size of the seeded data set. 0 means DefaultRecords.
+	Records int
+	// Seed selects the data set: the same Seed, Records and anchor date
+	// always give identical data.
+	Seed int64
+	// Now is the emulator clock, used for signature expiry, rate limiting,
+	// task lifetimes and the data set's anchor date. nil means time.Now.
+	Now func() time.Time
+	// Logger receives request logs. nil discards them.
+	Logger *slog.Logger
+}
+
+// Emulator is an http.Handler serving the emulated cloud API, the download
+// URLs and the /_emulator/ admin endpoints. It is safe for concurrent use.
+type Emulator struct {
+	creds      map[string]string
+	pendingFor time.Duration
+	now        func() time.Time
+	log        *slog.Logger
+
+	data    *dataset
+	tasks   *taskStore
+	limiter *rateLimiter
+	stats   *statsRecorder
+	mux     *http.ServeMux
+}
+
+// New validates opts, applies defaults and returns a ready Emulator.
+func New(opts Options) (*Emulator, error) {
+	if len(opts.Credentials) == 0 {
+		return nil, errors.New("emulator: Options.Credentials is required")
+	}
+	creds := make(map[string]string, len(opts.Credentials))
+	for id, key := range opts.Credentials {
+		if id == "" || key == "" {
+			return nil, errors.New("emulator: empty SecretId or SecretKey in Options.Credentials")
+		}
+		creds[id] = key
+	}
+	if opts.Records < 0 {
+		return nil, fmt.Errorf("emulator: Options.Records must not be negative, got %d", opts.Records)
+	}
+	e := &Emulator{
+		creds:      creds,
+		pendingFor: opts.PendingFor,
+		now:        opts.Now,
+		log:        opts.Logger,
+	}
+	if e.pendingFor == 0 {
+		e.pendingFor = DefaultPendingFor
+	}
+	rate := opts.RateLimit
+	if rate == 0 {
+		rate = DefaultRateLimit
+	}
+	records := opts.Records
+	if records == 0 {
+		records = DefaultRecords
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	e.data = newDataset(opts.Seed, records, e.now())
+	e.tasks = newTaskStore()
+	e.limiter = newRateLimiter(rate)
+	e.stats = newStatsRecorder()
+	e.mux = e.routes()
+	return e, nil
+}
+
+func (e *Emulator) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	// Any method on exactly "/" reaches the API pipeline, which answers
+	// wrong methods with a cloud error envelope rather than a bare 405.
+	mux.HandleFunc("/{$}", e.serveAPI)
+	mux.HandleFunc("GET /downloads/{file}", e.serveDownload)
+	mux.HandleFunc("GET /_emulator/stats", e.serveStats)
+	mux.HandleFunc("POST /_emulator/tasks/{id}/finish", e.serveFinishTask)
+	mux.HandleFunc("POST /_emulator/tasks/{id}/fail", e.serveFailTask)
+	return mux
+}
+
+// ServeHTTP implements http.Handler.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.mux.ServeHTTP(w, r)
+}
+
+// Server timeouts. Downloads lift the write deadline themselves because a
+// large export may legitimately take longer than any API answer.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	shutdownTimeout   = 5 * time.Second
+)
+
+// Serve serves HTTP on lis until ctx is done, then shuts down gracefully,
+// giving in-flight requests a few seconds to finish. It returns nil after a
+// shutdown caused by ctx, or the error that stopped the server otherwise.
+// Serve closes lis.
+func (e *Emulator) Serve(ctx context.Context, lis net.Listener) error {
+	srv := &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		// In-flight requests outlived the grace period: cut them off.
+		err = errors.Join(err, srv.Close())
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}

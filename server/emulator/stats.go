@@ -1,0 +1,129 @@
+package emulator
+
+import (
+	"maps"
+	"sync"
+)
+
+// Stats is a snapshot of the emulator's counters. Its JSON encoding is what
+// GET /_emulator/stats returns, so other processes can decode it into Stats.
+type Stats struct {
+	// Actions holds the counters of each known action, keyed by action name.
+	// Both actions are always present.
+	Actions map[string]ActionStats
+	// Unattributed counts requests that named no known action (missing or
+	// unknown X-TC-Action).
+	Unattributed ActionStats
+	// Downloads counts successful download responses (GET and HEAD).
+	Downloads int64
+}
+
+// ActionStats holds the counters of one action.
+type ActionStats struct {
+	// Requests is every request that reached the API endpoint for the action,
+	// whatever its outcome.
+	Requests int64
+	// Errors counts requests answered with each error code. Requests minus
+	// the sum of Errors is the number of successful answers.
+	Errors map[string]int64
+	// TasksCreated counts tasks created (ExportLicenseDetail only).
+	TasksCreated int64
+	// PeakPerSecond is the largest number of authenticated requests, admitted
+	// or rejected, that one SecretId sent to the action within any window
+	// (t-1s, t] of the emulator clock.
+	PeakPerSecond int64
+	// Polls counts successful ExportTasks answers per TaskId (ExportTasks
+	// only).
+	Polls map[int64]int64
+}
+
+// TaskPolls is how many times ExportTasks successfully answered about task id.
+func (s Stats) TaskPolls(id int64) int64 {
+	return s.Actions[actionExportTasks].Polls[id]
+}
+
+// statsRecorder is the mutable, locked side of Stats.
+type statsRecorder struct {
+	mu           sync.Mutex
+	actions      map[string]*ActionStats
+	unattributed ActionStats
+	downloads    int64
+}
+
+func newStatsRecorder() *statsRecorder {
+	s := &statsRecorder{actions: map[string]*ActionStats{}}
+	for name := range actions {
+		s.actions[name] = &ActionStats{Errors: map[string]int64{}, Polls: map[int64]int64{}}
+	}
+	s.unattributed.Errors = map[string]int64{}
+	s.unattributed.Polls = map[int64]int64{}
+	return s
+}
+
+// bucket returns the counters for action; callers hold s.mu. Unknown names
+// share one bucket so arbitrary X-TC-Action values cannot grow the map.
+func (s *statsRecorder) bucket(action string) *ActionStats {
+	if a, ok := s.actions[action]; ok {
+		return a
+	}
+	return &s.unattributed
+}
+
+// request counts one answered API request; code is "" on success.
+func (s *statsRecorder) request(action, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.bucket(action)
+	a.Requests++
+	if code != "" {
+		a.Errors[code]++
+	}
+}
+
+func (s *statsRecorder) offered(action string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.bucket(action)
+	a.PeakPerSecond = max(a.PeakPerSecond, int64(n))
+}
+
+func (s *statsRecorder) taskCreated() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.actions[actionExportLicenseDetail].TasksCreated++
+}
+
+func (s *statsRecorder) polled(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.actions[actionExportTasks].Polls[id]++
+}
+
+func (s *statsRecorder) downloaded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.downloads++
+}
+
+func (s *statsRecorder) snapshot() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Stats{Actions: map[string]ActionStats{}, Downloads: s.downloads}
+	for name, a := range s.actions {
+		out.Actions[name] = a.clone()
+	}
+	out.Unattributed = s.unattributed.clone()
+	return out
+}
+
+func (a *ActionStats) clone() ActionStats {
+	c := *a
+	c.Errors = maps.Clone(a.Errors)
+	c.Polls = maps.Clone(a.Polls)
+	return c
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Emulator) Stats() Stats {
+	return e.stats.snapshot()
+}

@@ -1,0 +1,56 @@
+// Package gateway serves the REST API: grpc-gateway translating JSON over
+// HTTP to the gRPC server (as its client, so streams and interceptors work
+// as for any caller), plus /healthz and /openapi.json.
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/gen/openapi"
+)
+
+// DefaultMaxBodyBytes bounds a REST request body.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Options configure the REST handler.
+type Options struct {
+	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// New returns the REST handler, calling the gRPC server over conn.
+func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler, error) {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
+			// Unknown fields are a caller's mistake worth a 400, not
+			// something to drop silently.
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(conn)),
+	)
+	if err := cwpexportv1.RegisterLicenseExportServiceHandler(ctx, mux, conn); err != nil {
+		return nil, fmt.Errorf("register REST handlers: %w", err)
+	}
+	if err := mux.HandlePath(http.MethodGet, "/openapi.json", func(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.JSON)
+	}); err != nil {
+		return nil, fmt.Errorf("register /openapi.json: %w", err)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBodyBytes)
+		mux.ServeHTTP(w, r)
+	}), nil
+}

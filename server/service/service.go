@@ -1,0 +1,333 @@
+// Package service implements the LicenseExportService gRPC API: it validates
+// requests, starts exports in the cloud within the export budget, and answers
+// reads and watches from the shared task tracker.
+package service
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/tracker"
+)
+
+type protoMessage = protoadapt.MessageV1
+
+// Creator starts exports in the cloud.
+type Creator interface {
+	ExportLicenseDetail(ctx context.Context, p cloud.ExportParams) (cloud.Created, error)
+}
+
+// Options configure a Service. Zero durations take the defaults named.
+type Options struct {
+	// Cloud starts exports.
+	Cloud Creator
+	// Tracker follows tasks; its Run must be running.
+	Tracker *tracker.Tracker
+	// CreateBudget paces ExportLicenseDetail calls to the cloud; nil means
+	// 18 per second with a burst of 1.
+	CreateBudget *rate.Limiter
+	// Heartbeat is the interval of heartbeat messages on watches of pending
+	// tasks; default 5s.
+	Heartbeat time.Duration
+	// MaxQueueWait bounds how long a creation waits for the budget when the
+	// caller set no earlier deadline; default 30s.
+	MaxQueueWait time.Duration
+	// GetTimeout bounds a GetExportTask that must ask the cloud when the
+	// caller set no earlier deadline; default 15s.
+	GetTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service implements cwpexportv1.LicenseExportServiceServer.
+type Service struct {
+	cwpexportv1.UnimplementedLicenseExportServiceServer
+	opts      Options
+	draining  chan struct{}
+	drainOnce sync.Once
+}
+
+// New returns a Service.
+func New(opts Options) *Service {
+	if opts.CreateBudget == nil {
+		opts.CreateBudget = rate.NewLimiter(18, 1)
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 5 * time.Second
+	}
+	if opts.MaxQueueWait <= 0 {
+		opts.MaxQueueWait = 30 * time.Second
+	}
+	if opts.GetTimeout <= 0 {
+		opts.GetTimeout = 15 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Service{opts: opts, draining: make(chan struct{})}
+}
+
+// Drain ends every watch stream with Unavailable, telling clients to resume
+// with WatchExportTask; the server calls it when it shuts down.
+func (s *Service) Drain() {
+	s.drainOnce.Do(func() { close(s.draining) })
+}
+
+// ExportLicenseDetail starts an export.
+func (s *Service) ExportLicenseDetail(ctx context.Context, req *cwpexportv1.ExportLicenseDetailRequest) (*cwpexportv1.ExportLicenseDetailResponse, error) {
+	task, rid, err := s.create(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &cwpexportv1.ExportLicenseDetailResponse{Task: task, UpstreamRequestId: rid}, nil
+}
+
+// ExportLicenseDetailAndWatch starts an export and follows it.
+func (s *Service) ExportLicenseDetailAndWatch(req *cwpexportv1.ExportLicenseDetailAndWatchRequest, stream cwpexportv1.LicenseExportService_ExportLicenseDetailAndWatchServer) error {
+	ctx := stream.Context()
+	task, rid, err := s.create(ctx, req)
+	if err != nil {
+		return err
+	}
+	id, _ := parseTaskID(task.GetTaskId())
+	first := true
+	return s.follow(ctx, id, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
+		msg := &cwpexportv1.ExportLicenseDetailAndWatchResponse{Kind: kind, Task: t, Progress: p}
+		if first {
+			msg.UpstreamRequestId, first = rid, false
+			t.Parameters = task.GetParameters()
+			t.RequestId = task.GetRequestId()
+		}
+		return stream.Send(msg)
+	})
+}
+
+// GetExportTask returns a task's current state.
+func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportTaskRequest) (*cwpexportv1.GetExportTaskResponse, error) {
+	id, err := parseTaskID(req.GetTaskId())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.GetTimeout)
+	defer cancel()
+	snap, err := s.opts.Tracker.Get(ctx, id)
+	if err != nil {
+		return nil, cloudStatus(ctx, id, err)
+	}
+	return &cwpexportv1.GetExportTaskResponse{Task: toTask(snap), Progress: s.progress(snap, time.Time{})}, nil
+}
+
+// WatchExportTask follows a task to its end.
+func (s *Service) WatchExportTask(req *cwpexportv1.WatchExportTaskRequest, stream cwpexportv1.LicenseExportService_WatchExportTaskServer) error {
+	id, err := parseTaskID(req.GetTaskId())
+	if err != nil {
+		return err
+	}
+	return s.follow(stream.Context(), id, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
+		return stream.Send(&cwpexportv1.WatchExportTaskResponse{Kind: kind, Task: t, Progress: p})
+	})
+}
+
+// sendFunc sends one watch message.
+type sendFunc func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error
+
+// follow streams a task's observations: a snapshot as soon as the task's
+// state is known, a message on every change, heartbeats while pending; it
+// returns after the terminal message, or when ctx ends (closing the
+// caller's interest, so polling stops when nobody else is watching).
+func (s *Service) follow(ctx context.Context, id int64, send sendFunc) error {
+	w := s.opts.Tracker.Watch(id)
+	defer w.Close()
+	start := s.opts.Now()
+	heartbeat := time.NewTicker(s.opts.Heartbeat)
+	defer heartbeat.Stop()
+	var (
+		sent      bool
+		lastState cloud.Status
+		beat      bool
+	)
+	for {
+		snap, changed := w.Current()
+		if snap.Err != nil {
+			return cloudStatus(ctx, id, snap.Err)
+		}
+		var kind cwpexportv1.WatchEventKind
+		switch {
+		case !sent && (snap.State != "" || beat):
+			// The first message waits for the task's state, but no longer
+			// than one heartbeat: a cloud in trouble shows in its progress.
+			kind = cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT
+		case sent && snap.State != lastState:
+			kind = cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_STATE_CHANGED
+		case sent && beat:
+			kind = cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_HEARTBEAT
+		}
+		beat = false
+		if kind != cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_UNSPECIFIED {
+			if err := send(kind, toTask(snap), s.progress(snap, start)); err != nil {
+				return err
+			}
+			sent, lastState = true, snap.State
+			if snap.Terminal() {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return contextStatus(ctx, ctx.Err())
+		case <-s.draining:
+			return withInfo(codes.Unavailable, ReasonShuttingDown, fmt.Sprintf(
+				"the server is shutting down; resume with WatchExportTask for task %d", id), map[string]string{metadataTaskID: fmt.Sprint(id)})
+		case <-changed:
+		case <-heartbeat.C:
+			beat = true
+		}
+	}
+}
+
+// create validates an export request, waits for the export budget and
+// starts the export.
+func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.ExportTask, string, error) {
+	params, err := validateExport(req)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.admit(ctx); err != nil {
+		return nil, "", err
+	}
+	created, err := s.opts.Cloud.ExportLicenseDetail(ctx, params)
+	if err != nil {
+		return nil, "", cloudStatus(ctx, 0, err)
+	}
+	task := toTask(s.opts.Tracker.Created(created.TaskID, created.RequestID))
+	task.Parameters = toParameters(req)
+	task.RequestId = req.GetRequestId()
+	return task, created.RequestID, nil
+}
+
+// admit waits for a token of the export budget. A caller whose deadline
+// (or MaxQueueWait) would pass first gets ResourceExhausted at once, with a
+// retry hint, rather than a wait that cannot succeed.
+func (s *Service) admit(ctx context.Context) error {
+	now := s.opts.Now()
+	deadline := now.Add(s.opts.MaxQueueWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	r := s.opts.CreateBudget.ReserveN(now, 1)
+	if !r.OK() {
+		return withInfo(codes.ResourceExhausted, ReasonBudgetExhausted, "the export budget is misconfigured", nil)
+	}
+	delay := r.DelayFrom(now)
+	if now.Add(delay).After(deadline) {
+		r.CancelAt(now)
+		return budgetExhausted(delay)
+	}
+	if delay <= 0 {
+		return nil
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		r.Cancel()
+		return contextStatus(ctx, ctx.Err())
+	}
+}
+
+func budgetExhausted(retry time.Duration) error {
+	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
+		"too many exports are queued for the cloud's request budget to start this one before the call's deadline; retry in %s or with a longer deadline", retry.Round(time.Millisecond)))
+	ws, err := st.WithDetails(
+		&errdetails.ErrorInfo{Reason: ReasonBudgetExhausted, Domain: Domain, Metadata: map[string]string{metadataRetryAfterMillis: fmt.Sprint(retry.Milliseconds())}},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)},
+	)
+	if err == nil {
+		st = ws
+	}
+	return st.Err()
+}
+
+// toTask converts a tracker snapshot to the API's task.
+func toTask(s tracker.Snapshot) *cwpexportv1.ExportTask {
+	t := &cwpexportv1.ExportTask{
+		TaskId:                fmt.Sprint(s.TaskID),
+		State:                 toState(s.State),
+		DownloadUrl:           s.DownloadURL,
+		CreateTime:            ts(s.Created),
+		UpdateTime:            ts(s.Changed),
+		ObserveTime:           ts(s.Observed),
+		LastUpstreamRequestId: s.RequestID,
+	}
+	if s.State == cloud.StatusError {
+		t.ErrorMessage = "the cloud reported that the export failed; start a new export"
+	}
+	return t
+}
+
+func toState(s cloud.Status) cwpexportv1.ExportTaskState {
+	switch s {
+	case cloud.StatusPending:
+		return cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_PENDING
+	case cloud.StatusFinished:
+		return cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED
+	case cloud.StatusError:
+		return cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR
+	}
+	return cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_UNSPECIFIED
+}
+
+// progress reports what the service observed; watchStart is zero outside a
+// watch.
+func (s *Service) progress(snap tracker.Snapshot, watchStart time.Time) *cwpexportv1.Progress {
+	now := s.opts.Now()
+	p := &cwpexportv1.Progress{
+		PollCount:               snap.Polls,
+		LastPollTime:            ts(snap.LastPoll),
+		NextPollTime:            ts(snap.NextPoll),
+		ConsecutivePollFailures: int32(snap.Failures),
+		PendingTasks:            int32(snap.Pending),
+	}
+	if !snap.Created.IsZero() {
+		p.TaskElapsed = durationpb.New(now.Sub(snap.Created))
+	}
+	if !watchStart.IsZero() {
+		p.WatchElapsed = durationpb.New(now.Sub(watchStart))
+	}
+	if snap.LastErr != nil {
+		p.LastPollError = pollErrorText(snap.LastErr)
+	}
+	return p
+}
+
+// pollErrorText describes a failed poll to watchers without internals: the
+// message of the status a Get would have returned.
+func pollErrorText(err error) string {
+	st, _ := status.FromError(cloudStatus(context.Background(), 0, err))
+	return st.Message()
+}
+
+func toParameters(r exportRequest) *cwpexportv1.ExportParameters {
+	return &cwpexportv1.ExportParameters{Filters: r.GetFilters(), IsHistory: r.GetIsHistory(), Tags: r.GetTags(), ExportMonth: r.GetExportMonth()}
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
