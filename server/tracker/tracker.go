@@ -342,11 +342,11 @@ func (t *Tracker) entryLocked(id int64, now time.Time) *entry {
 
 func (t *Tracker) snapshotLocked(e *entry) Snapshot {
 	s := e.snap
-	if e.tier != tierNone {
+	switch {
+	case e.polling:
+		s.NextPoll = t.opts.Now() // a poll is in flight
+	case e.tier != tierNone:
 		s.NextPoll = e.due
-		if e.polling {
-			s.NextPoll = t.opts.Now()
-		}
 	}
 	s.Pending = t.scheduledLocked()
 	return s
