@@ -53,17 +53,7 @@ func TestExportThenWatchOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatalf("watch: %v", err)
 	}
-	var msgs []*cwpexportv1.WatchExportTaskResponse
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("recv: %v", err)
-		}
-		msgs = append(msgs, m)
-	}
+	msgs := recvAll(t, stream.Recv)
 	if len(msgs) < 2 {
 		t.Fatalf("got %d messages, want a snapshot and a final state", len(msgs))
 	}
@@ -94,6 +84,22 @@ func TestExportThenWatchOverGRPC(t *testing.T) {
 		if f := strings.Split(l, ","); f[1] != "1" {
 			t.Fatalf("row %q does not match the LicenseType=1 filter", l)
 		}
+	}
+}
+
+// recvAll reads a stream to its end and fails the test on an error.
+func recvAll[T any](t *testing.T, recv func() (T, error)) []T {
+	t.Helper()
+	var msgs []T
+	for {
+		m, err := recv()
+		if errors.Is(err, io.EOF) {
+			return msgs
+		}
+		if err != nil {
+			t.Fatalf("recv: %v", err)
+		}
+		msgs = append(msgs, m)
 	}
 }
 
@@ -160,17 +166,7 @@ func TestExportAndWatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var msgs []*cwpexportv1.ExportLicenseDetailAndWatchResponse
-		for {
-			m, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("recv: %v", err)
-			}
-			msgs = append(msgs, m)
-		}
+		msgs := recvAll(t, stream.Recv)
 		if len(msgs) < 2 || msgs[0].GetTask().GetTaskId() == "" || msgs[0].GetUpstreamRequestId() == "" {
 			t.Fatalf("first message %v lacks the task id or the cloud's RequestId", msgs)
 		}
@@ -208,17 +204,8 @@ func TestExportEndingInError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last *cwpexportv1.ExportLicenseDetailAndWatchResponse
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("recv: %v", err)
-		}
-		last = m
-	}
+	msgs := recvAll(t, stream.Recv)
+	last := msgs[len(msgs)-1]
 	if last.GetTask().GetState() != cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR || last.GetTask().GetErrorMessage() == "" || last.GetTask().GetDownloadUrl() != "" {
 		t.Fatalf("last message %v, want ERROR with a message and no URL", last)
 	}
