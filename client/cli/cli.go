@@ -57,6 +57,8 @@ const serviceDomain = "cwpexport.v1"
 type IO struct {
 	Stdout io.Writer
 	Stderr io.Writer
+	// Terminal forces live output, as on a terminal, whatever Stdout is.
+	Terminal bool
 }
 
 // exitError carries an exit code with the error to print.
@@ -85,7 +87,7 @@ type app struct {
 // Run runs the command line args (without the program name) and returns the
 // exit code. ctx ending (Ctrl-C) stops the command.
 func Run(ctx context.Context, args []string, stdio IO) int {
-	a := &app{io: stdio, tty: isTerminal(stdio.Stdout)}
+	a := &app{io: stdio, tty: stdio.Terminal || isTerminal(stdio.Stdout)}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdio.Stdout)

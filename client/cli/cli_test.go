@@ -241,3 +241,26 @@ func TestDownloadCommand(t *testing.T) {
 		t.Errorf("download of an unknown task: exit %d, want %d", code, cli.ExitNotFound)
 	}
 }
+
+// TestLiveOutput renders as on a terminal: one line redrawn in place, then
+// the byte progress bar of the download.
+func TestLiveOutput(t *testing.T) {
+	env := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	file := filepath.Join(t.TempDir(), "live.csv")
+	code := cli.Run(ctx, []string{"export", "--watch", "--download", file, "--addr", env.GRPCAddr},
+		cli.IO{Stdout: &out, Stderr: &errOut, Terminal: true})
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	s := out.String()
+	redraws := strings.Count(s, "\r\x1b[Ktask ")
+	if redraws < 2 || !strings.Contains(s, "\r\x1b[Ktask 1  PENDING  polls 0") || !strings.Contains(s, "FINISHED  polls ") {
+		t.Errorf("live output lacks the redrawn PENDING and FINISHED lines (%d redraws): %q", redraws, s)
+	}
+	if !strings.Contains(s, "100%") || !strings.Contains(s, "kB") || !strings.Contains(s, "saved ") {
+		t.Errorf("live output lacks the byte progress bar: %q", s)
+	}
+}

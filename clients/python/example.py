@@ -48,7 +48,8 @@ def fail(msg):
 
 def main():
     addr = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CWPEXPORT_GRPC", "127.0.0.1:9090")
-    generate_stubs(tempfile.mkdtemp(prefix="cwpexport-py-"))
+    stubs = tempfile.TemporaryDirectory(prefix="cwpexport-py-")
+    generate_stubs(stubs.name)
     pb = importlib.import_module("cwpexport.v1.license_export_pb2")
     rpc = importlib.import_module("cwpexport.v1.license_export_pb2_grpc")
     status_pb2 = importlib.import_module("google.rpc.status_pb2")
@@ -97,6 +98,7 @@ def main():
             for want in ("filters[0].name", "filters[0].values", "export_month"):
                 if want not in fields:
                     fail(f"no field violation for {want}: {sorted(fields)}")
+    stubs.cleanup()
     print("python client: OK")
 
 
