@@ -23,6 +23,11 @@ build: ## Build the binaries into bin/
 test: ## Run all tests with the race detector
 	go test -race -count=1 ./...
 
+.PHONY: clients
+clients: .third_party ## Run the Python, Node.js, grpcurl, curl, CLI and browser clients against a fresh service
+	clients/install-tools.sh
+	clients/run-all.sh
+
 .PHONY: bench
 bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchrun
