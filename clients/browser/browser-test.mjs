@@ -44,6 +44,12 @@ try {
   await page.waitForFunction(() => document.getElementById('state').textContent === 'PENDING', null, {timeout: 15000});
   const pendingPolls = await page.textContent('#polls');
   console.log(`live: task ${await page.textContent('#task-id')} PENDING, polls ${pendingPolls}, next poll ${await page.textContent('#next-poll')}`);
+  // The elapsed time moves between messages while the task is pending.
+  const e1 = await page.textContent('#elapsed');
+  await page.waitForTimeout(300);
+  const [e2, stillPending] = await page.evaluate(() =>
+    [document.getElementById('elapsed').textContent, document.getElementById('state').textContent === 'PENDING']);
+  if (stillPending && e1 === e2) fail(`elapsed stayed at ${e1} while the task was pending`);
   await page.waitForFunction(() => document.getElementById('state').textContent === 'FINISHED', null, {timeout: 30000});
   const polls = Number(await page.textContent('#polls'));
   const elapsed = await page.textContent('#elapsed');

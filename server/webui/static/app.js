@@ -38,7 +38,28 @@ const shortKind = (k) => (k || '').replace('WATCH_EVENT_KIND_', '');
 // seconds parses a protobuf JSON Duration ("12.5s").
 const seconds = (d) => (d ? parseFloat(d) : NaN);
 
+// last is the latest message and when it arrived: between messages the
+// elapsed time and the countdown to the next poll move on from it.
+let last = null;
+
+function showTimes() {
+  if (!last) return;
+  const progress = last.msg.progress || {};
+  const pending = shortState((last.msg.task || {}).state) === 'PENDING';
+  const since = pending ? (Date.now() - last.at) / 1000 : 0;
+  const elapsed = seconds(progress.taskElapsed);
+  $('elapsed').textContent = Number.isNaN(elapsed) ? '–' : (elapsed + since).toFixed(1) + ' s';
+  if (progress.nextPollTime && pending) {
+    const inSec = (Date.parse(progress.nextPollTime) - Date.now()) / 1000;
+    $('next-poll').textContent = inSec > 0 ? 'in ' + inSec.toFixed(1) + ' s' : 'now';
+  } else {
+    $('next-poll').textContent = '–';
+  }
+}
+setInterval(showTimes, 200);
+
 function showMessage(msg) {
+  last = {msg, at: Date.now()};
   const task = msg.task || {};
   const progress = msg.progress || {};
   const state = shortState(task.state);
@@ -47,14 +68,7 @@ function showMessage(msg) {
   el.textContent = state;
   el.className = 'state ' + state;
   $('polls').textContent = String(progress.pollCount ?? 0);
-  const elapsed = seconds(progress.taskElapsed);
-  $('elapsed').textContent = Number.isNaN(elapsed) ? '–' : elapsed.toFixed(1) + ' s';
-  if (progress.nextPollTime && state === 'PENDING') {
-    const inSec = (Date.parse(progress.nextPollTime) - Date.now()) / 1000;
-    $('next-poll').textContent = inSec > 0 ? 'in ' + inSec.toFixed(1) + ' s' : 'now';
-  } else {
-    $('next-poll').textContent = '–';
-  }
+  showTimes();
   $('last-kind').textContent = shortKind(msg.kind);
   const pe = $('poll-error');
   pe.hidden = !progress.lastPollError;
@@ -116,6 +130,7 @@ async function start(ev) {
   $('download').hidden = true;
   $('progress').hidden = true;
   $('start').disabled = true;
+  last = null;
   try {
     const resp = await fetch('/v1/license-detail:exportAndWatch', {
       method: 'POST',
