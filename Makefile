@@ -23,15 +23,21 @@ build: ## Build the binaries into bin/
 test: ## Run all tests with the race detector
 	go test -race -count=1 ./...
 
+.PHONY: clients
+clients: .third_party ## Run the Python, Node.js, grpcurl, curl, CLI and browser clients against a fresh service
+	clients/install-tools.sh
+	clients/run-all.sh
+
 .PHONY: bench
 bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchrun
 
-.third_party: go.mod
-	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/protoc-gen-openapiv2/options
+.third_party: go.mod Makefile
+	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/google/rpc .third_party/protoc-gen-openapiv2/options
 	@v1=$$(go mod download -json $(GATEWAY_V1) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \
 	 v2=$$(go mod download -json $(GATEWAY_V2) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \
 	 install -m 0644 $$v1/third_party/googleapis/google/api/{annotations,http,httpbody}.proto .third_party/google/api/ && \
+	 install -m 0644 $$v1/third_party/googleapis/google/rpc/{status,error_details,code}.proto .third_party/google/rpc/ && \
 	 install -m 0644 $$v2/protoc-gen-openapiv2/options/{annotations,openapiv2}.proto .third_party/protoc-gen-openapiv2/options/
 	@touch .third_party
 

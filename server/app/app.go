@@ -27,11 +27,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/calllog"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/gateway"
+	"github.com/cwpexport/cwpexport/server/metrics"
 	"github.com/cwpexport/cwpexport/server/service"
 	"github.com/cwpexport/cwpexport/server/tracker"
+	"github.com/cwpexport/cwpexport/server/webui"
 )
 
 // Options configure the server. Zero values take the defaults named.
@@ -78,6 +81,7 @@ type Server struct {
 	emu      *emulator.Emulator
 	emuLis   net.Listener
 	readRate *rate.Limiter
+	metrics  *metrics.Metrics
 }
 
 // New builds a server. Without credentials it starts the embedded emulator
@@ -110,19 +114,24 @@ func New(opts Options) (*Server, error) {
 		cfg.Credential = common.NewCredential(opts.SecretID, opts.SecretKey)
 	}
 	s.cloud = cloud.New(cfg)
+	s.metrics = metrics.New()
+	upstream := s.metrics.InstrumentCloud(s.cloud)
 	s.readRate = rate.NewLimiter(rate.Limit(opts.ReadRate), 1)
 	s.tracker = tracker.New(tracker.Options{
-		Cloud:       s.cloud,
+		Cloud:       upstream,
 		Budget:      s.readRate,
 		MinInterval: opts.MinPollInterval,
 		Freshness:   opts.Freshness,
 		Logger:      s.log,
+		Observer:    s.metrics,
 	})
+	s.metrics.TrackStats(s.tracker)
 	s.service = service.New(service.Options{
-		Cloud:        s.cloud,
+		Cloud:        upstream,
 		Tracker:      s.tracker,
 		CreateBudget: rate.NewLimiter(rate.Limit(opts.CreateRate), 1),
 		Heartbeat:    opts.Heartbeat,
+		BudgetWaited: s.metrics.CreateBudgetWaited,
 	})
 	return s, nil
 }
@@ -164,6 +173,9 @@ func (s *Server) EmulatorAddr() string {
 	return s.emuLis.Addr().String()
 }
 
+// Metrics returns the server's metrics (served at /metrics on the REST port).
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
 // Tracker returns the task tracker (for metrics and tests).
 func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 
@@ -174,21 +186,30 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	defer cancel()
 
 	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(s.recovered))),
-		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(s.recovered))),
+		grpc.ChainUnaryInterceptor(
+			s.metrics.GRPC().UnaryServerInterceptor(),
+			calllog.UnaryServerInterceptor(s.log),
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
+		),
+		grpc.ChainStreamInterceptor(
+			s.metrics.GRPC().StreamServerInterceptor(),
+			calllog.StreamServerInterceptor(s.log),
+			recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
+		),
 	)
 	cwpexportv1.RegisterLicenseExportServiceServer(gs, s.service)
 	hs := health.NewServer()
 	hs.SetServingStatus(cwpexportv1.LicenseExportService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
 	grpc_health_v1.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
+	s.metrics.GRPC().InitializeMetrics(gs)
 
 	conn, err := grpc.NewClient(dialAddr(grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("dial the gRPC server for the gateway: %w", err)
 	}
 	defer conn.Close()
-	handler, err := gateway.New(ctx, conn, gateway.Options{})
+	handler, err := gateway.New(ctx, conn, gateway.Options{Metrics: s.metrics.Handler(), UI: webui.Handler()})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 // Package gateway serves the REST API: grpc-gateway translating JSON over
 // HTTP to the gRPC server (as its client, so streams and interceptors work
-// as for any caller), plus /healthz and /openapi.json.
+// as for any caller), plus /healthz, /openapi.json and, when configured,
+// /metrics and the browser page at /.
 package gateway
 
 import (
@@ -24,6 +25,10 @@ const DefaultMaxBodyBytes = 1 << 20
 type Options struct {
 	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+	// UI, when set, is served at GET / and under GET /ui/.
+	UI http.Handler
 }
 
 // New returns the REST handler, calling the gRPC server over conn.
@@ -49,8 +54,21 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	}); err != nil {
 		return nil, fmt.Errorf("register /openapi.json: %w", err)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBodyBytes)
 		mux.ServeHTTP(w, r)
-	}), nil
+	})
+	if opts.Metrics == nil && opts.UI == nil {
+		return api, nil
+	}
+	root := http.NewServeMux()
+	root.Handle("/", api)
+	if opts.Metrics != nil {
+		root.Handle("GET /metrics", opts.Metrics)
+	}
+	if opts.UI != nil {
+		root.Handle("GET /{$}", opts.UI)
+		root.Handle("GET /ui/", opts.UI)
+	}
+	return root, nil
 }

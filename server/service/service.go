@@ -49,6 +49,9 @@ type Options struct {
 	GetTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// BudgetWaited, when set, is told how long each admitted creation
+	// waited for the export budget (for metrics).
+	BudgetWaited func(time.Duration)
 }
 
 // Service implements cwpexportv1.LicenseExportServiceServer.
@@ -236,16 +239,24 @@ func (s *Service) admit(ctx context.Context) error {
 		return budgetExhausted(delay)
 	}
 	if delay <= 0 {
+		s.budgetWaited(0)
 		return nil
 	}
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		s.budgetWaited(delay)
 		return nil
 	case <-ctx.Done():
 		r.Cancel()
 		return contextStatus(ctx, ctx.Err())
+	}
+}
+
+func (s *Service) budgetWaited(d time.Duration) {
+	if s.opts.BudgetWaited != nil {
+		s.opts.BudgetWaited(d)
 	}
 }
 

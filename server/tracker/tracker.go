@@ -53,7 +53,26 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives poll failures; nil discards.
 	Logger *slog.Logger
+	// Observer is told about the tracker's work, for metrics; nil ignores.
+	Observer Observer
 }
+
+// Observer is told about the tracker's work. Its methods are called with the
+// tracker's lock held or on the scheduler's path: they must be quick and must
+// not call the Tracker.
+type Observer interface {
+	// BudgetWaited reports how long the scheduler waited for a token of the
+	// read budget before a poll.
+	BudgetWaited(d time.Duration)
+	// Settled reports a task's first terminal observation: FINISHED, ERROR,
+	// or an error that ends its watches.
+	Settled(s Snapshot)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) BudgetWaited(time.Duration) {}
+func (nopObserver) Settled(Snapshot)           {}
 
 func (o *Options) defaults() {
 	if o.Budget == nil {
@@ -70,6 +89,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 }
 
@@ -457,9 +479,11 @@ func (t *Tracker) Run(ctx context.Context) {
 		}
 		// Take the budget first, then pick again: the most urgent entry
 		// gets the token even if it arrived during the wait.
+		waitStart := time.Now()
 		if err := t.opts.Budget.Wait(ctx); err != nil {
 			return
 		}
+		t.opts.Observer.BudgetWaited(time.Since(waitStart))
 		t.mu.Lock()
 		if e, _ = t.nextLocked(t.opts.Now()); e != nil {
 			t.unscheduleLocked(e)
@@ -501,6 +525,7 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	now := t.opts.Now()
 	e.polling = false
 	s := &e.snap
+	wasTerminal := s.Terminal()
 	s.Polls++
 	s.LastPoll = now
 	switch {
@@ -525,6 +550,9 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 			s.RequestID = rid
 		}
 		e.urgent = false
+	}
+	if !wasTerminal && s.Terminal() {
+		t.opts.Observer.Settled(*s)
 	}
 	t.rescheduleLocked(e, now)
 	if s.Failures > 0 && e.index >= 0 {

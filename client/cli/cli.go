@@ -1,0 +1,223 @@
+// Package cli implements cwpexport, the command-line client of the CWP
+// license export gateway: it starts exports, follows them with live
+// progress, reads and lists tasks and downloads exported files, over gRPC.
+//
+// Exit codes, for scripts:
+//
+//	0  success: the command did what it says (an export FINISHED)
+//	1  an unexpected failure (for example the output file cannot be written)
+//	2  invalid input: bad flags or arguments, or the service answered InvalidArgument
+//	3  the export ended in ERROR
+//	4  the service cannot be reached
+//	5  the task is not known (NotFound)
+//	6  the service answered another error (cloud fault, budget exhausted, ...)
+//	130 interrupted (Ctrl-C)
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+)
+
+// Exit codes; see the package documentation.
+const (
+	ExitOK          = 0
+	ExitFailure     = 1
+	ExitInvalid     = 2
+	ExitExportError = 3
+	ExitUnreachable = 4
+	ExitNotFound    = 5
+	ExitService     = 6
+	ExitInterrupted = 130
+)
+
+// DefaultAddr is the gRPC address of `make run`.
+const DefaultAddr = "127.0.0.1:9090"
+
+// serviceDomain is the ErrorInfo domain of the service's own errors; an
+// Unavailable without it comes from the transport: the service is not there.
+const serviceDomain = "cwpexport.v1"
+
+// IO is where a command reads and writes. Stdout decides whether output is
+// live (a terminal) or plain.
+type IO struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	// Terminal forces live output, as on a terminal, whatever Stdout is.
+	Terminal bool
+}
+
+// exitError carries an exit code with the error to print.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitWith(code int, format string, a ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, a...)}
+}
+
+// app holds the global flags and the connection of one invocation.
+type app struct {
+	io     IO
+	addr   string
+	output string
+	tty    bool
+	conn   *grpc.ClientConn
+	client cwpexportv1.LicenseExportServiceClient
+}
+
+// Run runs the command line args (without the program name) and returns the
+// exit code. ctx ending (Ctrl-C) stops the command.
+func Run(ctx context.Context, args []string, stdio IO) int {
+	a := &app{io: stdio, tty: stdio.Terminal || isTerminal(stdio.Stdout)}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdio.Stdout)
+	root.SetErr(stdio.Stderr)
+	err := root.ExecuteContext(ctx)
+	if a.conn != nil {
+		a.conn.Close()
+	}
+	if err == nil {
+		return ExitOK
+	}
+	code := a.exitCode(ctx, err)
+	fmt.Fprintln(stdio.Stderr, "cwpexport:", describe(err))
+	return code
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "cwpexport",
+		Short: "Start CWP license-detail exports and follow them to their file",
+		Long: `cwpexport talks to the CWP license export gateway over gRPC.
+
+Exit codes: 0 success (an export FINISHED), 1 unexpected failure, 2 invalid
+input, 3 the export ended in ERROR, 4 the service cannot be reached, 5 the
+task is not known, 6 another error from the service, 130 interrupted.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			switch a.output {
+			case "text", "json":
+			default:
+				return exitWith(ExitInvalid, "--output must be text or json, not %q", a.output)
+			}
+			conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return exitWith(ExitInvalid, "--addr %q: %v", a.addr, err)
+			}
+			a.conn, a.client = conn, cwpexportv1.NewLicenseExportServiceClient(conn)
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&a.addr, "addr", DefaultAddr, "gRPC address of the service (host:port)")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json (one JSON object per line)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: ExitInvalid, err: err} })
+	root.AddCommand(a.exportCommand(), a.watchCommand(), a.getCommand(), a.listCommand(), a.downloadCommand())
+	return root
+}
+
+// exitCode maps an error to the documented exit codes.
+func (a *app) exitCode(ctx context.Context, err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if ctx.Err() != nil {
+		return ExitInterrupted
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		if isUsageError(err) {
+			return ExitInvalid
+		}
+		return ExitFailure
+	}
+	switch st.Code() {
+	case codes.InvalidArgument:
+		return ExitInvalid
+	case codes.NotFound:
+		return ExitNotFound
+	case codes.Canceled:
+		return ExitInterrupted
+	case codes.Unavailable, codes.DeadlineExceeded:
+		if errorInfo(st) == nil {
+			return ExitUnreachable
+		}
+	}
+	return ExitService
+}
+
+// isUsageError recognises cobra's own argument errors (wrong number of
+// arguments, unknown command).
+func isUsageError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "arg(s)") || strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag")
+}
+
+// errorInfo returns the service's ErrorInfo detail, or nil.
+func errorInfo(st *status.Status) *errdetails.ErrorInfo {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == serviceDomain {
+			return info
+		}
+	}
+	return nil
+}
+
+// describe renders an error for people: a gRPC status with its code, its
+// field violations one per line, and the cloud's RequestId when known.
+func describe(err error) string {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		err = ee.err
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s", st.Code(), st.Message())
+	if errorInfo(st) == nil && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded) {
+		b.WriteString("\n  is the service running? (start it with `make run`, or point --addr at it)")
+	}
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
+			}
+		case *errdetails.ErrorInfo:
+			if rid := d.GetMetadata()["cloud_request_id"]; rid != "" {
+				fmt.Fprintf(&b, "\n  cloud RequestId: %s", rid)
+			}
+		case *errdetails.RetryInfo:
+			fmt.Fprintf(&b, "\n  retry after %s", d.GetRetryDelay().AsDuration())
+		}
+	}
+	return b.String()
+}

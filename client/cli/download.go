@@ -1,0 +1,240 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+)
+
+func (a *app) downloadCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "download TASK FILE",
+		Short: "Save a finished task's exported file",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.download(cmd.Context(), &cwpexportv1.ExportTask{TaskId: args[0]}, args[1])
+		},
+	}
+}
+
+func (a *app) listCommand() *cobra.Command {
+	var (
+		pageSize int32
+		state    string
+		all      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the tasks the service created, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &cwpexportv1.ListExportTasksRequest{PageSize: pageSize}
+			if state != "" {
+				v, ok := cwpexportv1.ExportTaskState_value["EXPORT_TASK_STATE_"+strings.ToUpper(state)]
+				if !ok {
+					return exitWith(ExitInvalid, "--state %q: want pending, finished or error", state)
+				}
+				req.State = cwpexportv1.ExportTaskState(v)
+			}
+			tw := tabwriter.NewWriter(a.io.Stdout, 0, 4, 2, ' ', 0)
+			if a.output == "text" {
+				fmt.Fprintln(tw, "TASK\tSTATE\tCREATED\tREQUEST ID")
+			}
+			for {
+				res, err := a.client.ListExportTasks(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				for _, t := range res.GetTasks() {
+					if a.output == "json" {
+						if err := a.printJSON(t); err != nil {
+							return err
+						}
+						continue
+					}
+					created := ""
+					if t.GetCreateTime() != nil {
+						created = t.GetCreateTime().AsTime().Local().Format(time.DateTime)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.GetTaskId(), stateName(t.GetState()), created, t.GetRequestId())
+				}
+				if !all || res.GetNextPageToken() == "" {
+					break
+				}
+				req.PageToken = res.GetNextPageToken()
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().Int32Var(&pageSize, "page-size", 0, "tasks per page, 1 to 1000 (default: the service's, 50)")
+	cmd.Flags().StringVar(&state, "state", "", "only tasks in this state: pending, finished or error")
+	cmd.Flags().BoolVar(&all, "all", false, "follow next-page tokens to list every task")
+	return cmd
+}
+
+// download saves task's file to path through the service's DownloadExport,
+// checking the SHA-256 it sends. A service without DownloadExport
+// (Unimplemented) is served from the task's pre-signed download URL.
+// The file appears under path only once it is complete.
+func (a *app) download(ctx context.Context, task *cwpexportv1.ExportTask, path string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
+	if err != nil {
+		return exitWith(ExitFailure, "create %s: %v", path, err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename this is a no-op
+	defer tmp.Close()
+
+	sum := sha256.New()
+	start := time.Now()
+	n, err := a.downloadRPC(ctx, task.GetTaskId(), io.MultiWriter(tmp, sum), sum)
+	if status.Code(err) == codes.Unimplemented {
+		if _, serr := tmp.Seek(0, io.SeekStart); serr != nil {
+			return serr
+		}
+		if terr := tmp.Truncate(0); terr != nil {
+			return terr
+		}
+		sum.Reset()
+		n, err = a.downloadURL(ctx, task, io.MultiWriter(tmp, sum))
+	}
+	if err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return exitWith(ExitFailure, "write %s: %v", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return exitWith(ExitFailure, "save %s: %v", path, err)
+	}
+	digest := hex.EncodeToString(sum.Sum(nil))
+	if a.output == "json" {
+		b, _ := json.Marshal(map[string]any{"taskId": task.GetTaskId(), "file": path, "bytes": n, "sha256": digest})
+		_, err = fmt.Fprintf(a.io.Stdout, "%s\n", b)
+		return err
+	}
+	_, err = fmt.Fprintf(a.io.Stdout, "saved %d bytes to %s in %s (sha256 %s)\n", n, path, time.Since(start).Round(time.Millisecond), digest)
+	return err
+}
+
+// downloadRPC streams the file through DownloadExport into w.
+func (a *app) downloadRPC(ctx context.Context, taskID string, w io.Writer, sum hash.Hash) (int64, error) {
+	stream, err := a.client.DownloadExport(ctx, &cwpexportv1.DownloadExportRequest{TaskId: taskID})
+	if err != nil {
+		return 0, err
+	}
+	var (
+		n    int64
+		bar  *progressbar.ProgressBar
+		want string
+	)
+	defer func() {
+		if bar != nil {
+			_ = bar.Finish()
+		}
+	}()
+	for {
+		msg, err := stream.Recv()
+		if endOfStream(err) {
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+		if bar == nil {
+			bar = a.progressBar(msg.GetTotalSize(), msg.GetFileName())
+		}
+		if msg.GetOffset() != n {
+			return n, exitWith(ExitService, "download of task %s: chunk at offset %d, expected %d", taskID, msg.GetOffset(), n)
+		}
+		if _, err := w.Write(msg.GetData()); err != nil {
+			return n, exitWith(ExitFailure, "write: %v", err)
+		}
+		n += int64(len(msg.GetData()))
+		_ = bar.Add64(int64(len(msg.GetData())))
+		if s := msg.GetSha256(); s != "" {
+			want = s
+		}
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); want != "" && !strings.EqualFold(got, want) {
+		return n, exitWith(ExitService, "download of task %s: SHA-256 %s, the service announced %s", taskID, got, want)
+	}
+	return n, nil
+}
+
+// downloadURL fetches the file from the task's pre-signed URL, reading the
+// task first when its URL is not known yet.
+func (a *app) downloadURL(ctx context.Context, task *cwpexportv1.ExportTask, w io.Writer) (int64, error) {
+	if task.GetDownloadUrl() == "" {
+		res, err := a.client.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: task.GetTaskId()})
+		if err != nil {
+			return 0, err
+		}
+		task = res.GetTask()
+		switch task.GetState() {
+		case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED:
+		case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR:
+			return 0, exitWith(ExitExportError, "task %s ended in ERROR: it has no file", task.GetTaskId())
+		default:
+			return 0, exitWith(ExitService, "task %s is %s: it has no file yet (follow it with `cwpexport watch %s`)", task.GetTaskId(), stateName(task.GetState()), task.GetTaskId())
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, task.GetDownloadUrl(), nil)
+	if err != nil {
+		return 0, exitWith(ExitService, "task %s has an unusable download URL: %v", task.GetTaskId(), err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, exitWith(ExitUnreachable, "download of task %s: %v", task.GetTaskId(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, exitWith(ExitService, "download of task %s: the file server answered %s", task.GetTaskId(), resp.Status)
+	}
+	bar := a.progressBar(resp.ContentLength, filepath.Base(req.URL.Path))
+	defer bar.Finish()
+	n, err := io.Copy(io.MultiWriter(w, bar), resp.Body)
+	if err != nil {
+		return n, exitWith(ExitFailure, "download of task %s: %v", task.GetTaskId(), err)
+	}
+	return n, nil
+}
+
+// progressBar shows bytes, total and rate on a terminal, nothing otherwise.
+// A total of -1 (unknown) shows a spinner with the bytes so far.
+func (a *app) progressBar(total int64, name string) *progressbar.ProgressBar {
+	if total <= 0 {
+		total = -1
+	}
+	visible := a.tty && a.output == "text"
+	opts := []progressbar.Option{
+		progressbar.OptionSetVisibility(visible),
+		progressbar.OptionSetWriter(a.io.Stdout),
+		progressbar.OptionSetDescription(name),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(65 * time.Millisecond),
+		progressbar.OptionShowCount(),
+	}
+	if visible {
+		opts = append(opts, progressbar.OptionOnCompletion(func() { fmt.Fprintln(a.io.Stdout) }))
+	}
+	return progressbar.NewOptions64(total, opts...)
+}

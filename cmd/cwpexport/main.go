@@ -1,0 +1,21 @@
+// Command cwpexport is the command-line client of the CWP license export
+// gateway: `cwpexport export --watch --download out.csv` starts an export,
+// shows its progress and saves the file. `cwpexport help` lists the commands;
+// client/cli documents the exit codes.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cwpexport/cwpexport/client/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Run(ctx, os.Args[1:], cli.IO{Stdout: os.Stdout, Stderr: os.Stderr})
+	stop()
+	os.Exit(code)
+}

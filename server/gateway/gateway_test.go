@@ -1,0 +1,71 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/cwpexport/cwpexport/server/testserver"
+)
+
+func TestOpenAPIDocumentsTheStreams(t *testing.T) {
+	env := testserver.Start(t, testserver.Config{})
+	r := env.Do(t, "GET", "/openapi.json", "")
+	if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("/openapi.json answered %d %s", r.Status, r.Header.Get("Content-Type"))
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Description string `json:"description"`
+				Schema      struct {
+					Properties map[string]any `json:"properties"`
+				} `json:"schema"`
+				Examples map[string]any `json:"examples"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(r.Body, &doc); err != nil {
+		t.Fatalf("/openapi.json: %v", err)
+	}
+	for path, method := range map[string]string{
+		"/v1/export-tasks/{taskId}:watch":   "get",
+		"/v1/license-detail:exportAndWatch": "post",
+	} {
+		ok := doc.Paths[path][method].Responses["200"]
+		if !strings.Contains(ok.Description, "newline-delimited JSON") || ok.Schema.Properties["result"] == nil || ok.Schema.Properties["error"] == nil || ok.Examples["application/json"] == nil {
+			t.Errorf("%s %s: the 200 response does not document the NDJSON stream: %+v", method, path, ok)
+		}
+	}
+}
+
+func TestPageAndMetricsBesideTheAPI(t *testing.T) {
+	env := testserver.Start(t, testserver.Config{})
+	page := env.Do(t, "GET", "/", "")
+	if page.Status != 200 || !strings.HasPrefix(page.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(page.Body), `<form id="export-form"`) {
+		t.Fatalf("/ answered %d %s", page.Status, page.Header.Get("Content-Type"))
+	}
+	// Everything the page loads comes from this service: no CDN.
+	external := regexp.MustCompile(`(src|href)="(https?:)?//`)
+	for _, path := range []string{"/", "/ui/app.js", "/ui/style.css", "/ui/favicon.svg"} {
+		r := env.Do(t, "GET", path, "")
+		if r.Status != 200 {
+			t.Errorf("%s answered %d", path, r.Status)
+		}
+		if external.Match(r.Body) {
+			t.Errorf("%s loads something from another origin", path)
+		}
+	}
+	if r := env.Do(t, "GET", "/ui/missing.js", ""); r.Status != 404 {
+		t.Errorf("/ui/missing.js answered %d, want 404", r.Status)
+	}
+	m := env.Do(t, "GET", "/metrics", "")
+	if m.Status != 200 || !strings.Contains(string(m.Body), "cwpexport_tracker_active_watchers") {
+		t.Errorf("/metrics answered %d without the tracker gauges", m.Status)
+	}
+	// The API still answers beside them.
+	if r := env.Do(t, "GET", "/v1/export-tasks/0", ""); r.Status != 400 {
+		t.Errorf("GET /v1/export-tasks/0 answered %d, want 400", r.Status)
+	}
+}
