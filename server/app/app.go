@@ -56,6 +56,9 @@ type Options struct {
 	CreateRate float64
 	// MinPollInterval is the floor between polls of one task; default 1s.
 	MinPollInterval time.Duration
+	// MaxPollBackoff caps the delay between polls of a task whose polls
+	// fail; default 30s.
+	MaxPollBackoff time.Duration
 	// Freshness is how old an observation GetExportTask answers with
 	// without asking the cloud; default 1s.
 	Freshness time.Duration
@@ -115,6 +118,7 @@ func New(opts Options) (*Server, error) {
 		Cloud:       s.cloud,
 		Budget:      s.readRate,
 		MinInterval: opts.MinPollInterval,
+		MaxBackoff:  opts.MaxPollBackoff,
 		Freshness:   opts.Freshness,
 		Logger:      s.log,
 	})

@@ -1,9 +1,11 @@
 package emulator
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -213,13 +215,25 @@ func (e *Emulator) faultBefore(w http.ResponseWriter, r *http.Request, c *call, 
 		if d == 0 {
 			d = time.Second
 		}
+		// Read the body first: the server notices a client that hangs up
+		// only once the body has been consumed.
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+		if err != nil {
+			e.stats.request(c.action, "ClientGone")
+			return true
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-t.C:
+			return false
 		case <-r.Context().Done():
+			// The client gave up waiting: the delayed request never
+			// reaches the action, so a timed-out create leaves no task.
+			e.stats.request(c.action, "ClientGone")
+			return true
 		}
-		return false
 	case FaultClockSkew:
 		skew := f.Skew
 		if skew == 0 {

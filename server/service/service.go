@@ -120,7 +120,7 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.GetTimeout)
+	ctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
 	snap, err := s.opts.Tracker.Get(ctx, id)
 	if err != nil {
