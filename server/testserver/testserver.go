@@ -47,7 +47,7 @@ type Env struct {
 	// Conn is the client's connection.
 	Conn *grpc.ClientConn
 	// HTTP is the REST client (TLS as configured).
-	HTTP *http.Client
+	HTTP  *http.Client
 	token string
 }
 
