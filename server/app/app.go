@@ -34,6 +34,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/gateway"
+	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/service"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
@@ -81,6 +82,15 @@ type Options struct {
 	TLSCertFile  string
 	TLSKeyFile   string
 	ClientCAFile string
+	// MaxRequestBytes bounds a request message on both ports; default
+	// 1 MiB.
+	MaxRequestBytes int
+	// MaxStreamsPerCaller bounds the watch streams one caller has open;
+	// default limits.DefaultStreamsPerCaller.
+	MaxStreamsPerCaller int
+	// CallerShare is the fraction of CreateRate one caller may use;
+	// default service.DefaultCallerShare, 1 turns the share off.
+	CallerShare float64
 	// AllowUnauthenticatedRemote lets the server listen on a non-loopback
 	// address with neither Tokens nor ClientCAFile; without it Serve
 	// refuses to start.
@@ -97,6 +107,7 @@ type Server struct {
 	emu      *emulator.Emulator
 	emuLis   net.Listener
 	readRate *rate.Limiter
+	streams  *limits.Streams
 }
 
 // New builds a server. Without credentials it starts the embedded emulator
@@ -143,7 +154,12 @@ func New(opts Options) (*Server, error) {
 		Tracker:      s.tracker,
 		CreateBudget: rate.NewLimiter(rate.Limit(opts.CreateRate), 1),
 		Heartbeat:    opts.Heartbeat,
+		CallerShare:  opts.CallerShare,
 	})
+	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
+	if s.opts.MaxRequestBytes <= 0 {
+		s.opts.MaxRequestBytes = gateway.DefaultMaxBodyBytes
+	}
 	return s, nil
 }
 
@@ -224,7 +240,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		return fmt.Errorf("dial the gRPC server for the gateway: %w", err)
 	}
 	defer conn.Close()
-	handler, err := gateway.New(ctx, conn, gateway.Options{})
+	handler, err := gateway.New(ctx, conn, gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes)})
 	if err != nil {
 		return err
 	}
@@ -292,8 +308,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 func (s *Server) grpcServer(hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
 	authn := callerauth.Interceptors{Tokens: s.opts.Tokens}
 	opts = append(opts,
+		grpc.MaxRecvMsgSize(s.opts.MaxRequestBytes),
 		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(s.recovered)), authn.Unary()),
-		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(s.recovered)), authn.Stream()),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(s.recovered)), authn.Stream(), s.streams.Interceptor()),
 	)
 	gs := grpc.NewServer(opts...)
 	cwpexportv1.RegisterLicenseExportServiceServer(gs, s.service)
