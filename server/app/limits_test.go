@@ -38,7 +38,7 @@ func TestRequestSizeLimit(t *testing.T) {
 	}
 	body := `{"filters":[{"name":"Keywords","values":["` + strings.Join(values, `","`) + `"]}]}`
 	r := env.Do(t, http.MethodPost, "/v1/license-detail:export", body)
-	if r.Status < 400 || r.Status >= 500 || !strings.Contains(string(r.Body), `"code"`) {
+	if r.Status < 400 || r.Status >= 500 || !strings.Contains(string(r.Body), "larger than the limit of 4096 bytes") {
 		t.Errorf("oversized REST body: HTTP %d %s, want a 4xx google.rpc.Status", r.Status, r.Body)
 	}
 	if n := env.Emulator.Stats().Actions[cloud.ActionExportLicenseDetail].Requests; n != 0 {
