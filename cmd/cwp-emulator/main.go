@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,7 +42,13 @@ func run() error {
 		records   = flag.Int("records", emulator.DefaultRecords, "size of the seeded license data set")
 		seed      = flag.Int64("seed", 0, "data set seed; the same seed gives the same data")
 		debug     = flag.Bool("debug", false, "log every API request")
+		faults    []emulator.Fault
 	)
+	flag.Func("fault", "inject a fault, repeatable: kind[@action][,p=0.5][,n=3][,delay=1s][,status=503][,skew=10m][,after]; kinds: "+faultKinds()+" (also POST /_emulator/faults)", func(s string) error {
+		f, err := emulator.ParseFault(s)
+		faults = append(faults, f)
+		return err
+	})
 	flag.Parse()
 	if *secretID == "" {
 		*secretID = os.Getenv("TENCENTCLOUD_SECRET_ID")
@@ -73,6 +80,7 @@ func run() error {
 		Records:     *records,
 		Seed:        *seed,
 		Logger:      logger,
+		Faults:      faults,
 	})
 	if err != nil {
 		return err
@@ -96,6 +104,14 @@ func run() error {
 	err = emu.Serve(ctx, lis)
 	logger.Info("cwp emulator stopped", "uptime", time.Since(start).Round(time.Second))
 	return err
+}
+
+func faultKinds() string {
+	var names []string
+	for _, k := range emulator.FaultKinds {
+		names = append(names, string(k))
+	}
+	return strings.Join(names, ", ")
 }
 
 // devCredential returns a random SecretId/SecretKey pair shaped like real ones.

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/callerauth"
 )
 
 func main() {
@@ -38,7 +39,20 @@ func run() error {
 	flag.DurationVar(&o.Freshness, "freshness", 0, "GetExportTask answers from an observation younger than this (default 1s)")
 	flag.DurationVar(&o.Heartbeat, "heartbeat", 0, "interval of watch heartbeats while a task is pending (default 5s)")
 	logFormat := flag.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
+	tokensFile := flag.String("tokens-file", "", "file of \"caller-name token\" lines; callers must send \"Authorization: Bearer <token>\" (or set CWPEXPORT_TOKENS to \"name=token,...\")")
+	flag.StringVar(&o.TLSCertFile, "tls-cert", "", "PEM certificate: serve gRPC and REST over TLS")
+	flag.StringVar(&o.TLSKeyFile, "tls-key", "", "PEM private key of -tls-cert")
+	flag.StringVar(&o.ClientCAFile, "tls-client-ca", "", "PEM CA certificates: require client certificates they signed (mutual TLS)")
+	flag.IntVar(&o.MaxRequestBytes, "max-request-bytes", 1<<20, "largest request message (gRPC) or body (REST) accepted")
+	flag.IntVar(&o.MaxStreamsPerCaller, "max-streams-per-caller", 1000, "open watch streams per caller (unauthenticated callers count as one)")
+	flag.Float64Var(&o.CallerShare, "caller-share", 0.5, "fraction of -create-rate one authenticated caller may use (1: no per-caller share)")
+	flag.BoolVar(&o.AllowUnauthenticatedRemote, "insecure-allow-unauthenticated-remote", false, "DANGEROUS: serve on a non-loopback address with no caller authentication (no tokens, no mutual TLS)")
 	flag.Parse()
+	tokens, err := loadTokens(*tokensFile)
+	if err != nil {
+		return err
+	}
+	o.Tokens = tokens
 	// Credentials come from the environment only, never from flags that
 	// would show in process listings.
 	o.SecretID = os.Getenv("TENCENTCLOUD_SECRET_ID")
@@ -68,6 +82,22 @@ func run() error {
 	fmt.Fprintf(os.Stderr, "\nTry it:\n  curl -s -X POST http://%s/v1/license-detail:export -d '{}'\n  curl -sN http://%s/v1/export-tasks/TASK_ID:watch\n  grpcurl -plaintext -d '{}' %s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch\n\n",
 		restLis.Addr(), restLis.Addr(), grpcLis.Addr())
 	return srv.Serve(ctx, grpcLis, restLis)
+}
+
+// loadTokens reads the callers' tokens from path or, without one, from
+// CWPEXPORT_TOKENS; neither means callers are not authenticated.
+func loadTokens(path string) (*callerauth.Tokens, error) {
+	if path != "" {
+		return callerauth.LoadTokens(path)
+	}
+	if env := os.Getenv("CWPEXPORT_TOKENS"); env != "" {
+		t, err := callerauth.ParseTokens(env)
+		if err != nil {
+			return nil, fmt.Errorf("CWPEXPORT_TOKENS: %w", err)
+		}
+		return t, nil
+	}
+	return nil, nil
 }
 
 func newLogger(format string) *slog.Logger {

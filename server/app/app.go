@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,17 +21,21 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/calllog"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/gateway"
+	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/metrics"
 	"github.com/cwpexport/cwpexport/server/service"
 	"github.com/cwpexport/cwpexport/server/tracker"
@@ -59,6 +64,9 @@ type Options struct {
 	CreateRate float64
 	// MinPollInterval is the floor between polls of one task; default 1s.
 	MinPollInterval time.Duration
+	// MaxPollBackoff caps the delay between polls of a task whose polls
+	// fail; default 30s.
+	MaxPollBackoff time.Duration
 	// Freshness is how old an observation GetExportTask answers with
 	// without asking the cloud; default 1s.
 	Freshness time.Duration
@@ -69,6 +77,27 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// Logger receives the server's logs; nil discards.
 	Logger *slog.Logger
+	// Tokens authenticates callers by bearer token; nil admits every
+	// caller (anonymously).
+	Tokens *callerauth.Tokens
+	// TLSCertFile and TLSKeyFile serve both ports over TLS; ClientCAFile
+	// also requires client certificates it signed (mutual TLS).
+	TLSCertFile  string
+	TLSKeyFile   string
+	ClientCAFile string
+	// MaxRequestBytes bounds a request message on both ports; default
+	// 1 MiB.
+	MaxRequestBytes int
+	// MaxStreamsPerCaller bounds the watch streams one caller has open;
+	// default limits.DefaultStreamsPerCaller.
+	MaxStreamsPerCaller int
+	// CallerShare is the fraction of CreateRate one caller may use;
+	// default service.DefaultCallerShare, 1 turns the share off.
+	CallerShare float64
+	// AllowUnauthenticatedRemote lets the server listen on a non-loopback
+	// address with neither Tokens nor ClientCAFile; without it Serve
+	// refuses to start.
+	AllowUnauthenticatedRemote bool
 }
 
 // Server is a configured service, ready to Serve.
@@ -82,6 +111,7 @@ type Server struct {
 	emuLis   net.Listener
 	readRate *rate.Limiter
 	metrics  *metrics.Metrics
+	streams  *limits.Streams
 }
 
 // New builds a server. Without credentials it starts the embedded emulator
@@ -121,6 +151,7 @@ func New(opts Options) (*Server, error) {
 		Cloud:       upstream,
 		Budget:      s.readRate,
 		MinInterval: opts.MinPollInterval,
+		MaxBackoff:  opts.MaxPollBackoff,
 		Freshness:   opts.Freshness,
 		Logger:      s.log,
 		Observer:    s.metrics,
@@ -132,7 +163,12 @@ func New(opts Options) (*Server, error) {
 		CreateBudget: rate.NewLimiter(rate.Limit(opts.CreateRate), 1),
 		Heartbeat:    opts.Heartbeat,
 		BudgetWaited: s.metrics.CreateBudgetWaited,
+		CallerShare:  opts.CallerShare,
 	})
+	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
+	if s.opts.MaxRequestBytes <= 0 {
+		s.opts.MaxRequestBytes = gateway.DefaultMaxBodyBytes
+	}
 	return s, nil
 }
 
@@ -184,32 +220,39 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := s.opts.checkExposure(grpcLis.Addr(), restLis.Addr()); err != nil {
+		grpcLis.Close()
+		restLis.Close()
+		return err
+	}
+	tlsCfg, err := s.opts.tlsConfig()
+	if err != nil {
+		grpcLis.Close()
+		restLis.Close()
+		return err
+	}
 
-	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(
-			s.metrics.GRPC().UnaryServerInterceptor(),
-			calllog.UnaryServerInterceptor(s.log),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
-		),
-		grpc.ChainStreamInterceptor(
-			s.metrics.GRPC().StreamServerInterceptor(),
-			calllog.StreamServerInterceptor(s.log),
-			recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
-		),
-	)
-	cwpexportv1.RegisterLicenseExportServiceServer(gs, s.service)
 	hs := health.NewServer()
 	hs.SetServingStatus(cwpexportv1.LicenseExportService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
-	grpc_health_v1.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
-	s.metrics.GRPC().InitializeMetrics(gs)
-
-	conn, err := grpc.NewClient(dialAddr(grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	var gsOpts []grpc.ServerOption
+	if tlsCfg != nil {
+		gsOpts = append(gsOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+		restLis = tls.NewListener(restLis, tlsCfg)
+	}
+	gs := s.grpcServer(hs, gsOpts...)
+	// The gateway reaches the service in-process, through a server of its
+	// own without TLS: the REST port does the transport security, and the
+	// interceptors (authentication, limits) run for REST calls as for any.
+	inproc := bufconn.Listen(1 << 20)
+	igs := s.grpcServer(hs)
+	conn, err := grpc.NewClient("passthrough:///in-process",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inproc.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("dial the gRPC server for the gateway: %w", err)
 	}
 	defer conn.Close()
-	handler, err := gateway.New(ctx, conn, gateway.Options{Metrics: s.metrics.Handler(), UI: webui.Handler()})
+	handler, err := gateway.New(ctx, conn, gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), Metrics: s.metrics.Handler(), UI: webui.Handler()})
 	if err != nil {
 		return err
 	}
@@ -218,6 +261,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 
 	// The emulator and the tracker outlive the servers' shutdown: calls in
@@ -241,6 +285,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	}
 	run("tracker", func() error { s.tracker.Run(bg); return nil })
 	run("grpc", func() error { return gs.Serve(grpcLis) })
+	run("grpc-in-process", func() error { return igs.Serve(inproc) })
 	run("rest", func() error {
 		if err := hsrv.Serve(restLis); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -256,11 +301,13 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	defer scancel()
 	_ = hsrv.Shutdown(sctx)
 	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
+	go func() { gs.GracefulStop(); igs.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-sctx.Done():
 		gs.Stop()
+		igs.Stop()
+		<-stopped
 	}
 	stopBackground()
 	wg.Wait()
@@ -268,20 +315,35 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	return <-errc
 }
 
+// grpcServer returns a gRPC server of the service with its interceptors:
+// panic recovery outermost, then caller authentication.
+func (s *Server) grpcServer(hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
+	authn := callerauth.Interceptors{Tokens: s.opts.Tokens}
+	opts = append(opts,
+		grpc.MaxRecvMsgSize(s.opts.MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(
+			s.metrics.GRPC().UnaryServerInterceptor(),
+			calllog.UnaryServerInterceptor(s.log),
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
+			authn.Unary(),
+		),
+		grpc.ChainStreamInterceptor(
+			s.metrics.GRPC().StreamServerInterceptor(),
+			calllog.StreamServerInterceptor(s.log),
+			recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
+			authn.Stream(),
+			s.streams.Interceptor(),
+		),
+	)
+	gs := grpc.NewServer(opts...)
+	cwpexportv1.RegisterLicenseExportServiceServer(gs, s.service)
+	grpc_health_v1.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	s.metrics.GRPC().InitializeMetrics(gs)
+	return gs
+}
+
 func (s *Server) recovered(p any) error {
 	s.log.Error("panic in handler", "panic", fmt.Sprint(p))
 	return status.Error(codes.Internal, "internal error")
-}
-
-// dialAddr turns a listener address into one a client can dial: an
-// unspecified host (0.0.0.0, ::) becomes loopback.
-func dialAddr(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }

@@ -53,7 +53,7 @@ func TestExportThenWatchOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatalf("watch: %v", err)
 	}
-	msgs := recvAll(t, stream.Recv)
+	msgs := readAll(t, stream.Recv)
 	if len(msgs) < 2 {
 		t.Fatalf("got %d messages, want a snapshot and a final state", len(msgs))
 	}
@@ -87,8 +87,8 @@ func TestExportThenWatchOverGRPC(t *testing.T) {
 	}
 }
 
-// recvAll reads a stream to its end and fails the test on an error.
-func recvAll[T any](t *testing.T, recv func() (T, error)) []T {
+// readAll reads a stream to its end and fails the test on an error.
+func readAll[T any](t *testing.T, recv func() (T, error)) []T {
 	t.Helper()
 	var msgs []T
 	for {
@@ -166,7 +166,7 @@ func TestExportAndWatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msgs := recvAll(t, stream.Recv)
+		msgs := readAll(t, stream.Recv)
 		if len(msgs) < 2 || msgs[0].GetTask().GetTaskId() == "" || msgs[0].GetUpstreamRequestId() == "" {
 			t.Fatalf("first message %v lacks the task id or the cloud's RequestId", msgs)
 		}
@@ -204,7 +204,7 @@ func TestExportEndingInError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := recvAll(t, stream.Recv)
+	msgs := readAll(t, stream.Recv)
 	last := msgs[len(msgs)-1]
 	if last.GetTask().GetState() != cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR || last.GetTask().GetErrorMessage() == "" || last.GetTask().GetDownloadUrl() != "" {
 		t.Fatalf("last message %v, want ERROR with a message and no URL", last)

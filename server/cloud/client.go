@@ -42,11 +42,18 @@ type Config struct {
 	// Timeout bounds one HTTP exchange when the caller's context has no
 	// earlier deadline; 0 means 30s.
 	Timeout time.Duration
+	// RetryInitial, RetryMax and RetryMaxTries pace the retries of
+	// requests that never reached the cloud (see NotSent); zero values
+	// mean DefaultRetryInitial, DefaultRetryMax and DefaultRetryMaxTries.
+	RetryInitial  time.Duration
+	RetryMax      time.Duration
+	RetryMaxTries int
 }
 
 // Client calls the two CWP export actions. It is safe for concurrent use.
 type Client struct {
 	sdk *common.Client
+	cfg Config
 }
 
 // New returns a client for cfg.
@@ -69,7 +76,16 @@ func New(cfg Config) *Client {
 	// ExportLicenseDetail could create a second task), so the SDK's are off.
 	prof.RateLimitExceededMaxRetries = 0
 	prof.NetworkFailureMaxRetries = 0
-	return &Client{sdk: common.NewCommonClient(cfg.Credential, cfg.Region, prof)}
+	if cfg.RetryInitial <= 0 {
+		cfg.RetryInitial = DefaultRetryInitial
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
+	}
+	if cfg.RetryMaxTries <= 0 {
+		cfg.RetryMaxTries = DefaultRetryMaxTries
+	}
+	return &Client{sdk: common.NewCommonClient(cfg.Credential, cfg.Region, prof), cfg: cfg}
 }
 
 // Filter is one export condition, named as the cloud names it.
@@ -116,8 +132,14 @@ type TaskStatus struct {
 	RequestID   string
 }
 
-// ExportLicenseDetail starts an export and returns the new task's id.
+// ExportLicenseDetail starts an export and returns the new task's id. It is
+// retried only when the request cannot have reached the cloud (NotSent): a
+// blind retry could create a second task.
 func (c *Client) ExportLicenseDetail(ctx context.Context, p ExportParams) (Created, error) {
+	return retry(ctx, &c.cfg, NotSent, func() (Created, error) { return c.exportLicenseDetail(ctx, p) })
+}
+
+func (c *Client) exportLicenseDetail(ctx context.Context, p ExportParams) (Created, error) {
 	params := map[string]any{}
 	if len(p.Filters) > 0 {
 		filters := make([]map[string]any, 0, len(p.Filters))
@@ -156,8 +178,15 @@ func (c *Client) ExportLicenseDetail(ctx context.Context, p ExportParams) (Creat
 	return Created{TaskID: id, RequestID: resp.Response.RequestID}, nil
 }
 
-// ExportTasks reads the state of an export task.
+// ExportTasks reads the state of an export task. Requests that never reached
+// the cloud are retried here; other transient failures are retried by the
+// caller's schedule (the tracker), so that every attempt that reaches the
+// cloud is paced by the read budget.
 func (c *Client) ExportTasks(ctx context.Context, taskID int64) (TaskStatus, error) {
+	return retry(ctx, &c.cfg, NotSent, func() (TaskStatus, error) { return c.exportTasks(ctx, taskID) })
+}
+
+func (c *Client) exportTasks(ctx context.Context, taskID int64) (TaskStatus, error) {
 	var resp struct {
 		tchttp.BaseResponse
 		Response struct {

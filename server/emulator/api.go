@@ -83,14 +83,25 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		received:  e.now(),
 		action:    r.Header.Get("X-TC-Action"),
 	}
+	fault, faulty := e.faults.pick(c.action)
+	if faulty && e.faultBefore(w, r, c, fault) {
+		e.log.LogAttrs(r.Context(), slog.LevelDebug, "api request failed by injected fault",
+			slog.String("action", c.action), slog.String("fault", string(fault.Kind)))
+		return
+	}
 	resp, aerr := e.process(c)
 	code := ""
 	if aerr != nil {
 		code = aerr.Code
 		resp = errorResponse{Error: *aerr, RequestId: c.requestID}
 	}
-	e.stats.request(c.action, code)
-	writeJSON(w, http.StatusOK, envelope{Response: resp})
+	if faulty && fault.replacesAnswer() {
+		b, _ := json.Marshal(envelope{Response: resp})
+		e.answerFault(w, c, fault, append(b, '\n'))
+	} else {
+		e.stats.request(c.action, code)
+		writeJSON(w, http.StatusOK, envelope{Response: resp})
+	}
 	e.log.LogAttrs(r.Context(), slog.LevelDebug, "api request",
 		slog.String("action", c.action),
 		slog.String("secretId", c.secretID),

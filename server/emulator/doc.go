@@ -117,4 +117,13 @@
 // GET /_emulator/stats (JSON encoding of Stats), POST
 // /_emulator/tasks/{id}/finish and POST /_emulator/tasks/{id}/fail (200 on
 // success, 404 unknown task, 409 task no longer PENDING, 400 bad id).
+//
+// # Fault injection
+//
+// Options.Faults, Emulator.InjectFault and /_emulator/faults (GET lists,
+// POST adds a JSON Fault, DELETE clears) make the cloud misbehave per action,
+// with a probability or for the next N calls: added latency, HTTP 5xx with
+// and without a body, connection resets, truncated and malformed JSON,
+// InternalError, ServiceUnavailable and RequestLimitExceeded storms, and a
+// skewed clock. See FaultKind.
 package emulator

@@ -51,6 +51,8 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives request logs. nil discards them.
 	Logger *slog.Logger
+	// Faults are injected from the start; see InjectFault.
+	Faults []Fault
 }
 
 // Emulator is an http.Handler serving the emulated cloud API, the download
@@ -65,6 +67,7 @@ type Emulator struct {
 	tasks   *taskStore
 	limiter *rateLimiter
 	stats   *statsRecorder
+	faults  *faultSet
 	mux     *http.ServeMux
 }
 
@@ -110,6 +113,12 @@ func New(opts Options) (*Emulator, error) {
 	e.tasks = newTaskStore()
 	e.limiter = newRateLimiter(rate)
 	e.stats = newStatsRecorder()
+	e.faults = newFaultSet()
+	for _, f := range opts.Faults {
+		if err := e.InjectFault(f); err != nil {
+			return nil, err
+		}
+	}
 	e.mux = e.routes()
 	return e, nil
 }
@@ -123,6 +132,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	mux.HandleFunc("GET /_emulator/stats", e.serveStats)
 	mux.HandleFunc("POST /_emulator/tasks/{id}/finish", e.serveFinishTask)
 	mux.HandleFunc("POST /_emulator/tasks/{id}/fail", e.serveFailTask)
+	mux.HandleFunc("/_emulator/faults", e.serveFaults)
 	return mux
 }
 

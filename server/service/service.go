@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
@@ -52,12 +53,17 @@ type Options struct {
 	// BudgetWaited, when set, is told how long each admitted creation
 	// waited for the export budget (for metrics).
 	BudgetWaited func(time.Duration)
+	// CallerShare is the fraction of CreateBudget's rate one
+	// authenticated caller (callerauth.Caller) may use; 0 means
+	// DefaultCallerShare, 1 or more turns the per-caller share off.
+	CallerShare float64
 }
 
 // Service implements cwpexportv1.LicenseExportServiceServer.
 type Service struct {
 	cwpexportv1.UnimplementedLicenseExportServiceServer
 	opts      Options
+	shares    *callerShares
 	draining  chan struct{}
 	drainOnce sync.Once
 }
@@ -79,7 +85,14 @@ func New(opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Service{opts: opts, draining: make(chan struct{})}
+	if opts.CallerShare <= 0 {
+		opts.CallerShare = DefaultCallerShare
+	}
+	svc := &Service{opts: opts, draining: make(chan struct{})}
+	if opts.CallerShare < 1 {
+		svc.shares = newCallerShares(opts.CreateBudget.Limit(), opts.CallerShare)
+	}
+	return svc
 }
 
 // Drain ends every watch stream with Unavailable, telling clients to resume
@@ -123,7 +136,7 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.GetTimeout)
+	ctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
 	snap, err := s.opts.Tracker.Get(ctx, id)
 	if err != nil {
@@ -206,6 +219,13 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 	params, err := validateExport(req)
 	if err != nil {
 		return nil, "", err
+	}
+	// Unauthenticated callers cannot be told apart: they share the budget
+	// as before.
+	if caller := callerauth.Caller(ctx); s.shares != nil && caller != "" {
+		if err := s.shares.admit(caller, s.opts.Now()); err != nil {
+			return nil, "", err
+		}
 	}
 	if err := s.admit(ctx); err != nil {
 		return nil, "", err

@@ -6,6 +6,7 @@ package testserver
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -15,7 +16,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/app"
@@ -43,6 +46,9 @@ type Env struct {
 	Client cwpexportv1.LicenseExportServiceClient
 	// Conn is the client's connection.
 	Conn *grpc.ClientConn
+	// HTTP is the REST client (TLS as configured).
+	HTTP  *http.Client
+	token string
 }
 
 // Config adjusts a test environment.
@@ -53,6 +59,11 @@ type Config struct {
 	// App options; the cloud endpoint and credentials default to the
 	// emulator's.
 	App app.Options
+	// ClientTLS, when set, makes the clients use TLS (the App options must
+	// then configure it on the server).
+	ClientTLS *tls.Config
+	// Token, when set, is sent by the clients as their bearer token.
+	Token string
 }
 
 // Start starts an environment that is stopped when the test ends.
@@ -89,17 +100,33 @@ func Start(t testing.TB, cfg Config) *Env {
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ctx, grpcLis, restLis) }()
 
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, scheme := insecure.NewCredentials(), "http://"
+	httpClient := &http.Client{Transport: &http.Transport{}}
+	if cfg.ClientTLS != nil {
+		creds, scheme = credentials.NewTLS(cfg.ClientTLS), "https://"
+		httpClient.Transport = &http.Transport{TLSClientConfig: cfg.ClientTLS}
+	}
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if cfg.Token != "" {
+		dialOpts = append(dialOpts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+cfg.Token), method, req, reply, cc, opts...)
+		}), grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+cfg.Token), desc, cc, method, opts...)
+		}))
+	}
+	conn, err := grpc.NewClient(grpcLis.Addr().String(), dialOpts...)
 	if err != nil {
 		cancel()
 		t.Fatalf("dial: %v", err)
 	}
 	env := &Env{
 		Emulator: emu, EmulatorAddr: emuLis.Addr().String(), Server: srv,
-		GRPCAddr: grpcLis.Addr().String(), RESTURL: "http://" + restLis.Addr().String(),
+		GRPCAddr: grpcLis.Addr().String(), RESTURL: scheme + restLis.Addr().String(),
 		Client: cwpexportv1.NewLicenseExportServiceClient(conn), Conn: conn,
+		HTTP: httpClient, token: cfg.Token,
 	}
 	t.Cleanup(func() {
+		httpClient.CloseIdleConnections()
 		conn.Close()
 		cancel()
 		for _, c := range []chan error{srvDone, emuDone} {
@@ -130,7 +157,7 @@ func (e *Env) waitHealthy(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(e.RESTURL + "/healthz")
+		resp, err := e.HTTP.Get(e.RESTURL + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -173,7 +200,8 @@ func (e *Env) Do(t testing.TB, method, path, body string) Response {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	e.authorize(req)
+	resp, err := e.HTTP.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -197,7 +225,8 @@ func (e *Env) Stream(t testing.TB, ctx context.Context, method, path, body strin
 	if err != nil {
 		t.Fatalf("request: %v", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	e.authorize(req)
+	resp, err := e.HTTP.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -216,4 +245,11 @@ func (e *Env) Stream(t testing.TB, ctx context.Context, method, path, body strin
 		lines = append(lines, m)
 	}
 	return resp.StatusCode, lines
+}
+
+// authorize adds the configured bearer token to a REST request.
+func (e *Env) authorize(req *http.Request) {
+	if e.token != "" && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
 }

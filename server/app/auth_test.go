@@ -1,0 +1,294 @@
+package app_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/callerauth"
+	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/testserver"
+)
+
+const (
+	aliceToken = "alice-token-0123456789abcdef"
+	bobToken   = "bob-token-0123456789abcdef00"
+)
+
+func testTokens(t *testing.T) *callerauth.Tokens {
+	t.Helper()
+	tok, err := callerauth.ParseTokens("# callers\nalice " + aliceToken + "\nbob=" + bobToken + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestCallerAuthentication(t *testing.T) {
+	env := testserver.Start(t, testserver.Config{App: app.Options{Tokens: testTokens(t)}})
+	grpcCall := func(header string) codes.Code {
+		ctx := context.Background()
+		if header != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", header)
+		}
+		_, err := env.Client.ExportLicenseDetail(ctx, &cwpexportv1.ExportLicenseDetailRequest{})
+		return status.Code(err)
+	}
+	restCall := func(header string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, env.RESTURL+"/v1/license-detail:export", strings.NewReader(`{}`))
+		if header != "" {
+			req.Header.Set("Authorization", header)
+		}
+		r := do(t, env.HTTP, req)
+		return r.Status, string(r.Body)
+	}
+	for _, bad := range []string{"", "Bearer wrong-token-0000000000000", "Basic " + aliceToken, aliceToken, "Bearer"} {
+		if c := grpcCall(bad); c != codes.Unauthenticated {
+			t.Errorf("gRPC with %q: %v, want Unauthenticated", bad, c)
+		}
+		code, body := restCall(bad)
+		if code != http.StatusUnauthorized || !strings.Contains(body, `"code":16`) {
+			t.Errorf("REST with %q: HTTP %d %s, want 401 with a google.rpc.Status", bad, code, body)
+		}
+		if strings.Contains(body, aliceToken) {
+			t.Errorf("the answer quotes a token: %s", body)
+		}
+	}
+	if n := env.Emulator.Stats().Actions[cloud.ActionExportLicenseDetail].Requests; n != 0 {
+		t.Fatalf("unauthenticated calls reached the cloud %d times", n)
+	}
+	if c := grpcCall("Bearer " + aliceToken); c != codes.OK {
+		t.Errorf("gRPC with alice's token: %v", c)
+	}
+	if code, body := restCall("bearer " + bobToken); code != http.StatusOK {
+		t.Errorf("REST with bob's token: HTTP %d %s", code, body)
+	}
+	// Streams are covered too.
+	s, err := env.Client.WatchExportTask(context.Background(), &cwpexportv1.WatchExportTaskRequest{TaskId: "1"})
+	if err == nil {
+		_, err = s.Recv()
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("watch without a token: %v", err)
+	}
+	// Health checks stay open on both ports.
+	if res, err := grpc_health_v1.NewHealthClient(env.Conn).Check(context.Background(), &grpc_health_v1.HealthCheckRequest{}); err != nil || res.GetStatus() != grpc_health_v1.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health without a token: %v %v", res, err)
+	}
+	if r := env.Do(t, http.MethodGet, "/healthz", ""); r.Status != http.StatusOK {
+		t.Errorf("/healthz without a token: HTTP %d", r.Status)
+	}
+}
+
+func TestParseTokensRejectsBadFiles(t *testing.T) {
+	for _, text := range []string{"", "# only a comment", "alice short", "alice " + aliceToken + "\nalice " + bobToken, "alice " + aliceToken + "\nbob " + aliceToken, "alice " + aliceToken + " extra"} {
+		_, err := callerauth.ParseTokens(text)
+		if err == nil {
+			t.Errorf("ParseTokens(%q) succeeded", text)
+			continue
+		}
+		if strings.Contains(err.Error(), aliceToken) || strings.Contains(err.Error(), bobToken) || strings.Contains(err.Error(), "short") {
+			t.Errorf("error quotes a token: %v", err)
+		}
+	}
+}
+
+// pki is a CA with a server certificate for 127.0.0.1 and a client
+// certificate, written as PEM files.
+type pki struct {
+	dir                       string
+	caFile, certFile, keyFile string
+	pool                      *x509.CertPool
+	client, rogue             tls.Certificate
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	p := &pki{dir: t.TempDir(), pool: x509.NewCertPool()}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	p.pool.AddCert(ca)
+	p.caFile = p.write(t, "ca.pem", "CERTIFICATE", caDER)
+
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, key
+	}
+	srvDER, srvKey := issue(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, ca, caKey)
+	p.certFile = p.write(t, "server.pem", "CERTIFICATE", srvDER)
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(srvKey)
+	p.keyFile = p.write(t, "server-key.pem", "PRIVATE KEY", keyDER)
+	cliDER, cliKey := issue(3, "alice", x509.ExtKeyUsageClientAuth, ca, caKey)
+	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	rogueDER, rogueKey := issue(4, "mallory", x509.ExtKeyUsageClientAuth, nil, nil)
+	p.rogue = tls.Certificate{Certificate: [][]byte{rogueDER}, PrivateKey: rogueKey}
+	return p
+}
+
+func (p *pki) write(t *testing.T, name, typ string, der []byte) string {
+	t.Helper()
+	path := filepath.Join(p.dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func (p *pki) clientTLS(certs ...tls.Certificate) *tls.Config {
+	return &tls.Config{RootCAs: p.pool, Certificates: certs, MinVersion: tls.VersionTLS12}
+}
+
+func TestTLS(t *testing.T) {
+	p := newPKI(t)
+	env := testserver.Start(t, testserver.Config{App: app.Options{TLSCertFile: p.certFile, TLSKeyFile: p.keyFile}, ClientTLS: p.clientTLS()})
+	if _, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{}); err != nil {
+		t.Fatalf("gRPC over TLS: %v", err)
+	}
+	if r := env.Do(t, http.MethodPost, "/v1/license-detail:export", `{}`); r.Status != http.StatusOK {
+		t.Fatalf("REST over TLS: HTTP %d %s", r.Status, r.Body)
+	}
+	// Plaintext clients are not served: the TLS server answers a plaintext
+	// request with a 400, never the API.
+	if resp, err := http.Get(strings.Replace(env.RESTURL, "https://", "http://", 1) + "/v1/export-tasks/1"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("a plaintext REST request was answered HTTP %d", resp.StatusCode)
+		}
+	}
+	if code := plaintextGRPC(t, env.GRPCAddr); code != codes.Unavailable {
+		t.Errorf("plaintext gRPC: %v, want Unavailable", code)
+	}
+}
+
+func plaintextGRPC(t *testing.T, addr string) codes.Code {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = cwpexportv1.NewLicenseExportServiceClient(conn).GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: "1"})
+	return status.Code(err)
+}
+
+func TestMutualTLS(t *testing.T) {
+	p := newPKI(t)
+	env := testserver.Start(t, testserver.Config{
+		App:       app.Options{TLSCertFile: p.certFile, TLSKeyFile: p.keyFile, ClientCAFile: p.caFile},
+		ClientTLS: p.clientTLS(p.client),
+	})
+	if _, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{}); err != nil {
+		t.Fatalf("gRPC with a client certificate: %v", err)
+	}
+	if r := env.Do(t, http.MethodPost, "/v1/license-detail:export", `{}`); r.Status != http.StatusOK {
+		t.Fatalf("REST with a client certificate: HTTP %d %s", r.Status, r.Body)
+	}
+	for name, cfg := range map[string]*tls.Config{"no certificate": p.clientTLS(), "certificate of another CA": p.clientTLS(p.rogue)} {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		if resp, err := hc.Get(env.RESTURL + "/v1/export-tasks/1"); err == nil {
+			resp.Body.Close()
+			t.Errorf("REST with %s: HTTP %d, want a failed handshake", name, resp.StatusCode)
+		}
+		hc.CloseIdleConnections()
+		conn, err := grpc.NewClient(env.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = cwpexportv1.NewLicenseExportServiceClient(conn).GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: "1"})
+		cancel()
+		conn.Close()
+		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
+			t.Errorf("gRPC with %s: %v, want a failed handshake", name, err)
+		}
+	}
+}
+
+// remoteListener is a loopback listener that reports a non-loopback
+// address, so the start-up check can be tested without exposing a port.
+type remoteListener struct{ net.Listener }
+
+func (remoteListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 9090} }
+
+func TestRefusesUnauthenticatedRemoteListener(t *testing.T) {
+	serve := func(o app.Options) error {
+		o.SecretID, o.SecretKey, o.Endpoint, o.Scheme = testserver.SecretID, testserver.SecretKey, "127.0.0.1:1", "HTTP"
+		srv, err := app.New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, _ := net.Listen("tcp", "127.0.0.1:0")
+		r, _ := net.Listen("tcp", "127.0.0.1:0")
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		return srv.Serve(ctx, remoteListener{g}, r)
+	}
+	err := serve(app.Options{})
+	if err == nil || !strings.Contains(err.Error(), "-insecure-allow-unauthenticated-remote") || !strings.Contains(err.Error(), "192.0.2.10") {
+		t.Fatalf("Serve on a remote address without authentication: %v", err)
+	}
+	if err := serve(app.Options{AllowUnauthenticatedRemote: true}); err != nil {
+		t.Errorf("with the explicit flag: %v", err)
+	}
+	if err := serve(app.Options{Tokens: testTokens(t)}); err != nil {
+		t.Errorf("with tokens: %v", err)
+	}
+}
+
+func do(t *testing.T, c *http.Client, req *http.Request) testserver.Response {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return testserver.Response{Status: resp.StatusCode, Body: []byte(b.String()), Header: resp.Header}
+}

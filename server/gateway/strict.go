@@ -1,0 +1,69 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// strictJSON is the JSON marshaler with a stricter request decoder: a body
+// must hold exactly one JSON value (grpc-gateway would silently ignore
+// anything after the first).
+type strictJSON struct {
+	*runtime.JSONPb
+}
+
+// NewDecoder implements runtime.Marshaler.
+func (m strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	b, err := io.ReadAll(r)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return failingDecoder{fmt.Errorf("the request body is larger than the limit of %d bytes", tooLarge.Limit)}
+	}
+	if err != nil {
+		return failingDecoder{err}
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	var first json.RawMessage
+	if err := d.Decode(&first); err == nil {
+		if _, err := d.Token(); !errors.Is(err, io.EOF) {
+			return failingDecoder{errors.New("the body holds more than one JSON value")}
+		}
+	}
+	return m.JSONPb.NewDecoder(bytes.NewReader(b))
+}
+
+type failingDecoder struct{ err error }
+
+func (d failingDecoder) Decode(any) error { return d.err }
+
+// routingError answers requests no route matches with a google.rpc.Status,
+// and a wrong method with HTTP 405 rather than grpc-gateway's 501.
+func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus == http.StatusMethodNotAllowed {
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
+			HTTPStatus: httpStatus,
+			Err:        status.Error(codes.Unimplemented, fmt.Sprintf("method %s is not allowed on %s; see /openapi.json", r.Method, r.URL.Path)),
+		})
+		return
+	}
+	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+}
+
+// validPath reports a request whose path or query is not valid UTF-8: such
+// text cannot become a protobuf string, so it is refused before routing.
+func validPath(r *http.Request) error {
+	if !utf8.ValidString(r.URL.Path) || !utf8.ValidString(r.URL.RawQuery) {
+		return status.Error(codes.InvalidArgument, "the request path or query is not valid UTF-8")
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+// Package limits bounds what one caller may hold of the service: open
+// streams per caller, as a gRPC stream interceptor placed after caller
+// authentication.
+package limits
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cwpexport/cwpexport/server/callerauth"
+)
+
+// DefaultStreamsPerCaller is the default bound on one caller's open streams.
+const DefaultStreamsPerCaller = 1000
+
+// healthPrefix: health watches are infrastructure, not a caller's load.
+const healthPrefix = "/grpc.health.v1.Health/"
+
+// Streams bounds the streams each caller (callerauth.Caller; all
+// unauthenticated callers together count as one) has open at once.
+type Streams struct {
+	max  int
+	mu   sync.Mutex
+	open map[string]int
+}
+
+// NewStreams returns a bound of max streams per caller; max <= 0 means
+// DefaultStreamsPerCaller.
+func NewStreams(max int) *Streams {
+	if max <= 0 {
+		max = DefaultStreamsPerCaller
+	}
+	return &Streams{max: max, open: map[string]int{}}
+}
+
+// Interceptor is the stream server interceptor enforcing the bound.
+func (s *Streams) Interceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if strings.HasPrefix(info.FullMethod, healthPrefix) {
+			return handler(srv, ss)
+		}
+		caller := callerauth.Caller(ss.Context())
+		if !s.acquire(caller) {
+			who := "unauthenticated callers"
+			if caller != "" {
+				who = fmt.Sprintf("caller %q", caller)
+			}
+			return status.Errorf(codes.ResourceExhausted,
+				"%s already hold %d open streams, the most allowed per caller; close a stream (one watch per task is enough) and retry", who, s.max)
+		}
+		defer s.release(caller)
+		return handler(srv, ss)
+	}
+}
+
+func (s *Streams) acquire(caller string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[caller] >= s.max {
+		return false
+	}
+	s.open[caller]++
+	return true
+}
+
+func (s *Streams) release(caller string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[caller]--; s.open[caller] <= 0 {
+		delete(s.open, caller)
+	}
+}
