@@ -37,6 +37,8 @@ func run() error {
 	flag.DurationVar(&o.MinPollInterval, "min-poll-interval", 0, "floor between two polls of one task (default 1s)")
 	flag.DurationVar(&o.Freshness, "freshness", 0, "GetExportTask answers from an observation younger than this (default 1s)")
 	flag.DurationVar(&o.Heartbeat, "heartbeat", 0, "interval of watch heartbeats while a task is pending (default 5s)")
+	flag.StringVar(&o.DataDir, "data-dir", "data", "directory of the task registry (registry.db); one process at a time")
+	flag.DurationVar(&o.MaxFollowAge, "max-follow-age", 0, "stop following a task still pending this long after its creation (default 24h)")
 	logFormat := flag.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	flag.Parse()
 	// Credentials come from the environment only, never from flags that

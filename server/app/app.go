@@ -31,6 +31,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/service"
+	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
@@ -61,6 +62,11 @@ type Options struct {
 	Freshness time.Duration
 	// Heartbeat is the interval of watch heartbeats; default 5s.
 	Heartbeat time.Duration
+	// DataDir holds the task registry (registry.db); default "data".
+	DataDir string
+	// MaxFollowAge is how long after creation a registry task is followed
+	// before the service gives up on it; default 24h.
+	MaxFollowAge time.Duration
 	// ShutdownGrace bounds the wait for calls in flight at shutdown;
 	// default 10s.
 	ShutdownGrace time.Duration
@@ -75,6 +81,7 @@ type Server struct {
 	cloud    *cloud.Client
 	tracker  *tracker.Tracker
 	service  *service.Service
+	registry *taskstore.SQLite
 	emu      *emulator.Emulator
 	emuLis   net.Listener
 	readRate *rate.Limiter
@@ -95,6 +102,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.DataDir == "" {
+		opts.DataDir = "data"
+	}
 	s := &Server{opts: opts, log: opts.Logger}
 	cfg := cloud.Config{Region: opts.Region, Endpoint: opts.Endpoint, Scheme: opts.Scheme}
 	switch {
@@ -110,6 +120,11 @@ func New(opts Options) (*Server, error) {
 		cfg.Credential = common.NewCredential(opts.SecretID, opts.SecretKey)
 	}
 	s.cloud = cloud.New(cfg)
+	reg, err := taskstore.Open(context.Background(), opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open the task registry: %w", err)
+	}
+	s.registry = reg
 	s.readRate = rate.NewLimiter(rate.Limit(opts.ReadRate), 1)
 	s.tracker = tracker.New(tracker.Options{
 		Cloud:       s.cloud,
@@ -117,12 +132,18 @@ func New(opts Options) (*Server, error) {
 		MinInterval: opts.MinPollInterval,
 		Freshness:   opts.Freshness,
 		Logger:      s.log,
+		OnObserve:   func(snap tracker.Snapshot) { s.service.Observed(snap) },
 	})
 	s.service = service.New(service.Options{
 		Cloud:        s.cloud,
 		Tracker:      s.tracker,
 		CreateBudget: rate.NewLimiter(rate.Limit(opts.CreateRate), 1),
 		Heartbeat:    opts.Heartbeat,
+		Registry:     reg,
+		MaxFollowAge: opts.MaxFollowAge,
+		Reader:       s.cloud,
+		ReadBudget:   s.readRate,
+		Logger:       s.log,
 	})
 	return s, nil
 }
@@ -168,8 +189,9 @@ func (s *Server) EmulatorAddr() string {
 func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 
 // Serve serves gRPC on grpcLis and REST on restLis until ctx ends, then
-// shuts down gracefully. It closes the listeners.
+// shuts down gracefully. It closes the listeners and the registry.
 func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error {
+	defer s.registry.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -204,7 +226,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	bg, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -219,6 +241,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		run("emulator", func() error { return s.emu.Serve(bg, s.emuLis) })
 	}
 	run("tracker", func() error { s.tracker.Run(bg); return nil })
+	run("registry", func() error { s.service.RunRegistry(bg); return nil })
 	run("grpc", func() error { return gs.Serve(grpcLis) })
 	run("rest", func() error {
 		if err := hsrv.Serve(restLis); !errors.Is(err, http.ErrServerClosed) {

@@ -6,9 +6,13 @@ package service
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -49,6 +53,31 @@ type Options struct {
 	GetTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Registry records created tasks and makes creation with a request_id
+	// idempotent; nil keeps no record (ListExportTasks is then
+	// Unimplemented).
+	Registry Registry
+	// Instance names this process in request_id reservations; it must
+	// differ between runs. Default: a random UUID.
+	Instance string
+	// MaxFollowAge is how long after its creation a registry task is
+	// followed before the service gives up on it; default 24h.
+	MaxFollowAge time.Duration
+	// FollowPass is the interval of the registry's follow pass; default 1m.
+	FollowPass time.Duration
+	// Reader refreshes an expired download URL, within ReadBudget (the
+	// tracker's budget, shared); required for DownloadExport.
+	Reader tracker.Reader
+	// ReadBudget paces Reader calls; nil means 18 per second.
+	ReadBudget *rate.Limiter
+	// HTTPClient fetches exported files; nil means a client whose
+	// transport waits at most 30s for response headers.
+	HTTPClient *http.Client
+	// ChunkSize is the size of DownloadExport's data messages; default
+	// 256 KiB.
+	ChunkSize int
+	// Logger receives registry and download failures; nil discards.
+	Logger *slog.Logger
 }
 
 // Service implements cwpexportv1.LicenseExportServiceServer.
@@ -57,6 +86,8 @@ type Service struct {
 	opts      Options
 	draining  chan struct{}
 	drainOnce sync.Once
+	// flights collapses concurrent creations with one request_id.
+	flights singleflight.Group
 }
 
 // New returns a Service.
@@ -75,6 +106,29 @@ func New(opts Options) *Service {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Instance == "" {
+		opts.Instance = uuid.NewString()
+	}
+	if opts.MaxFollowAge <= 0 {
+		opts.MaxFollowAge = 24 * time.Hour
+	}
+	if opts.FollowPass <= 0 {
+		opts.FollowPass = time.Minute
+	}
+	if opts.ReadBudget == nil {
+		opts.ReadBudget = rate.NewLimiter(18, 1)
+	}
+	if opts.HTTPClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ResponseHeaderTimeout = 30 * time.Second
+		opts.HTTPClient = &http.Client{Transport: tr}
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = 256 << 10
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{opts: opts, draining: make(chan struct{})}
 }
@@ -204,6 +258,9 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 	if err != nil {
 		return nil, "", err
 	}
+	if s.opts.Registry != nil {
+		return s.createRecorded(ctx, req, params)
+	}
 	if err := s.admit(ctx); err != nil {
 		return nil, "", err
 	}
@@ -274,7 +331,7 @@ func toTask(s tracker.Snapshot) *cwpexportv1.ExportTask {
 		LastUpstreamRequestId: s.RequestID,
 	}
 	if s.State == cloud.StatusError {
-		t.ErrorMessage = "the cloud reported that the export failed; start a new export"
+		t.ErrorMessage = errExportFailed
 	}
 	return t
 }

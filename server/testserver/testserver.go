@@ -80,6 +80,9 @@ func Start(t testing.TB, cfg Config) *Env {
 	if o.SecretID == "" {
 		o.SecretID, o.SecretKey = SecretID, SecretKey
 	}
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
 	srv, err := app.New(o)
 	if err != nil {
 		cancel()

@@ -53,6 +53,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives poll failures; nil discards.
 	Logger *slog.Logger
+	// OnObserve, if set, receives the task's snapshot after every poll the
+	// cloud answered or refused. It runs on the poll's goroutine, outside
+	// the tracker's lock.
+	OnObserve func(Snapshot)
 }
 
 func (o *Options) defaults() {
@@ -496,6 +500,13 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	st, err := t.opts.Cloud.ExportTasks(pctx, id)
 	cancel()
 
+	var observed *Snapshot
+	defer func() {
+		// Deferred before the unlock, so it runs after it.
+		if observed != nil && t.opts.OnObserve != nil {
+			t.opts.OnObserve(*observed)
+		}
+	}()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.opts.Now()
@@ -539,6 +550,10 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	}
 	close(e.changed)
 	e.changed = make(chan struct{})
+	if err == nil || s.Err != nil {
+		snap := t.snapshotLocked(e)
+		observed = &snap
+	}
 }
 
 func requestID(err error) string {
