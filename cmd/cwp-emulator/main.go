@@ -40,6 +40,7 @@ func run() error {
 		rateLimit = flag.Int("rate-limit", emulator.DefaultRateLimit, "requests per second per action per SecretId; negative: unlimited")
 		records   = flag.Int("records", emulator.DefaultRecords, "size of the seeded license data set")
 		seed      = flag.Int64("seed", 0, "data set seed; the same seed gives the same data")
+		ttl       = flag.Duration("download-ttl", 0, "download URLs expire this long after ExportTasks gave them (HTTP 403 afterwards); 0: never")
 		debug     = flag.Bool("debug", false, "log every API request")
 	)
 	flag.Parse()
@@ -73,6 +74,7 @@ func run() error {
 		Records:     *records,
 		Seed:        *seed,
 		Logger:      logger,
+		DownloadTTL: *ttl,
 	})
 	if err != nil {
 		return err

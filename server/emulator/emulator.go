@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives request logs. nil discards them.
 	Logger *slog.Logger
+	// DownloadTTL, when positive, makes download URLs expire this long
+	// after the ExportTasks answer that gave them (HTTP 403 afterwards);
+	// zero means they never expire. See expiry.go.
+	DownloadTTL time.Duration
 }
 
 // Emulator is an http.Handler serving the emulated cloud API, the download
@@ -60,6 +65,9 @@ type Emulator struct {
 	pendingFor time.Duration
 	now        func() time.Time
 	log        *slog.Logger
+	// downloadTTL and urlKey sign expiring download URLs.
+	downloadTTL time.Duration
+	urlKey      []byte
 
 	data    *dataset
 	tasks   *taskStore
@@ -84,11 +92,14 @@ func New(opts Options) (*Emulator, error) {
 		return nil, fmt.Errorf("emulator: Options.Records must not be negative, got %d", opts.Records)
 	}
 	e := &Emulator{
-		creds:      creds,
-		pendingFor: opts.PendingFor,
-		now:        opts.Now,
-		log:        opts.Logger,
+		creds:       creds,
+		pendingFor:  opts.PendingFor,
+		now:         opts.Now,
+		log:         opts.Logger,
+		downloadTTL: opts.DownloadTTL,
+		urlKey:      make([]byte, 32),
 	}
+	_, _ = rand.Read(e.urlKey) // crypto/rand.Read never fails
 	if e.pendingFor == 0 {
 		e.pendingFor = DefaultPendingFor
 	}
@@ -123,6 +134,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	mux.HandleFunc("GET /_emulator/stats", e.serveStats)
 	mux.HandleFunc("POST /_emulator/tasks/{id}/finish", e.serveFinishTask)
 	mux.HandleFunc("POST /_emulator/tasks/{id}/fail", e.serveFailTask)
+	mux.HandleFunc("GET /_emulator/tasks/{id}/file", e.serveTaskFile)
 	return mux
 }
 

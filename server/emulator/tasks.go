@@ -35,6 +35,9 @@ type task struct {
 
 	sizeOnce sync.Once
 	size     int64 // CSV length, computed on first download
+
+	synthetic int64    // requested size of a synthetic file (large.go); 0 for the data set's CSV
+	info      fileInfo // size and SHA-256, for the admin endpoint
 }
 
 type taskStore struct {
@@ -55,12 +58,13 @@ func (s *taskStore) create(owner string, q *exportQuery, now time.Time) int64 {
 	defer s.mu.Unlock()
 	s.lastID++
 	t := &task{
-		id:       s.lastID,
-		owner:    owner,
-		created:  now,
-		query:    q,
-		willFail: q.wantsFailure(),
-		token:    hex.EncodeToString(b[:]),
+		id:        s.lastID,
+		owner:     owner,
+		created:   now,
+		query:     q,
+		willFail:  q.wantsFailure(),
+		synthetic: q.syntheticSize(),
+		token:     hex.EncodeToString(b[:]),
 	}
 	s.byID[t.id] = t
 	s.byToken[t.token] = t
