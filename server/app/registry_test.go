@@ -19,6 +19,7 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
 
@@ -145,10 +146,15 @@ func TestListPagesNewestFirstWithFilterAndConcurrentInserts(t *testing.T) {
 		t.Fatalf("pages listed %v, want %v", got, want)
 	}
 
-	// Finish the oldest task: the state filter sees it once the registry
-	// has observed it.
+	// Finish the oldest task: the state filter sees it once the service
+	// has observed it (any poll updates the registry; this Get makes one
+	// sooner than the registry's background pace).
 	oldest, _ := strconv.ParseInt(want[len(want)-1], 10, 64)
 	if err := env.Emulator.FinishTask(oldest); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // past Freshness
+	if _, err := env.Client.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: want[len(want)-1]}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the registry to record FINISHED", func() bool {
@@ -300,4 +306,38 @@ func TestDownloadOfAPendingTaskFails(t *testing.T) {
 	if r := env.Do(t, http.MethodGet, "/v1/export-tasks/abc:download", ""); r.Status != http.StatusBadRequest {
 		t.Fatalf("REST bad id: HTTP %d", r.Status)
 	}
+}
+
+// TestRetryTakesOverAReservationOfADeadProcess: a process that died between
+// reserving a request id and recording the cloud's answer leaves a
+// reservation without a task; the retry takes it over and creates the task.
+func TestRetryTakesOverAReservationOfADeadProcess(t *testing.T) {
+	dir := t.TempDir()
+	store, err := taskstore.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, fresh, err := store.Reserve(context.Background(), taskstore.Task{RequestID: rid, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}", Owner: "dead-process", Created: time.Now()}); err != nil || !fresh {
+		t.Fatalf("reserve: %v %v", fresh, err)
+	}
+	store.Close()
+	o := fastApp()
+	o.DataDir = dir
+	env := testserver.Start(t, testserver.Config{Emulator: emulator.Options{PendingFor: -1}, App: o})
+	res, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{RequestId: rid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{RequestId: rid})
+	if err != nil || again.GetTask().GetTaskId() != res.GetTask().GetTaskId() || created(env) != 1 {
+		t.Fatalf("retry: %v %v; %d created", again, err, created(env))
+	}
+}
+
+// fingerprintOfEmptyRequest is the registry's fingerprint of a request
+// without conditions: the SHA-256 of its (empty) protobuf encoding.
+func fingerprintOfEmptyRequest(t *testing.T) string {
+	t.Helper()
+	sum := sha256.Sum256(nil)
+	return hex.EncodeToString(sum[:])
 }

@@ -274,9 +274,10 @@ func (t *Tracker) answerableLocked(e *entry, now time.Time) bool {
 		return false
 	case e.urgent:
 		return false // a poll for a fresher answer is due: share it
-	case e.watchers > 0 || e.background:
+	case e.watchers > 0:
 		return true
 	}
+	// Background interest polls too rarely to stand for freshness.
 	return now.Sub(s.Observed) < t.opts.Freshness
 }
 
