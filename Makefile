@@ -26,6 +26,7 @@ test: ## Run all tests with the race detector
 .PHONY: bench
 bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchrun
+	go run ./bench/cmd/benchregistry
 
 .third_party: go.mod
 	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/protoc-gen-openapiv2/options
