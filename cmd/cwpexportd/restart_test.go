@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -146,18 +145,8 @@ func TestTasksSurviveSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last *cwpexportv1.WatchExportTaskResponse
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = m
-	}
-	if last.GetTask().GetState() != cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED {
+	msgs := testserver.RecvAll(t, stream.Recv)
+	if last := msgs[len(msgs)-1]; last.GetTask().GetState() != cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED {
 		t.Fatalf("watch ended with %v", last)
 	}
 

@@ -51,6 +51,10 @@ func TestRetriedCreateReturnsTheFirstTask(t *testing.T) {
 	if n := created(env); n != 1 {
 		t.Fatalf("the cloud created %d tasks, want 1", n)
 	}
+	got, err := env.Client.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: first.GetTask().GetTaskId()})
+	if err != nil || got.GetTask().GetRequestId() != rid || got.GetTask().GetParameters().GetFilters()[0].GetValues()[0] != "1" {
+		t.Fatalf("GetExportTask answered %v (%v), want the registry's request id and parameters", got.GetTask(), err)
+	}
 
 	// The same request id with other parameters is refused, over REST too.
 	_, err = env.Client.ExportLicenseDetail(ctx, &cwpexportv1.ExportLicenseDetailRequest{IsHistory: true, RequestId: rid})
@@ -187,17 +191,8 @@ func finished(t *testing.T, env *testserver.Env, filters ...*cwpexportv1.Filter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last *cwpexportv1.ExportLicenseDetailAndWatchResponse
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = m
-	}
+	msgs := testserver.RecvAll(t, stream.Recv)
+	last := msgs[len(msgs)-1]
 	if last.GetTask().GetState() != cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED {
 		t.Fatalf("task ended %v", last.GetTask())
 	}
@@ -340,4 +335,38 @@ func fingerprintOfEmptyRequest(t *testing.T) string {
 	t.Helper()
 	sum := sha256.Sum256(nil)
 	return hex.EncodeToString(sum[:])
+}
+
+// TestOldPendingTasksAreGivenUp: at start-up, a registry task still pending
+// longer than MaxFollowAge after its creation is no longer followed, and the
+// list says why.
+func TestOldPendingTasksAreGivenUp(t *testing.T) {
+	dir := t.TempDir()
+	store, err := taskstore.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	if err := store.Insert(context.Background(), taskstore.Task{TaskID: 424242, Fingerprint: "f", Parameters: "{}", Created: old, State: taskstore.StatePending, Observed: old, Changed: old}); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	o := fastApp()
+	o.DataDir = dir
+	env := testserver.Start(t, testserver.Config{App: o})
+	var msg string
+	waitFor(t, "the task to be given up", func() bool {
+		page, err := env.Client.ListExportTasks(context.Background(), &cwpexportv1.ListExportTasksRequest{})
+		if err != nil || len(page.GetTasks()) != 1 {
+			t.Fatalf("list: %v %v", page, err)
+		}
+		msg = page.GetTasks()[0].GetErrorMessage()
+		return msg != ""
+	})
+	if want := "the service stopped following this task: still PENDING after 48h0m0s"; len(msg) < len(want) || msg[:len(want)] != want {
+		t.Fatalf("error message %q, want it to start with %q", msg, want)
+	}
+	if polls := env.Emulator.Stats().TaskPolls(424242); polls != 0 {
+		t.Fatalf("the given-up task was polled %d times", polls)
+	}
 }

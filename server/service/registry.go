@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -237,6 +238,22 @@ func (s *Service) rowTask(r taskstore.Task) *cwpexportv1.ExportTask {
 	case r.EndReason != "":
 		t.ErrorMessage = "the service stopped following this task: " + r.EndReason
 	}
+	return t
+}
+
+// withRecord adds what the registry knows of a task (its parameters,
+// request id and creator) to an answer built from the tracker.
+func (s *Service) withRecord(ctx context.Context, t *cwpexportv1.ExportTask) *cwpexportv1.ExportTask {
+	if s.opts.Registry == nil {
+		return t
+	}
+	id, _ := strconv.ParseInt(t.GetTaskId(), 10, 64)
+	row, ok, err := s.opts.Registry.Get(ctx, id)
+	if err != nil || !ok {
+		return t
+	}
+	rec := s.rowTask(row)
+	t.Parameters, t.RequestId, t.Creator, t.CreateTime = rec.GetParameters(), rec.GetRequestId(), rec.GetCreator(), rec.GetCreateTime()
 	return t
 }
 

@@ -180,7 +180,7 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 	if err != nil {
 		return nil, cloudStatus(ctx, id, err)
 	}
-	return &cwpexportv1.GetExportTaskResponse{Task: toTask(snap), Progress: s.progress(snap, time.Time{})}, nil
+	return &cwpexportv1.GetExportTaskResponse{Task: s.withRecord(ctx, toTask(snap)), Progress: s.progress(snap, time.Time{})}, nil
 }
 
 // WatchExportTask follows a task to its end.

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -219,4 +220,21 @@ func (e *Env) Stream(t testing.TB, ctx context.Context, method, path, body strin
 		lines = append(lines, m)
 	}
 	return resp.StatusCode, lines
+}
+
+// RecvAll reads a gRPC stream to its end (pass stream.Recv) and fails the
+// test on an error.
+func RecvAll[T any](t testing.TB, recv func() (T, error)) []T {
+	t.Helper()
+	var msgs []T
+	for {
+		m, err := recv()
+		if errors.Is(err, io.EOF) {
+			return msgs
+		}
+		if err != nil {
+			t.Fatalf("recv: %v", err)
+		}
+		msgs = append(msgs, m)
+	}
 }
