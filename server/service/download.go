@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	neturl "net/url"
 	"path"
 	"strings"
 
@@ -116,7 +117,12 @@ func (s *Service) fetch(ctx context.Context, id int64, url string) (*http.Respon
 		if ctx.Err() != nil {
 			return nil, contextStatus(ctx, ctx.Err())
 		}
-		// The error would quote the pre-signed URL: keep it out of answers.
+		// The pre-signed URL stays out of answers and logs: its signature
+		// grants access to the file.
+		var uerr *neturl.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		s.opts.Logger.Warn("fetch an exported file", "task_id", id, "err", err)
 		return nil, downloadFailed(id, "the object storage could not be reached")
 	}
@@ -176,7 +182,7 @@ func (s *Service) streamFile(ctx context.Context, id int64, resp *http.Response,
 func fileName(disposition string, id int64) string {
 	if _, params, err := mime.ParseMediaType(disposition); err == nil {
 		name := path.Base(strings.ReplaceAll(params["filename"], "\\", "/"))
-		if name != "" && name != "." && name != "/" && !strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' }) {
+		if name != "" && name != "." && name != ".." && name != "/" && !strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' }) {
 			return name
 		}
 	}
