@@ -92,13 +92,12 @@ func New(opts Options) (*Emulator, error) {
 		return nil, fmt.Errorf("emulator: Options.Records must not be negative, got %d", opts.Records)
 	}
 	e := &Emulator{
-		creds:       creds,
-		pendingFor:  opts.PendingFor,
-		now:         opts.Now,
-		log:         opts.Logger,
-		downloadTTL: opts.DownloadTTL,
-		urlKey:      make([]byte, 32),
+		creds:      creds,
+		pendingFor: opts.PendingFor,
+		now:        opts.Now,
+		log:        opts.Logger,
 	}
+	e.downloadTTL, e.urlKey = opts.DownloadTTL, make([]byte, 32)
 	_, _ = rand.Read(e.urlKey) // crypto/rand.Read never fails
 	if e.pendingFor == 0 {
 		e.pendingFor = DefaultPendingFor

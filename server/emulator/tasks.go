@@ -58,14 +58,14 @@ func (s *taskStore) create(owner string, q *exportQuery, now time.Time) int64 {
 	defer s.mu.Unlock()
 	s.lastID++
 	t := &task{
-		id:        s.lastID,
-		owner:     owner,
-		created:   now,
-		query:     q,
-		willFail:  q.wantsFailure(),
-		synthetic: q.syntheticSize(),
-		token:     hex.EncodeToString(b[:]),
+		id:       s.lastID,
+		owner:    owner,
+		created:  now,
+		query:    q,
+		willFail: q.wantsFailure(),
+		token:    hex.EncodeToString(b[:]),
 	}
+	t.synthetic = q.syntheticSize()
 	s.byID[t.id] = t
 	s.byToken[t.token] = t
 	return t.id
