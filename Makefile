@@ -31,6 +31,7 @@ clients: .third_party ## Run the Python, Node.js, grpcurl, curl, CLI and browser
 .PHONY: bench
 bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchrun
+	go run ./bench/cmd/benchregistry
 
 .third_party: go.mod Makefile
 	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/google/rpc .third_party/protoc-gen-openapiv2/options

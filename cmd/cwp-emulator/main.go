@@ -41,6 +41,7 @@ func run() error {
 		rateLimit = flag.Int("rate-limit", emulator.DefaultRateLimit, "requests per second per action per SecretId; negative: unlimited")
 		records   = flag.Int("records", emulator.DefaultRecords, "size of the seeded license data set")
 		seed      = flag.Int64("seed", 0, "data set seed; the same seed gives the same data")
+		ttl       = flag.Duration("download-ttl", 0, "download URLs expire this long after ExportTasks gave them (HTTP 403 afterwards); 0: never")
 		debug     = flag.Bool("debug", false, "log every API request")
 		faults    []emulator.Fault
 	)
@@ -81,6 +82,7 @@ func run() error {
 		Seed:        *seed,
 		Logger:      logger,
 		Faults:      faults,
+		DownloadTTL: *ttl,
 	})
 	if err != nil {
 		return err

@@ -38,6 +38,8 @@ func run() error {
 	flag.DurationVar(&o.MinPollInterval, "min-poll-interval", 0, "floor between two polls of one task (default 1s)")
 	flag.DurationVar(&o.Freshness, "freshness", 0, "GetExportTask answers from an observation younger than this (default 1s)")
 	flag.DurationVar(&o.Heartbeat, "heartbeat", 0, "interval of watch heartbeats while a task is pending (default 5s)")
+	flag.StringVar(&o.DataDir, "data-dir", "data", "directory of the task registry (registry.db); one process at a time")
+	flag.DurationVar(&o.MaxFollowAge, "max-follow-age", 0, "stop following a task still pending this long after its creation (default 24h)")
 	logFormat := flag.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	tokensFile := flag.String("tokens-file", "", "file of \"caller-name token\" lines; callers must send \"Authorization: Bearer <token>\" (or set CWPEXPORT_TOKENS to \"name=token,...\")")
 	flag.StringVar(&o.TLSCertFile, "tls-cert", "", "PEM certificate: serve gRPC and REST over TLS")
@@ -78,7 +80,7 @@ func run() error {
 	if a := srv.EmulatorAddr(); a != "" {
 		o.Logger.Info("no cloud credentials (TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY): using the embedded CWP emulator", "emulator", "http://"+a)
 	}
-	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String())
+	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "data_dir", o.DataDir)
 	fmt.Fprintf(os.Stderr, "\nTry it:\n  curl -s -X POST http://%s/v1/license-detail:export -d '{}'\n  curl -sN http://%s/v1/export-tasks/TASK_ID:watch\n  grpcurl -plaintext -d '{}' %s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch\n\n",
 		restLis.Addr(), restLis.Addr(), grpcLis.Addr())
 	return srv.Serve(ctx, grpcLis, restLis)

@@ -38,6 +38,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/metrics"
 	"github.com/cwpexport/cwpexport/server/service"
+	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/tracker"
 	"github.com/cwpexport/cwpexport/server/webui"
 )
@@ -72,6 +73,11 @@ type Options struct {
 	Freshness time.Duration
 	// Heartbeat is the interval of watch heartbeats; default 5s.
 	Heartbeat time.Duration
+	// DataDir holds the task registry (registry.db); default "data".
+	DataDir string
+	// MaxFollowAge is how long after creation a registry task is followed
+	// before the service gives up on it; default 24h.
+	MaxFollowAge time.Duration
 	// ShutdownGrace bounds the wait for calls in flight at shutdown;
 	// default 10s.
 	ShutdownGrace time.Duration
@@ -107,6 +113,7 @@ type Server struct {
 	cloud    *cloud.Client
 	tracker  *tracker.Tracker
 	service  *service.Service
+	registry *taskstore.SQLite
 	emu      *emulator.Emulator
 	emuLis   net.Listener
 	readRate *rate.Limiter
@@ -129,6 +136,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.DataDir == "" {
+		opts.DataDir = "data"
+	}
 	s := &Server{opts: opts, log: opts.Logger}
 	cfg := cloud.Config{Region: opts.Region, Endpoint: opts.Endpoint, Scheme: opts.Scheme}
 	switch {
@@ -144,6 +154,11 @@ func New(opts Options) (*Server, error) {
 		cfg.Credential = common.NewCredential(opts.SecretID, opts.SecretKey)
 	}
 	s.cloud = cloud.New(cfg)
+	reg, err := taskstore.Open(context.Background(), opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open the task registry: %w", err)
+	}
+	s.registry = reg
 	s.metrics = metrics.New()
 	upstream := s.metrics.InstrumentCloud(s.cloud)
 	s.readRate = rate.NewLimiter(rate.Limit(opts.ReadRate), 1)
@@ -155,6 +170,7 @@ func New(opts Options) (*Server, error) {
 		Freshness:   opts.Freshness,
 		Logger:      s.log,
 		Observer:    s.metrics,
+		OnObserve:   func(snap tracker.Snapshot) { s.service.Observed(snap) },
 	})
 	s.metrics.TrackStats(s.tracker)
 	s.service = service.New(service.Options{
@@ -164,6 +180,11 @@ func New(opts Options) (*Server, error) {
 		Heartbeat:    opts.Heartbeat,
 		BudgetWaited: s.metrics.CreateBudgetWaited,
 		CallerShare:  opts.CallerShare,
+		Registry:     reg,
+		MaxFollowAge: opts.MaxFollowAge,
+		Reader:       upstream,
+		ReadBudget:   s.readRate,
+		Logger:       s.log,
 	})
 	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
 	if s.opts.MaxRequestBytes <= 0 {
@@ -216,8 +237,9 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 
 // Serve serves gRPC on grpcLis and REST on restLis until ctx ends, then
-// shuts down gracefully. It closes the listeners.
+// shuts down gracefully. It closes the listeners and the registry.
 func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error {
+	defer s.registry.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := s.opts.checkExposure(grpcLis.Addr(), restLis.Addr()); err != nil {
@@ -269,7 +291,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	bg, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -284,6 +306,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		run("emulator", func() error { return s.emu.Serve(bg, s.emuLis) })
 	}
 	run("tracker", func() error { s.tracker.Run(bg); return nil })
+	run("registry", func() error { s.service.RunRegistry(bg); return nil })
 	run("grpc", func() error { return gs.Serve(grpcLis) })
 	run("grpc-in-process", func() error { return igs.Serve(inproc) })
 	run("rest", func() error {

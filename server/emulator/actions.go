@@ -221,7 +221,7 @@ func (e *Emulator) exportTasks(c *call, p object) (any, *apiError) {
 	e.stats.polled(id)
 	resp := exportTasksResponse{Status: status, RequestId: c.requestID}
 	if status == statusFinished {
-		resp.DownloadUrl = downloadURL(c.r, token)
+		resp.DownloadUrl = e.signedDownloadURL(c.r, token)
 	}
 	return resp, nil
 }

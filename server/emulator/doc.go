@@ -111,12 +111,23 @@
 // BindTime, UnbindTime. Times are UTC "2006-01-02 15:04:05"; empty when not
 // applicable.
 //
+// With Options.DownloadTTL each ExportTasks answer mints a URL that expires
+// after the TTL (?Expires=&Signature=, HMAC-signed); an expired or tampered
+// URL is answered 403 AccessDenied, as pre-signed object storage URLs are,
+// and a new ExportTasks call gives a fresh one.
+//
+// A Keywords filter value EMULATOR_BYTES_<n> makes the task's file a
+// synthetic CSV of about n bytes (up to 64 GiB, rounded up to a whole
+// fixed-width row), generated while it is sent: a very large export costs
+// no memory.
+//
 // # Admin endpoints
 //
 // Unauthenticated, for tests and benchmarks in other processes:
 // GET /_emulator/stats (JSON encoding of Stats), POST
 // /_emulator/tasks/{id}/finish and POST /_emulator/tasks/{id}/fail (200 on
-// success, 404 unknown task, 409 task no longer PENDING, 400 bad id).
+// success, 404 unknown task, 409 task no longer PENDING, 400 bad id), GET
+// /_emulator/tasks/{id}/file (the file's Size and SHA256, as FileInfo).
 //
 // # Fault injection
 //

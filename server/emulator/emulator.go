@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Faults are injected from the start; see InjectFault.
 	Faults []Fault
+	// DownloadTTL, when positive, makes download URLs expire this long
+	// after the ExportTasks answer that gave them (HTTP 403 afterwards);
+	// zero means they never expire. See expiry.go.
+	DownloadTTL time.Duration
 }
 
 // Emulator is an http.Handler serving the emulated cloud API, the download
@@ -62,6 +67,9 @@ type Emulator struct {
 	pendingFor time.Duration
 	now        func() time.Time
 	log        *slog.Logger
+	// downloadTTL and urlKey sign expiring download URLs.
+	downloadTTL time.Duration
+	urlKey      []byte
 
 	data    *dataset
 	tasks   *taskStore
@@ -92,6 +100,8 @@ func New(opts Options) (*Emulator, error) {
 		now:        opts.Now,
 		log:        opts.Logger,
 	}
+	e.downloadTTL, e.urlKey = opts.DownloadTTL, make([]byte, 32)
+	_, _ = rand.Read(e.urlKey) // crypto/rand.Read never fails
 	if e.pendingFor == 0 {
 		e.pendingFor = DefaultPendingFor
 	}
@@ -133,6 +143,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	mux.HandleFunc("POST /_emulator/tasks/{id}/finish", e.serveFinishTask)
 	mux.HandleFunc("POST /_emulator/tasks/{id}/fail", e.serveFailTask)
 	mux.HandleFunc("/_emulator/faults", e.serveFaults)
+	mux.HandleFunc("GET /_emulator/tasks/{id}/file", e.serveTaskFile)
 	return mux
 }
 

@@ -16,6 +16,9 @@ type Stats struct {
 	Unattributed ActionStats
 	// Downloads counts successful download responses (GET and HEAD).
 	Downloads int64
+	// ExpiredDownloads counts downloads refused with 403 because the URL
+	// had expired or was not signed (Options.DownloadTTL).
+	ExpiredDownloads int64
 }
 
 // ActionStats holds the counters of one action.
@@ -44,10 +47,11 @@ func (s Stats) TaskPolls(id int64) int64 {
 
 // statsRecorder is the mutable, locked side of Stats.
 type statsRecorder struct {
-	mu           sync.Mutex
-	actions      map[string]*ActionStats
-	unattributed ActionStats
-	downloads    int64
+	mu               sync.Mutex
+	actions          map[string]*ActionStats
+	unattributed     ActionStats
+	downloads        int64
+	expiredDownloads int64
 }
 
 func newStatsRecorder() *statsRecorder {
@@ -105,10 +109,16 @@ func (s *statsRecorder) downloaded() {
 	s.downloads++
 }
 
+func (s *statsRecorder) expired() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expiredDownloads++
+}
+
 func (s *statsRecorder) snapshot() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := Stats{Actions: map[string]ActionStats{}, Downloads: s.downloads}
+	out := Stats{Actions: map[string]ActionStats{}, Downloads: s.downloads, ExpiredDownloads: s.expiredDownloads}
 	for name, a := range s.actions {
 		out.Actions[name] = a.clone()
 	}

@@ -35,6 +35,9 @@ type task struct {
 
 	sizeOnce sync.Once
 	size     int64 // CSV length, computed on first download
+
+	synthetic int64    // requested size of a synthetic file (large.go); 0 for the data set's CSV
+	info      fileInfo // size and SHA-256, for the admin endpoint
 }
 
 type taskStore struct {
@@ -62,6 +65,7 @@ func (s *taskStore) create(owner string, q *exportQuery, now time.Time) int64 {
 		willFail: q.wantsFailure(),
 		token:    hex.EncodeToString(b[:]),
 	}
+	t.synthetic = q.syntheticSize()
 	s.byID[t.id] = t
 	s.byToken[t.token] = t
 	return t.id

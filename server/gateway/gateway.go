@@ -50,6 +50,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	if err := cwpexportv1.RegisterLicenseExportServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
 	}
+	if err := mux.HandlePath(http.MethodGet, downloadPattern, serveDownload(mux, cwpexportv1.NewLicenseExportServiceClient(conn))); err != nil {
+		return nil, fmt.Errorf("register the download route: %w", err)
+	}
 	if err := mux.HandlePath(http.MethodGet, "/openapi.json", func(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)

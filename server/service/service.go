@@ -6,9 +6,13 @@ package service
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -57,6 +61,31 @@ type Options struct {
 	// authenticated caller (callerauth.Caller) may use; 0 means
 	// DefaultCallerShare, 1 or more turns the per-caller share off.
 	CallerShare float64
+	// Registry records created tasks and makes creation with a request_id
+	// idempotent; nil keeps no record (ListExportTasks is then
+	// Unimplemented).
+	Registry Registry
+	// Instance names this process in request_id reservations; it must
+	// differ between runs. Default: a random UUID.
+	Instance string
+	// MaxFollowAge is how long after its creation a registry task is
+	// followed before the service gives up on it; default 24h.
+	MaxFollowAge time.Duration
+	// FollowPass is the interval of the registry's follow pass; default 1m.
+	FollowPass time.Duration
+	// Reader refreshes an expired download URL, within ReadBudget (the
+	// tracker's budget, shared); required for DownloadExport.
+	Reader tracker.Reader
+	// ReadBudget paces Reader calls; nil means 18 per second.
+	ReadBudget *rate.Limiter
+	// HTTPClient fetches exported files; nil means a client whose
+	// transport waits at most 30s for response headers.
+	HTTPClient *http.Client
+	// ChunkSize is the size of DownloadExport's data messages; default
+	// 256 KiB.
+	ChunkSize int
+	// Logger receives registry and download failures; nil discards.
+	Logger *slog.Logger
 }
 
 // Service implements cwpexportv1.LicenseExportServiceServer.
@@ -66,6 +95,8 @@ type Service struct {
 	shares    *callerShares
 	draining  chan struct{}
 	drainOnce sync.Once
+	// flights collapses concurrent creations with one request_id.
+	flights singleflight.Group
 }
 
 // New returns a Service.
@@ -87,6 +118,29 @@ func New(opts Options) *Service {
 	}
 	if opts.CallerShare <= 0 {
 		opts.CallerShare = DefaultCallerShare
+	}
+	if opts.Instance == "" {
+		opts.Instance = uuid.NewString()
+	}
+	if opts.MaxFollowAge <= 0 {
+		opts.MaxFollowAge = 24 * time.Hour
+	}
+	if opts.FollowPass <= 0 {
+		opts.FollowPass = time.Minute
+	}
+	if opts.ReadBudget == nil {
+		opts.ReadBudget = rate.NewLimiter(18, 1)
+	}
+	if opts.HTTPClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ResponseHeaderTimeout = 30 * time.Second
+		opts.HTTPClient = &http.Client{Transport: tr}
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = 256 << 10
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	svc := &Service{opts: opts, draining: make(chan struct{})}
 	if opts.CallerShare < 1 {
@@ -142,7 +196,7 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 	if err != nil {
 		return nil, cloudStatus(ctx, id, err)
 	}
-	return &cwpexportv1.GetExportTaskResponse{Task: toTask(snap), Progress: s.progress(snap, time.Time{})}, nil
+	return &cwpexportv1.GetExportTaskResponse{Task: s.withRecord(ctx, toTask(snap)), Progress: s.progress(snap, time.Time{})}, nil
 }
 
 // WatchExportTask follows a task to its end.
@@ -227,6 +281,9 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 			return nil, "", err
 		}
 	}
+	if s.opts.Registry != nil {
+		return s.createRecorded(ctx, req, params)
+	}
 	if err := s.admit(ctx); err != nil {
 		return nil, "", err
 	}
@@ -305,7 +362,7 @@ func toTask(s tracker.Snapshot) *cwpexportv1.ExportTask {
 		LastUpstreamRequestId: s.RequestID,
 	}
 	if s.State == cloud.StatusError {
-		t.ErrorMessage = "the cloud reported that the export failed; start a new export"
+		t.ErrorMessage = errExportFailed
 	}
 	return t
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -90,6 +91,9 @@ func Start(t testing.TB, cfg Config) *Env {
 	}
 	if o.SecretID == "" {
 		o.SecretID, o.SecretKey = SecretID, SecretKey
+	}
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
 	}
 	srv, err := app.New(o)
 	if err != nil {
@@ -251,5 +255,22 @@ func (e *Env) Stream(t testing.TB, ctx context.Context, method, path, body strin
 func (e *Env) authorize(req *http.Request) {
 	if e.token != "" && req.Header.Get("Authorization") == "" {
 		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
+}
+
+// RecvAll reads a gRPC stream to its end (pass stream.Recv) and fails the
+// test on an error.
+func RecvAll[T any](t testing.TB, recv func() (T, error)) []T {
+	t.Helper()
+	var msgs []T
+	for {
+		m, err := recv()
+		if errors.Is(err, io.EOF) {
+			return msgs
+		}
+		if err != nil {
+			t.Fatalf("recv: %v", err)
+		}
+		msgs = append(msgs, m)
 	}
 }

@@ -55,6 +55,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer is told about the tracker's work, for metrics; nil ignores.
 	Observer Observer
+	// OnObserve, if set, receives the task's snapshot after every poll the
+	// cloud answered or refused. It runs on the poll's goroutine, outside
+	// the tracker's lock.
+	OnObserve func(Snapshot)
 }
 
 // Observer is told about the tracker's work. Its methods are called with the
@@ -292,9 +296,10 @@ func (t *Tracker) answerableLocked(e *entry, now time.Time) bool {
 		return false
 	case e.urgent:
 		return false // a poll for a fresher answer is due: share it
-	case e.watchers > 0 || e.background:
+	case e.watchers > 0:
 		return true
 	}
+	// Background interest polls too rarely to stand for freshness.
 	return now.Sub(s.Observed) < t.opts.Freshness
 }
 
@@ -520,6 +525,13 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	st, err := t.opts.Cloud.ExportTasks(pctx, id)
 	cancel()
 
+	var observed *Snapshot
+	defer func() {
+		// Deferred before the unlock, so it runs after it.
+		if observed != nil && t.opts.OnObserve != nil {
+			t.opts.OnObserve(*observed)
+		}
+	}()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.opts.Now()
@@ -567,6 +579,10 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	}
 	close(e.changed)
 	e.changed = make(chan struct{})
+	if err == nil || s.Err != nil {
+		snap := t.snapshotLocked(e)
+		observed = &snap
+	}
 }
 
 func requestID(err error) string {

@@ -1,0 +1,203 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	neturl "net/url"
+	"path"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/taskstore"
+)
+
+// Reasons of DownloadExport's errors.
+const (
+	ReasonTaskNotFinished = "TASK_NOT_FINISHED"
+	ReasonDownloadFailed  = "DOWNLOAD_FAILED"
+)
+
+// DownloadExport streams a finished task's file: data chunks in order, the
+// first carrying the file name and media type, then a last message with no
+// data that carries the file's SHA-256. A download URL the object storage
+// refuses as expired (HTTP 403) is refreshed through ExportTasks once.
+func (s *Service) DownloadExport(req *cwpexportv1.DownloadExportRequest, stream cwpexportv1.LicenseExportService_DownloadExportServer) error {
+	id, err := parseTaskID(req.GetTaskId())
+	if err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	url, err := s.downloadURL(ctx, id)
+	if err != nil {
+		return err
+	}
+	resp, err := s.fetch(ctx, id, url)
+	if err == nil && resp.StatusCode == http.StatusForbidden {
+		resp.Body.Close()
+		if url, err = s.refreshURL(ctx, id); err != nil {
+			return err
+		}
+		resp, err = s.fetch(ctx, id, url)
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return downloadFailed(id, fmt.Sprintf("the object storage answered HTTP %d", resp.StatusCode))
+	}
+	return s.streamFile(ctx, id, resp, stream)
+}
+
+// downloadURL returns the task's last known download URL, or
+// FailedPrecondition when the task is not FINISHED.
+func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
+	if s.opts.Registry != nil {
+		row, ok, err := s.opts.Registry.Get(ctx, id)
+		if err != nil {
+			return "", registryError(ctx, err)
+		}
+		if ok && row.State == taskstore.StateFinished && row.DownloadURL != "" {
+			return row.DownloadURL, nil
+		}
+	}
+	gctx, cancel := context.WithTimeout(ctx, s.opts.GetTimeout)
+	defer cancel()
+	snap, err := s.opts.Tracker.Get(gctx, id)
+	if err != nil {
+		return "", cloudStatus(gctx, id, err)
+	}
+	if snap.State != cloud.StatusFinished {
+		return "", notFinished(id, snap.State)
+	}
+	return snap.DownloadURL, nil
+}
+
+// refreshURL asks the cloud for a new download URL, within the read budget.
+func (s *Service) refreshURL(ctx context.Context, id int64) (string, error) {
+	if s.opts.Reader == nil {
+		return "", downloadFailed(id, "the download URL has expired")
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.GetTimeout)
+	defer cancel()
+	if err := s.opts.ReadBudget.Wait(ctx); err != nil {
+		return "", contextStatus(ctx, err)
+	}
+	st, err := s.opts.Reader.ExportTasks(ctx, id)
+	if err != nil {
+		return "", cloudStatus(ctx, id, err)
+	}
+	if st.Status != cloud.StatusFinished {
+		return "", notFinished(id, st.Status)
+	}
+	if s.opts.Registry != nil {
+		if err := s.opts.Registry.SetDownloadURL(ctx, id, st.DownloadURL, st.RequestID, s.opts.Now()); err != nil {
+			s.opts.Logger.Error("record a refreshed download URL", "task_id", id, "err", err)
+		}
+	}
+	return st.DownloadURL, nil
+}
+
+func (s *Service) fetch(ctx context.Context, id int64, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, downloadFailed(id, "the cloud gave a download URL that is not a valid URL")
+	}
+	resp, err := s.opts.HTTPClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, contextStatus(ctx, ctx.Err())
+		}
+		// The pre-signed URL stays out of answers and logs: its signature
+		// grants access to the file.
+		var uerr *neturl.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		s.opts.Logger.Warn("fetch an exported file", "task_id", id, "err", err)
+		return nil, downloadFailed(id, "the object storage could not be reached")
+	}
+	return resp, nil
+}
+
+// streamFile sends the body in chunks of ChunkSize, reusing one buffer:
+// gRPC encodes a message before Send returns, and Send blocks while the
+// client's flow-control window is full, so memory stays flat.
+func (s *Service) streamFile(ctx context.Context, id int64, resp *http.Response, stream cwpexportv1.LicenseExportService_DownloadExportServer) error {
+	total := resp.ContentLength // -1 when unknown
+	name := fileName(resp.Header.Get("Content-Disposition"), id)
+	ctype := resp.Header.Get("Content-Type")
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	h := sha256.New()
+	buf := make([]byte, s.opts.ChunkSize)
+	var off int64
+	first := true
+	for {
+		n, rerr := io.ReadFull(resp.Body, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			msg := &cwpexportv1.DownloadExportResponse{Data: buf[:n], Offset: off, TotalSize: total}
+			if first {
+				msg.FileName, msg.ContentType, first = name, ctype, false
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return contextStatus(ctx, ctx.Err())
+			}
+			s.opts.Logger.Warn("read an exported file", "task_id", id, "offset", off, "err", rerr)
+			return downloadFailed(id, fmt.Sprintf("the transfer from the object storage broke off after %d bytes", off))
+		}
+	}
+	if total >= 0 && off != total {
+		return downloadFailed(id, fmt.Sprintf("the object storage sent %d of %d bytes", off, total))
+	}
+	last := &cwpexportv1.DownloadExportResponse{Offset: off, TotalSize: off, Sha256: hex.EncodeToString(h.Sum(nil))}
+	if first {
+		last.FileName, last.ContentType = name, ctype
+	}
+	return stream.Send(last)
+}
+
+// fileName takes the file name from a Content-Disposition header, keeping
+// only a plain base name, or makes one up from the task id.
+func fileName(disposition string, id int64) string {
+	if _, params, err := mime.ParseMediaType(disposition); err == nil {
+		name := path.Base(strings.ReplaceAll(params["filename"], "\\", "/"))
+		if name != "" && name != "." && name != ".." && name != "/" && !strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' }) {
+			return name
+		}
+	}
+	return fmt.Sprintf("cwp-license-detail-%d.csv", id)
+}
+
+func notFinished(id int64, state cloud.Status) error {
+	shown := toState(state).String()
+	return withInfo(codes.FailedPrecondition, ReasonTaskNotFinished,
+		fmt.Sprintf("export task %d is %s, not FINISHED: only a finished export has a file to download", id, shown),
+		map[string]string{metadataTaskID: fmt.Sprint(id), "state": shown})
+}
+
+func downloadFailed(id int64, why string) error {
+	return withInfo(codes.Unavailable, ReasonDownloadFailed,
+		fmt.Sprintf("downloading the file of export task %d failed: %s; retry later", id, why),
+		map[string]string{metadataTaskID: fmt.Sprint(id)})
+}

@@ -1,0 +1,412 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/taskstore"
+	"github.com/cwpexport/cwpexport/server/tracker"
+)
+
+// Registry records the tasks the service created (see package taskstore).
+type Registry interface {
+	Insert(ctx context.Context, t taskstore.Task) error
+	Reserve(ctx context.Context, r taskstore.Task) (taskstore.Task, bool, error)
+	TakeOver(ctx context.Context, requestID, from, to string, now time.Time) (bool, error)
+	Complete(ctx context.Context, requestID, owner string, t taskstore.Task) error
+	Release(ctx context.Context, requestID, owner string) error
+	Get(ctx context.Context, taskID int64) (taskstore.Task, bool, error)
+	Observe(ctx context.Context, o taskstore.Observation) error
+	SetDownloadURL(ctx context.Context, taskID int64, url, requestID string, now time.Time) error
+	Abandon(ctx context.Context, taskID int64, reason string) error
+	Following(ctx context.Context) ([]taskstore.Task, error)
+	List(ctx context.Context, q taskstore.Query) ([]taskstore.Task, error)
+}
+
+// Page sizes of ListExportTasks.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+// Reasons of the registry's errors.
+const (
+	ReasonRequestIDReused = "REQUEST_ID_REUSED"
+	ReasonRegistryFailed  = "REGISTRY_FAILED"
+)
+
+// errExportFailed is the error_message of a task the cloud reports as ERROR.
+const errExportFailed = "the cloud reported that the export failed; start a new export"
+
+// registryTimeout bounds registry writes that must happen even when the
+// caller has gone (recording a created task, releasing a reservation).
+const registryTimeout = 10 * time.Second
+
+// createRecorded starts an export and records it in the registry before
+// answering. With a request id the creation is idempotent:
+//
+//   - the request id is reserved in the registry before the cloud is called;
+//     concurrent calls with the same id in this process share one flight;
+//   - a request id bound to a task returns that task, without a cloud call;
+//   - a request id bound to other parameters is rejected (InvalidArgument);
+//   - if the cloud call fails the reservation is released and a retry calls
+//     the cloud again; a reservation left by a process that died before the
+//     cloud answered is taken over by the retry.
+func (s *Service) createRecorded(ctx context.Context, req exportRequest, params cloud.ExportParams) (*cwpexportv1.ExportTask, string, error) {
+	ep := toParameters(req)
+	enc, fp := encodeParameters(ep)
+	rid := req.GetRequestId()
+	if rid == "" {
+		created, err := s.callCloud(ctx, params)
+		if err != nil {
+			return nil, "", err
+		}
+		now := s.opts.Now()
+		row := taskstore.Task{TaskID: created.TaskID, Fingerprint: fp, Parameters: enc, Created: now, State: taskstore.StatePending,
+			CreateRequestID: created.RequestID, LastRequestID: created.RequestID, Observed: now, Changed: now}
+		if err := s.persist(ctx, created.TaskID, func(c context.Context) error { return s.opts.Registry.Insert(c, row) }); err != nil {
+			return nil, "", err
+		}
+		return s.started(row, ep), created.RequestID, nil
+	}
+	for {
+		v, err, _ := s.flights.Do(rid, func() (any, error) { return s.createOnce(ctx, rid, fp, enc, params) })
+		if err != nil {
+			if code := status.Code(err); (code == codes.Canceled || code == codes.DeadlineExceeded) && ctx.Err() == nil {
+				continue // the flight's leader gave up; this caller has not
+			}
+			return nil, "", err
+		}
+		row := v.(taskstore.Task)
+		if row.Fingerprint != fp {
+			return nil, "", requestIDReused(rid, row.TaskID)
+		}
+		return s.rowTask(row), row.CreateRequestID, nil
+	}
+}
+
+// createOnce is one flight of an idempotent creation.
+func (s *Service) createOnce(ctx context.Context, rid, fp, enc string, params cloud.ExportParams) (taskstore.Task, error) {
+	for {
+		now := s.opts.Now()
+		row, fresh, err := s.opts.Registry.Reserve(ctx, taskstore.Task{RequestID: rid, Fingerprint: fp, Parameters: enc, Owner: s.opts.Instance, Created: now})
+		switch {
+		case errors.Is(err, taskstore.ErrLostReservation):
+			continue
+		case err != nil:
+			return taskstore.Task{}, registryError(ctx, err)
+		case !fresh && row.Fingerprint != fp:
+			return row, nil // the caller rejects the reuse
+		case !fresh && row.TaskID != 0:
+			return row, nil // a retry: the first task, no cloud call
+		case !fresh:
+			// Reserved by a process that is gone (one process holds a data
+			// directory at a time), or by an earlier flight of this one
+			// that could not release it: the outcome of its cloud call is
+			// unknown, and this retry makes the call again.
+			ok, err := s.opts.Registry.TakeOver(ctx, rid, row.Owner, s.opts.Instance, now)
+			if err != nil {
+				return taskstore.Task{}, registryError(ctx, err)
+			}
+			if !ok {
+				continue
+			}
+			s.opts.Logger.Warn("taking over an unfinished request_id reservation; the earlier attempt may have left an unreported task in the cloud", "request_id", rid)
+		}
+		created, err := s.callCloud(ctx, params)
+		if err != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryTimeout)
+			if rerr := s.opts.Registry.Release(rctx, rid, s.opts.Instance); rerr != nil {
+				s.opts.Logger.Error("release request_id reservation", "request_id", rid, "err", rerr)
+			}
+			cancel()
+			return taskstore.Task{}, err
+		}
+		now = s.opts.Now()
+		row = taskstore.Task{TaskID: created.TaskID, RequestID: rid, Fingerprint: fp, Parameters: enc, Created: now, State: taskstore.StatePending,
+			CreateRequestID: created.RequestID, LastRequestID: created.RequestID, Observed: now, Changed: now}
+		if err := s.persist(ctx, created.TaskID, func(c context.Context) error { return s.opts.Registry.Complete(c, rid, s.opts.Instance, row) }); err != nil {
+			return taskstore.Task{}, err
+		}
+		s.started(row, nil)
+		return row, nil
+	}
+}
+
+// callCloud waits for the export budget and starts the export.
+func (s *Service) callCloud(ctx context.Context, params cloud.ExportParams) (cloud.Created, error) {
+	if err := s.admit(ctx); err != nil {
+		return cloud.Created{}, err
+	}
+	created, err := s.opts.Cloud.ExportLicenseDetail(ctx, params)
+	if err != nil {
+		return cloud.Created{}, cloudStatus(ctx, 0, err)
+	}
+	return created, nil
+}
+
+// persist records a task the cloud has created, even if the caller has
+// gone meanwhile: the task exists and must not be lost.
+func (s *Service) persist(ctx context.Context, taskID int64, write func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryTimeout)
+	defer cancel()
+	if err := write(ctx); err != nil {
+		s.opts.Logger.Error("record a created task", "task_id", taskID, "err", err)
+		return withInfo(codes.Internal, ReasonRegistryFailed, fmt.Sprintf(
+			"export task %d was created but could not be recorded; it can still be watched by its id", taskID),
+			map[string]string{metadataTaskID: fmt.Sprint(taskID)})
+	}
+	return nil
+}
+
+// started tells the tracker about a task just created and recorded: it is
+// pending, and the registry's interest keeps it polled until it ends.
+func (s *Service) started(row taskstore.Task, ep *cwpexportv1.ExportParameters) *cwpexportv1.ExportTask {
+	snap := s.opts.Tracker.Created(row.TaskID, row.CreateRequestID)
+	s.opts.Tracker.Follow(row.TaskID, row.Created)
+	task := toTask(snap)
+	task.Parameters = ep
+	task.RequestId = row.RequestID
+	return task
+}
+
+func requestIDReused(rid string, taskID int64) error {
+	v := violations{}
+	v.add("request_id", "request_id %s was already used for an export with different parameters; use a new request_id for a different export", rid)
+	st := status.New(codes.InvalidArgument, "invalid request: request_id: "+v[0].Description)
+	md := map[string]string{"request_id": rid}
+	if taskID > 0 {
+		md[metadataTaskID] = fmt.Sprint(taskID)
+	}
+	st, _ = st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonRequestIDReused, Domain: Domain, Metadata: md}, &errdetails.BadRequest{FieldViolations: v})
+	return st.Err()
+}
+
+func registryError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return contextStatus(ctx, ctx.Err())
+	}
+	return withInfo(codes.Unavailable, ReasonRegistryFailed, "the task registry is unavailable; retry later", nil)
+}
+
+// encodeParameters returns the stored form of an export's parameters and
+// their fingerprint.
+func encodeParameters(p *cwpexportv1.ExportParameters) (string, string) {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+	sum := sha256.Sum256(b)
+	j, _ := protojson.Marshal(p)
+	return string(j), hex.EncodeToString(sum[:])
+}
+
+// rowTask converts a registry row to the API's task.
+func (s *Service) rowTask(r taskstore.Task) *cwpexportv1.ExportTask {
+	t := &cwpexportv1.ExportTask{
+		TaskId:                fmt.Sprint(r.TaskID),
+		State:                 toState(cloud.Status(r.State)),
+		DownloadUrl:           r.DownloadURL,
+		CreateTime:            ts(r.Created),
+		UpdateTime:            ts(r.Changed),
+		ObserveTime:           ts(r.Observed),
+		LastUpstreamRequestId: r.LastRequestID,
+		RequestId:             r.RequestID,
+		Creator:               r.Creator,
+	}
+	if r.Parameters != "" {
+		p := &cwpexportv1.ExportParameters{}
+		if protojson.Unmarshal([]byte(r.Parameters), p) == nil {
+			t.Parameters = p
+		}
+	}
+	switch {
+	case r.State == taskstore.StateError:
+		t.ErrorMessage = errExportFailed
+	case r.EndReason != "":
+		t.ErrorMessage = "the service stopped following this task: " + r.EndReason
+	}
+	return t
+}
+
+// withRecord adds what the registry knows of a task (its parameters,
+// request id and creator) to an answer built from the tracker.
+func (s *Service) withRecord(ctx context.Context, t *cwpexportv1.ExportTask) *cwpexportv1.ExportTask {
+	if s.opts.Registry == nil {
+		return t
+	}
+	id, _ := strconv.ParseInt(t.GetTaskId(), 10, 64)
+	row, ok, err := s.opts.Registry.Get(ctx, id)
+	if err != nil || !ok {
+		return t
+	}
+	rec := s.rowTask(row)
+	t.Parameters, t.RequestId, t.Creator, t.CreateTime = rec.GetParameters(), rec.GetRequestId(), rec.GetCreator(), rec.GetCreateTime()
+	return t
+}
+
+// ListExportTasks lists the tasks this service created, newest first.
+func (s *Service) ListExportTasks(ctx context.Context, req *cwpexportv1.ListExportTasksRequest) (*cwpexportv1.ListExportTasksResponse, error) {
+	if s.opts.Registry == nil {
+		return nil, status.Error(codes.Unimplemented, "this server keeps no task registry")
+	}
+	var v violations
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = DefaultPageSize
+	case size < 0 || size > MaxPageSize:
+		v.add("page_size", "must be between 1 and %d (0 means %d), got %d", MaxPageSize, DefaultPageSize, size)
+	}
+	state := ""
+	switch req.GetState() {
+	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_UNSPECIFIED:
+	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_PENDING:
+		state = taskstore.StatePending
+	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED:
+		state = taskstore.StateFinished
+	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR:
+		state = taskstore.StateError
+	default:
+		v.add("state", "must be one of EXPORT_TASK_STATE_PENDING, EXPORT_TASK_STATE_FINISHED, EXPORT_TASK_STATE_ERROR or unspecified, got %d", req.GetState())
+	}
+	var after *taskstore.Cursor
+	if tok := req.GetPageToken(); tok != "" {
+		c, tokState, err := decodePageToken(tok)
+		switch {
+		case err != nil:
+			v.add("page_token", "is not a token this service issued; pass next_page_token from the previous page unchanged")
+		case tokState != state:
+			v.add("page_token", "was issued for a different state filter; use the same state on every page")
+		default:
+			after = &c
+		}
+	}
+	if len(v) > 0 {
+		return nil, invalidArgument(v)
+	}
+	rows, err := s.opts.Registry.List(ctx, taskstore.Query{State: state, After: after, Limit: size + 1})
+	if err != nil {
+		return nil, registryError(ctx, err)
+	}
+	resp := &cwpexportv1.ListExportTasksResponse{}
+	if len(rows) > size {
+		rows = rows[:size]
+		last := rows[size-1]
+		resp.NextPageToken = encodePageToken(taskstore.Cursor{Created: last.Created, TaskID: last.TaskID}, state)
+	}
+	for _, r := range rows {
+		resp.Tasks = append(resp.Tasks, s.rowTask(r))
+	}
+	return resp, nil
+}
+
+// pageToken is the opaque next_page_token: the position of the last task
+// listed, and the filter it was listed with.
+type pageToken struct {
+	Created int64  `json:"c"`
+	TaskID  int64  `json:"t"`
+	State   string `json:"s,omitempty"`
+}
+
+func encodePageToken(c taskstore.Cursor, state string) string {
+	b, _ := json.Marshal(pageToken{Created: c.Created.UnixMicro(), TaskID: c.TaskID, State: state})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodePageToken(s string) (taskstore.Cursor, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return taskstore.Cursor{}, "", err
+	}
+	var p pageToken
+	if err := json.Unmarshal(b, &p); err != nil {
+		return taskstore.Cursor{}, "", err
+	}
+	if p.Created <= 0 || p.TaskID <= 0 {
+		return taskstore.Cursor{}, "", errors.New("bad cursor")
+	}
+	return taskstore.Cursor{Created: time.UnixMicro(p.Created), TaskID: p.TaskID}, p.State, nil
+}
+
+// Observed records a poll's outcome in the registry; the tracker calls it
+// (tracker.Options.OnObserve). A task that ended is no longer followed.
+func (s *Service) Observed(snap tracker.Snapshot) {
+	if s.opts.Registry == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	defer cancel()
+	var err error
+	switch {
+	case snap.Err != nil && cloud.KindOf(snap.Err) == cloud.KindNotFound:
+		err = s.opts.Registry.Abandon(ctx, snap.TaskID, "the cloud no longer knows the task ("+pollErrorText(snap.Err)+")")
+		s.opts.Tracker.Unfollow(snap.TaskID)
+	case snap.Err != nil:
+		// The service's own trouble (credentials, permissions): the task
+		// is followed again by the next registry pass.
+	default:
+		err = s.opts.Registry.Observe(ctx, taskstore.Observation{TaskID: snap.TaskID, State: string(snap.State), DownloadURL: snap.DownloadURL,
+			RequestID: snap.RequestID, Observed: snap.Observed, Changed: snap.Changed})
+		if snap.Terminal() {
+			s.opts.Tracker.Unfollow(snap.TaskID)
+		}
+	}
+	if err != nil {
+		s.opts.Logger.Error("record an observation in the registry", "task_id", snap.TaskID, "err", err)
+	}
+}
+
+// RunRegistry keeps the registry's unfinished tasks followed until ctx ends:
+// at once (resuming after a restart) and then every FollowPass. A task still
+// not terminal MaxFollowAge after its creation is abandoned, with the reason
+// recorded.
+func (s *Service) RunRegistry(ctx context.Context) {
+	t := time.NewTicker(s.opts.FollowPass)
+	defer t.Stop()
+	for {
+		s.followPass(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) followPass(ctx context.Context) {
+	rows, err := s.opts.Registry.Following(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.opts.Logger.Error("read the registry's unfinished tasks", "err", err)
+		}
+		return
+	}
+	now := s.opts.Now()
+	for _, r := range rows {
+		if age := now.Sub(r.Created); age > s.opts.MaxFollowAge {
+			reason := fmt.Sprintf("still %s after %s, longer than the service follows a task (%s)",
+				orDefault(r.State, "unobserved"), age.Round(time.Second), s.opts.MaxFollowAge)
+			if err := s.opts.Registry.Abandon(ctx, r.TaskID, reason); err != nil {
+				s.opts.Logger.Error("abandon a task", "task_id", r.TaskID, "err", err)
+				continue
+			}
+			s.opts.Tracker.Unfollow(r.TaskID)
+			s.opts.Logger.Warn("no longer following a task", "task_id", r.TaskID, "reason", reason)
+			continue
+		}
+		s.opts.Tracker.Follow(r.TaskID, r.Created)
+	}
+}

@@ -1,0 +1,351 @@
+// Package taskstore is the task registry's storage: every export task the
+// service created, with its parameters, request id and last observed state.
+// The default store is an SQLite database file (pure-Go driver, WAL mode,
+// versioned migrations); its SQL is kept portable so that a PostgreSQL
+// store can implement the same methods.
+package taskstore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// FileName is the database file inside the data directory.
+const FileName = "registry.db"
+
+// lockName is the file a running store holds an exclusive lock on, so that
+// two processes never share one data directory (reservations rely on it).
+const lockName = "LOCK"
+
+// The states the cloud reports, as stored.
+const (
+	StatePending  = "PENDING"
+	StateFinished = "FINISHED"
+	StateError    = "ERROR"
+)
+
+// ErrLostReservation means a reservation was taken over by another owner
+// before the task could be recorded under it.
+var ErrLostReservation = errors.New("taskstore: the request_id reservation is no longer held")
+
+// Task is one registry row.
+type Task struct {
+	// TaskID is the cloud's task id; 0 while a reservation waits for it.
+	TaskID int64
+	// RequestID is the caller's request id; empty when none was sent.
+	RequestID string
+	// Fingerprint identifies the request's parameters, to tell a retry from
+	// a different request reusing a request id.
+	Fingerprint string
+	// Parameters are the request's export conditions, encoded by the caller.
+	Parameters string
+	// Creator is the caller's identity, when known.
+	Creator string
+	// Owner is the process instance holding a reservation.
+	Owner string
+	// Created is when the task was recorded (or reserved).
+	Created time.Time
+	// State is the last state the cloud reported.
+	State string
+	// DownloadURL is the last download URL the cloud gave.
+	DownloadURL string
+	// CreateRequestID is the RequestId of the cloud's answer to the creation.
+	CreateRequestID string
+	// LastRequestID is the RequestId of the last cloud answer about the task.
+	LastRequestID string
+	// Observed is when the cloud last answered about the task.
+	Observed time.Time
+	// Changed is when a change of state was last observed.
+	Changed time.Time
+	// EndReason says why the service stopped following a task that is not
+	// terminal; empty while it follows it.
+	EndReason string
+}
+
+// Observation is what one cloud answer said about a task.
+type Observation struct {
+	TaskID      int64
+	State       string
+	DownloadURL string
+	RequestID   string
+	Observed    time.Time
+	Changed     time.Time
+}
+
+// Cursor is a position in the newest-first order of tasks.
+type Cursor struct {
+	Created time.Time
+	TaskID  int64
+}
+
+// Query selects one page of tasks.
+type Query struct {
+	// State keeps only tasks in this state; empty keeps all.
+	State string
+	// After starts the page after this position; nil starts at the newest.
+	After *Cursor
+	// Limit is the page size.
+	Limit int
+}
+
+// SQLite is the registry in an SQLite database file.
+type SQLite struct {
+	db   *sql.DB
+	lock *os.File
+}
+
+// Open opens (creating if needed) the registry in dir and brings its schema
+// up to date. It fails if another process has the directory open.
+func Open(ctx context.Context, dir string) (*SQLite, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create the data directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open the data directory's lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("the data directory %s is in use by another process: %w", dir, err)
+	}
+	// synchronous(FULL) makes a commit durable before the answer returns:
+	// a recorded task survives a crash of the machine, not only of the process.
+	dsn := "file:" + filepath.Join(dir, FileName) +
+		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open the registry: %w", err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	s := &SQLite{db: db, lock: lock}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("prepare the registry's migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate the registry: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database and releases the data directory.
+func (s *SQLite) Close() error {
+	err := s.db.Close()
+	s.lock.Close()
+	return err
+}
+
+// Backup writes a consistent copy of the database to path (which must not
+// exist) while the store stays in use.
+func (s *SQLite) Backup(ctx context.Context, path string) error {
+	_, err := s.db.ExecContext(ctx, "VACUUM INTO ?", path)
+	return err
+}
+
+const columns = `task_id, request_id, fingerprint, parameters, creator, owner, created_at, state, download_url,
+	create_request_id, last_request_id, observed_at, changed_at, end_reason`
+
+// Insert records a task created without a request id.
+func (s *SQLite) Insert(ctx context.Context, t Task) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO export_tasks (id, `+columns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		uuid.NewString(), t.TaskID, nullable(t.RequestID), t.Fingerprint, t.Parameters, t.Creator, t.Owner,
+		micros(t.Created), t.State, t.DownloadURL, t.CreateRequestID, t.LastRequestID, micros(t.Observed), micros(t.Changed), t.EndReason)
+	return err
+}
+
+// Reserve records r's request id before the cloud is called. It returns
+// (r, true) when the reservation is new, or the row already holding the
+// request id and false.
+func (s *SQLite) Reserve(ctx context.Context, r Task) (Task, bool, error) {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO export_tasks (id, request_id, fingerprint, parameters, creator, owner, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING`,
+		uuid.NewString(), r.RequestID, r.Fingerprint, r.Parameters, r.Creator, r.Owner, micros(r.Created))
+	if err != nil {
+		return Task{}, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return Task{}, false, err
+	} else if n == 1 {
+		return r, true, nil
+	}
+	t, found, err := s.scanOne(ctx, `WHERE request_id = ?`, r.RequestID)
+	if err == nil && !found {
+		// Released between the insert and the read: the caller retries.
+		err = ErrLostReservation
+	}
+	return t, false, err
+}
+
+// TakeOver moves a reservation that has no task yet from owner from to
+// owner to; it reports whether it did.
+func (s *SQLite) TakeOver(ctx context.Context, requestID, from, to string, now time.Time) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET owner = ?, created_at = ?
+		WHERE request_id = ? AND owner = ? AND task_id IS NULL`, to, micros(now), requestID, from)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// Complete records the task the cloud created for owner's reservation.
+func (s *SQLite) Complete(ctx context.Context, requestID, owner string, t Task) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET task_id = ?, created_at = ?, state = ?,
+		create_request_id = ?, last_request_id = ?, observed_at = ?, changed_at = ?, owner = ''
+		WHERE request_id = ? AND owner = ? AND task_id IS NULL`,
+		t.TaskID, micros(t.Created), t.State, t.CreateRequestID, t.LastRequestID, micros(t.Observed), micros(t.Changed), requestID, owner)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return ErrLostReservation
+	}
+	return nil
+}
+
+// Release drops owner's reservation that has no task, so the request id can
+// be tried again.
+func (s *SQLite) Release(ctx context.Context, requestID, owner string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM export_tasks WHERE request_id = ? AND owner = ? AND task_id IS NULL`, requestID, owner)
+	return err
+}
+
+// Get returns the task with the cloud id taskID.
+func (s *SQLite) Get(ctx context.Context, taskID int64) (Task, bool, error) {
+	return s.scanOne(ctx, `WHERE task_id = ?`, taskID)
+}
+
+// Observe records a cloud answer about a task; tasks not in the registry
+// are ignored. A task that ends is no longer marked as abandoned.
+func (s *SQLite) Observe(ctx context.Context, o Observation) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET state = ?, download_url = ?, last_request_id = ?,
+		observed_at = ?, changed_at = CASE WHEN state = ? THEN changed_at ELSE ? END
+		WHERE task_id = ?`,
+		o.State, o.DownloadURL, o.RequestID, micros(o.Observed), o.State, micros(o.Changed), o.TaskID)
+	return err
+}
+
+// SetDownloadURL records a refreshed download URL.
+func (s *SQLite) SetDownloadURL(ctx context.Context, taskID int64, url, requestID string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET download_url = ?, last_request_id = ?, observed_at = ? WHERE task_id = ?`,
+		url, requestID, micros(now), taskID)
+	return err
+}
+
+// Abandon records why the service stopped following a task.
+func (s *SQLite) Abandon(ctx context.Context, taskID int64, reason string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET end_reason = ? WHERE task_id = ?`, reason, taskID)
+	return err
+}
+
+// Following returns the tasks still to follow: recorded, not terminal and
+// not abandoned, oldest first.
+func (s *SQLite) Following(ctx context.Context) ([]Task, error) {
+	return s.scan(ctx, `WHERE task_id IS NOT NULL AND state NOT IN (?, ?) AND end_reason = '' ORDER BY created_at, task_id`,
+		StateFinished, StateError)
+}
+
+// List returns one page of recorded tasks, newest first. Pages continue
+// from a cursor (the last task of the previous page), so tasks recorded
+// meanwhile, which are newer, never shift or repeat later pages.
+func (s *SQLite) List(ctx context.Context, q Query) ([]Task, error) {
+	where := `WHERE task_id IS NOT NULL`
+	var args []any
+	if q.State != "" {
+		where += ` AND state = ?`
+		args = append(args, q.State)
+	}
+	if q.After != nil {
+		c := micros(q.After.Created)
+		where += ` AND (created_at < ? OR (created_at = ? AND task_id < ?))`
+		args = append(args, c, c, q.After.TaskID)
+	}
+	args = append(args, q.Limit)
+	return s.scan(ctx, where+` ORDER BY created_at DESC, task_id DESC LIMIT ?`, args...)
+}
+
+func (s *SQLite) scanOne(ctx context.Context, where string, args ...any) (Task, bool, error) {
+	ts, err := s.scan(ctx, where, args...)
+	if err != nil || len(ts) == 0 {
+		return Task{}, false, err
+	}
+	return ts[0], true, nil
+}
+
+func (s *SQLite) scan(ctx context.Context, tail string, args ...any) ([]Task, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM export_tasks `+tail, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		var (
+			t                          Task
+			taskID                     sql.NullInt64
+			requestID                  sql.NullString
+			created, observed, changed int64
+		)
+		if err := rows.Scan(&taskID, &requestID, &t.Fingerprint, &t.Parameters, &t.Creator, &t.Owner, &created, &t.State,
+			&t.DownloadURL, &t.CreateRequestID, &t.LastRequestID, &observed, &changed, &t.EndReason); err != nil {
+			return nil, err
+		}
+		t.TaskID, t.RequestID = taskID.Int64, requestID.String
+		t.Created, t.Observed, t.Changed = fromMicros(created), fromMicros(observed), fromMicros(changed)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
