@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +16,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 )
@@ -90,9 +87,8 @@ func (a *app) listCommand() *cobra.Command {
 }
 
 // download saves task's file to path through the service's DownloadExport,
-// checking the SHA-256 it sends. A service without DownloadExport
-// (Unimplemented) is served from the task's pre-signed download URL.
-// The file appears under path only once it is complete.
+// checking the SHA-256 it sends. The file appears under path only once it
+// is complete.
 func (a *app) download(ctx context.Context, task *cwpexportv1.ExportTask, path string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
 	if err != nil {
@@ -104,16 +100,6 @@ func (a *app) download(ctx context.Context, task *cwpexportv1.ExportTask, path s
 	sum := sha256.New()
 	start := time.Now()
 	n, err := a.downloadRPC(ctx, task.GetTaskId(), io.MultiWriter(tmp, sum), sum)
-	if status.Code(err) == codes.Unimplemented {
-		if _, serr := tmp.Seek(0, io.SeekStart); serr != nil {
-			return serr
-		}
-		if terr := tmp.Truncate(0); terr != nil {
-			return terr
-		}
-		sum.Reset()
-		n, err = a.downloadURL(ctx, task, io.MultiWriter(tmp, sum))
-	}
 	if err != nil {
 		return err
 	}
@@ -178,43 +164,6 @@ func (a *app) downloadRPC(ctx context.Context, taskID string, w io.Writer, sum h
 	return n, nil
 }
 
-// downloadURL fetches the file from the task's pre-signed URL, reading the
-// task first when its URL is not known yet.
-func (a *app) downloadURL(ctx context.Context, task *cwpexportv1.ExportTask, w io.Writer) (int64, error) {
-	if task.GetDownloadUrl() == "" {
-		res, err := a.client.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: task.GetTaskId()})
-		if err != nil {
-			return 0, err
-		}
-		task = res.GetTask()
-		switch task.GetState() {
-		case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED:
-		case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR:
-			return 0, exitWith(ExitExportError, "task %s ended in ERROR: it has no file", task.GetTaskId())
-		default:
-			return 0, exitWith(ExitService, "task %s is %s: it has no file yet (follow it with `cwpexport watch %s`)", task.GetTaskId(), stateName(task.GetState()), task.GetTaskId())
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, task.GetDownloadUrl(), nil)
-	if err != nil {
-		return 0, exitWith(ExitService, "task %s has an unusable download URL: %v", task.GetTaskId(), err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, exitWith(ExitUnreachable, "download of task %s: %v", task.GetTaskId(), err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, exitWith(ExitService, "download of task %s: the file server answered %s", task.GetTaskId(), resp.Status)
-	}
-	bar := a.progressBar(resp.ContentLength, filepath.Base(req.URL.Path))
-	defer bar.Finish()
-	n, err := io.Copy(io.MultiWriter(w, bar), resp.Body)
-	if err != nil {
-		return n, exitWith(ExitFailure, "download of task %s: %v", task.GetTaskId(), err)
-	}
-	return n, nil
-}
 
 // progressBar shows bytes, total and rate on a terminal, nothing otherwise.
 // A total of -1 (unknown) shows a spinner with the bytes so far.

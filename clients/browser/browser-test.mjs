@@ -56,10 +56,10 @@ try {
   const href = await page.getAttribute('#download-link', 'href');
   console.log(`FINISHED after ${polls} polls, ${elapsed}; download ${href}`);
   if (!(polls >= 1)) fail('FINISHED with ' + polls + ' polls');
-  if (!(await page.isVisible('#download-link')) || !href || href === '#') fail('no download link');
+  if (!(await page.isVisible('#download-link')) || !href || !href.endsWith(':download')) fail('no download link through the service: ' + href);
   if (await page.isVisible('#error')) fail('an error is shown: ' + (await page.textContent('#error')));
   await page.screenshot({path: join(artifacts, 'finished.png'), fullPage: true});
-  const file = await fetch(href);
+  const file = await fetch(new URL(href, rest));
   const csv = await file.text();
   if (file.status !== 200 || !csv.startsWith('LicenseId,')) fail(`download link answered ${file.status}: ${csv.slice(0, 80)}`);
 

@@ -73,8 +73,10 @@ function showMessage(msg) {
   const pe = $('poll-error');
   pe.hidden = !progress.lastPollError;
   pe.textContent = progress.lastPollError ? 'Last poll failed (' + progress.consecutivePollFailures + ' in a row): ' + progress.lastPollError : '';
-  if (state === 'FINISHED' && task.downloadUrl) {
-    $('download-link').href = task.downloadUrl;
+  if (state === 'FINISHED') {
+    // Through the service: the cloud's pre-signed URL may be unreachable
+    // from the browser, and it expires.
+    $('download-link').href = '/v1/export-tasks/' + encodeURIComponent(task.taskId) + ':download';
     $('download').hidden = false;
   }
   if (state === 'ERROR') {
