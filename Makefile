@@ -23,6 +23,13 @@ build: ## Build the binaries into bin/
 test: ## Run all tests with the race detector
 	go test -race -count=1 ./...
 
+FUZZTIME ?= 10s
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 10s); seed corpora are in testdata/fuzz
+	go test -run '^$$' -fuzz '^FuzzValidateExport$$' -fuzztime $(FUZZTIME) ./server/service
+	go test -run '^$$' -fuzz '^FuzzParseTaskID$$' -fuzztime $(FUZZTIME) ./server/service
+	go test -run '^$$' -fuzz '^FuzzDecodeCloudResponses$$' -fuzztime $(FUZZTIME) ./server/cloud
+
 .PHONY: bench
 bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchrun
