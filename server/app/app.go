@@ -323,6 +323,6 @@ func (s *Server) grpcServer(hs *health.Server, opts ...grpc.ServerOption) *grpc.
 }
 
 func (s *Server) recovered(p any) error {
-	s.log.Error("panic in handler", "panic", fmt.Sprint(p))
+	s.log.Error("panic in handler", "panic", s.redact(fmt.Sprint(p)))
 	return status.Error(codes.Internal, "internal error")
 }
