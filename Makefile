@@ -28,6 +28,13 @@ clients: .third_party ## Run the Python, Node.js, grpcurl, curl, CLI and browser
 	clients/install-tools.sh
 	clients/run-all.sh
 
+FUZZTIME ?= 10s
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 10s); seed corpora are in testdata/fuzz
+	go test -run '^$$' -fuzz '^FuzzValidateExport$$' -fuzztime $(FUZZTIME) ./server/service
+	go test -run '^$$' -fuzz '^FuzzParseTaskID$$' -fuzztime $(FUZZTIME) ./server/service
+	go test -run '^$$' -fuzz '^FuzzDecodeCloudResponses$$' -fuzztime $(FUZZTIME) ./server/cloud
+
 .PHONY: bench
 bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchrun

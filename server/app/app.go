@@ -256,6 +256,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 
 	hs := health.NewServer()
 	hs.SetServingStatus(cwpexportv1.LicenseExportService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	if s.opts.Tokens != nil && tlsCfg == nil && (!isLoopback(grpcLis.Addr()) || !isLoopback(restLis.Addr())) {
+		s.log.Warn("bearer tokens travel in cleartext: configure TLS (-tls-cert, -tls-key) on addresses other hosts can reach")
+	}
 	var gsOpts []grpc.ServerOption
 	if tlsCfg != nil {
 		gsOpts = append(gsOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
@@ -367,6 +370,6 @@ func (s *Server) grpcServer(hs *health.Server, opts ...grpc.ServerOption) *grpc.
 }
 
 func (s *Server) recovered(p any) error {
-	s.log.Error("panic in handler", "panic", fmt.Sprint(p))
+	s.log.Error("panic in handler", "panic", s.redact(fmt.Sprint(p)))
 	return status.Error(codes.Internal, "internal error")
 }

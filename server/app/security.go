@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 )
 
 // tlsConfig builds the servers' TLS configuration from the options, or nil
@@ -60,4 +61,15 @@ func isLoopback(a net.Addr) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// redact removes the cloud secrets from text bound for a log, such as a
+// panic's value, which may hold anything a handler had in hand.
+func (s *Server) redact(text string) string {
+	for _, secret := range []string{s.opts.SecretKey, s.opts.SessionToken} {
+		if secret != "" {
+			text = strings.ReplaceAll(text, secret, "[REDACTED]")
+		}
+	}
+	return text
 }
