@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 func TestSIGTERM(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), asDaemon+"=1",
-		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -emulator-pending 1h",
+		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -emulator-pending 1h -data-dir "+t.TempDir(),
 		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "CWPEXPORT_TOKENS=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

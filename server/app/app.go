@@ -198,6 +198,9 @@ func (s *Server) startEmulator(cfg *cloud.Config) error {
 	emu, err := emulator.New(emulator.Options{
 		Credentials: map[string]string{id: key},
 		PendingFor:  s.opts.EmulatorPending,
+		// Ids from the clock: tasks of an earlier run, still in the
+		// registry, keep ids this run never gives again.
+		FirstTaskID: time.Now().UnixMilli(),
 		Logger:      s.log.With("component", "emulator"),
 	})
 	if err != nil {

@@ -25,6 +25,7 @@ func TestGracefulShutdown(t *testing.T) {
 	o := fastApp()
 	o.EmulatorPending = time.Hour // the embedded emulator: tasks stay pending
 	o.ShutdownGrace = 5 * time.Second
+	o.DataDir = t.TempDir()
 	srv, err := app.New(o)
 	if err != nil {
 		t.Fatal(err)

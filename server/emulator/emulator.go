@@ -58,6 +58,10 @@ type Options struct {
 	// after the ExportTasks answer that gave them (HTTP 403 afterwards);
 	// zero means they never expire. See expiry.go.
 	DownloadTTL time.Duration
+	// FirstTaskID is the id of the first task created; 0 means 1. An
+	// emulator that restarts under a persistent task registry starts
+	// above the ids it gave before, as the cloud never reuses one.
+	FirstTaskID int64
 }
 
 // Emulator is an http.Handler serving the emulated cloud API, the download
@@ -120,7 +124,7 @@ func New(opts Options) (*Emulator, error) {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.data = newDataset(opts.Seed, records, e.now())
-	e.tasks = newTaskStore()
+	e.tasks = newTaskStore(opts.FirstTaskID)
 	e.limiter = newRateLimiter(rate)
 	e.stats = newStatsRecorder()
 	e.faults = newFaultSet()

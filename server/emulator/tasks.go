@@ -47,8 +47,8 @@ type taskStore struct {
 	byToken map[string]*task
 }
 
-func newTaskStore() *taskStore {
-	return &taskStore{byID: map[int64]*task{}, byToken: map[string]*task{}}
+func newTaskStore(first int64) *taskStore {
+	return &taskStore{lastID: max(first, 1) - 1, byID: map[int64]*task{}, byToken: map[string]*task{}}
 }
 
 func (s *taskStore) create(owner string, q *exportQuery, now time.Time) int64 {
