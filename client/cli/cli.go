@@ -27,7 +27,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
@@ -78,6 +77,7 @@ func exitWith(code int, format string, a ...any) error {
 type app struct {
 	io     IO
 	addr   string
+	dialer connFlags
 	output string
 	tty    bool
 	conn   *grpc.ClientConn
@@ -126,7 +126,11 @@ task is not known, 6 another error from the service, 130 interrupted.`,
 			default:
 				return exitWith(ExitInvalid, "--output must be text or json, not %q", a.output)
 			}
-			conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			dial, err := a.dialer.dialOptions()
+			if err != nil {
+				return exitWith(ExitInvalid, "%v", err)
+			}
+			conn, err := grpc.NewClient(a.addr, dial...)
 			if err != nil {
 				return exitWith(ExitInvalid, "--addr %q: %v", a.addr, err)
 			}
@@ -135,6 +139,11 @@ task is not known, 6 another error from the service, 130 interrupted.`,
 		},
 	}
 	root.PersistentFlags().StringVar(&a.addr, "addr", DefaultAddr, "gRPC address of the service (host:port)")
+	root.PersistentFlags().BoolVar(&a.dialer.tls, "tls", false, "use TLS, trusting the system's certificate authorities")
+	root.PersistentFlags().StringVar(&a.dialer.caFile, "ca-file", "", "use TLS, trusting the CA certificates in this PEM file")
+	root.PersistentFlags().StringVar(&a.dialer.certFile, "cert-file", "", "client certificate (PEM) for mutual TLS")
+	root.PersistentFlags().StringVar(&a.dialer.keyFile, "key-file", "", "client key (PEM) for mutual TLS")
+	root.PersistentFlags().StringVar(&a.dialer.tokenFile, "token-file", "", "file holding the bearer token (default: the "+TokenEnv+" environment variable)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json (one JSON object per line)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: ExitInvalid, err: err} })
 	root.AddCommand(a.exportCommand(), a.watchCommand(), a.getCommand(), a.listCommand(), a.downloadCommand())

@@ -17,6 +17,7 @@ import (
 	"github.com/cwpexport/cwpexport/client/cli"
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
@@ -249,5 +250,43 @@ func TestLiveOutput(t *testing.T) {
 	}
 	if !strings.Contains(s, "100%") || !strings.Contains(s, "kB") || !strings.Contains(s, "saved ") {
 		t.Errorf("live output lacks the byte progress bar: %q", s)
+	}
+}
+
+func TestTLSAndBearerToken(t *testing.T) {
+	const token = "cli-test-token-0123456789abcdef"
+	tokens, err := callerauth.ParseTokens("alice " + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testserver.NewPKI(t)
+	env := testserver.Start(t, testserver.Config{
+		App:       app.Options{TLSCertFile: p.CertFile, TLSKeyFile: p.KeyFile, ClientCAFile: p.CAFile, Tokens: tokens},
+		ClientTLS: p.ClientTLS(p.Client), Token: token,
+	})
+	mtls := []string{"export", "--ca-file", p.CAFile, "--cert-file", p.ClientCertFile, "--key-file", p.ClientKeyFile}
+
+	t.Setenv(cli.TokenEnv, "")
+	if code, _, errOut := run(t, env, mtls...); code != cli.ExitService || !strings.Contains(errOut, "Unauthenticated") {
+		t.Errorf("without a token: exit %d, %s", code, errOut)
+	}
+	t.Setenv(cli.TokenEnv, token)
+	if code, out, errOut := run(t, env, mtls...); code != cli.ExitOK || !strings.Contains(out, "PENDING") {
+		t.Errorf("with TLS, client certificate and token: exit %d, %s %s", code, out, errOut)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(cli.TokenEnv, "")
+	if code, _, errOut := run(t, env, append(mtls, "--token-file", tokenFile)...); code != cli.ExitOK {
+		t.Errorf("with --token-file: exit %d, %s", code, errOut)
+	}
+	t.Setenv(cli.TokenEnv, token)
+	if code, _, errOut := run(t, env, "export", "--ca-file", p.CAFile); code != cli.ExitUnreachable {
+		t.Errorf("without the client certificate: exit %d, %s; want the handshake refused", code, errOut)
+	}
+	if code, _, errOut := run(t, env, "export", "--cert-file", p.ClientCertFile); code != cli.ExitInvalid {
+		t.Errorf("--cert-file without --key-file: exit %d, %s", code, errOut)
 	}
 }

@@ -2,18 +2,9 @@ package app_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -116,69 +107,9 @@ func TestParseTokensRejectsBadFiles(t *testing.T) {
 	}
 }
 
-// pki is a CA with a server certificate for 127.0.0.1 and a client
-// certificate, written as PEM files.
-type pki struct {
-	dir                       string
-	caFile, certFile, keyFile string
-	pool                      *x509.CertPool
-	client, rogue             tls.Certificate
-}
-
-func newPKI(t *testing.T) *pki {
-	t.Helper()
-	p := &pki{dir: t.TempDir(), pool: x509.NewCertPool()}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p.pool.AddCert(ca)
-	p.caFile = p.write(t, "ca.pem", "CERTIFICATE", caDER)
-
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-		if parent == nil {
-			parent, parentKey = tmpl, key
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, key
-	}
-	srvDER, srvKey := issue(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, ca, caKey)
-	p.certFile = p.write(t, "server.pem", "CERTIFICATE", srvDER)
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(srvKey)
-	p.keyFile = p.write(t, "server-key.pem", "PRIVATE KEY", keyDER)
-	cliDER, cliKey := issue(3, "alice", x509.ExtKeyUsageClientAuth, ca, caKey)
-	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
-	rogueDER, rogueKey := issue(4, "mallory", x509.ExtKeyUsageClientAuth, nil, nil)
-	p.rogue = tls.Certificate{Certificate: [][]byte{rogueDER}, PrivateKey: rogueKey}
-	return p
-}
-
-func (p *pki) write(t *testing.T, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func (p *pki) clientTLS(certs ...tls.Certificate) *tls.Config {
-	return &tls.Config{RootCAs: p.pool, Certificates: certs, MinVersion: tls.VersionTLS12}
-}
-
 func TestTLS(t *testing.T) {
-	p := newPKI(t)
-	env := testserver.Start(t, testserver.Config{App: app.Options{TLSCertFile: p.certFile, TLSKeyFile: p.keyFile}, ClientTLS: p.clientTLS()})
+	p := testserver.NewPKI(t)
+	env := testserver.Start(t, testserver.Config{App: app.Options{TLSCertFile: p.CertFile, TLSKeyFile: p.KeyFile}, ClientTLS: p.ClientTLS()})
 	if _, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{}); err != nil {
 		t.Fatalf("gRPC over TLS: %v", err)
 	}
@@ -211,10 +142,10 @@ func plaintextGRPC(t *testing.T, addr string) codes.Code {
 }
 
 func TestMutualTLS(t *testing.T) {
-	p := newPKI(t)
+	p := testserver.NewPKI(t)
 	env := testserver.Start(t, testserver.Config{
-		App:       app.Options{TLSCertFile: p.certFile, TLSKeyFile: p.keyFile, ClientCAFile: p.caFile},
-		ClientTLS: p.clientTLS(p.client),
+		App:       app.Options{TLSCertFile: p.CertFile, TLSKeyFile: p.KeyFile, ClientCAFile: p.CAFile},
+		ClientTLS: p.ClientTLS(p.Client),
 	})
 	if _, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{}); err != nil {
 		t.Fatalf("gRPC with a client certificate: %v", err)
@@ -222,7 +153,7 @@ func TestMutualTLS(t *testing.T) {
 	if r := env.Do(t, http.MethodPost, "/v1/license-detail:export", `{}`); r.Status != http.StatusOK {
 		t.Fatalf("REST with a client certificate: HTTP %d %s", r.Status, r.Body)
 	}
-	for name, cfg := range map[string]*tls.Config{"no certificate": p.clientTLS(), "certificate of another CA": p.clientTLS(p.rogue)} {
+	for name, cfg := range map[string]*tls.Config{"no certificate": p.ClientTLS(), "certificate of another CA": p.ClientTLS(p.Rogue)} {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 		if resp, err := hc.Get(env.RESTURL + "/v1/export-tasks/1"); err == nil {
 			resp.Body.Close()
@@ -252,6 +183,7 @@ func (remoteListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0,
 func TestRefusesUnauthenticatedRemoteListener(t *testing.T) {
 	serve := func(o app.Options) error {
 		o.SecretID, o.SecretKey, o.Endpoint, o.Scheme = testserver.SecretID, testserver.SecretKey, "127.0.0.1:1", "HTTP"
+		o.DataDir = t.TempDir()
 		srv, err := app.New(o)
 		if err != nil {
 			t.Fatal(err)
