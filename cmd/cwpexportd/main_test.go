@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 // a resume hint, and exits 0.
 func TestSIGTERM(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Dir = t.TempDir() // whatever the daemon writes stays out of the source tree
 	cmd.Env = append(os.Environ(), asDaemon+"=1",
 		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -emulator-pending 1h -data-dir "+t.TempDir(),
 		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "CWPEXPORT_TOKENS=")
@@ -96,5 +97,27 @@ func TestSIGTERM(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("daemon did not exit within 15s of SIGTERM")
+	}
+}
+
+func TestLoadTokens(t *testing.T) {
+	path := t.TempDir() + "/tokens"
+	if err := os.WriteFile(path, []byte("# ops\nalice alice-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := loadTokens(path); err != nil || tok.Len() != 1 {
+		t.Errorf("file: %v, %v", tok, err)
+	}
+	t.Setenv("CWPEXPORT_TOKENS", "alice=alice-token-0123456789,bob=bob-token-0123456789ab")
+	if tok, err := loadTokens(""); err != nil || tok.Len() != 2 {
+		t.Errorf("environment: %v, %v", tok, err)
+	}
+	t.Setenv("CWPEXPORT_TOKENS", "alice=short")
+	if _, err := loadTokens(""); err == nil || strings.Contains(err.Error(), "short") {
+		t.Errorf("a short token: %v", err)
+	}
+	t.Setenv("CWPEXPORT_TOKENS", "")
+	if tok, err := loadTokens(""); err != nil || tok != nil {
+		t.Errorf("no tokens: %v, %v", tok, err)
 	}
 }
