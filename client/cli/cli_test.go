@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/cwpexport/cwpexport/client/cli"
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/app"

@@ -164,7 +164,6 @@ func (a *app) downloadRPC(ctx context.Context, taskID string, w io.Writer, sum h
 	return n, nil
 }
 
-
 // progressBar shows bytes, total and rate on a terminal, nothing otherwise.
 // A total of -1 (unknown) shows a spinner with the bytes so far.
 func (a *app) progressBar(total int64, name string) *progressbar.ProgressBar {
