@@ -224,3 +224,31 @@ func do(t *testing.T, c *http.Client, req *http.Request) testserver.Response {
 	}
 	return testserver.Response{Status: resp.StatusCode, Body: []byte(b.String()), Header: resp.Header}
 }
+
+// TestCreatorIsRecorded: the registry records which authenticated caller
+// created each task, with and without a request_id.
+func TestCreatorIsRecorded(t *testing.T) {
+	env := testserver.Start(t, testserver.Config{App: app.Options{Tokens: testTokens(t)}, Token: aliceToken})
+	ctx := context.Background()
+	for _, rid := range []string{"", "9b2f3c1e-6d4a-4f7b-8e21-5a0c9d8e7f61"} {
+		res, err := env.Client.ExportLicenseDetail(ctx, &cwpexportv1.ExportLicenseDetailRequest{RequestId: rid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := res.GetTask().GetCreator(); c != "alice" {
+			t.Errorf("request_id %q: creator %q, want alice", rid, c)
+		}
+	}
+	list, err := env.Client.ListExportTasks(ctx, &cwpexportv1.ListExportTasksRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range list.GetTasks() {
+		if task.GetCreator() != "alice" {
+			t.Errorf("listed task %s has creator %q", task.GetTaskId(), task.GetCreator())
+		}
+	}
+	if len(list.GetTasks()) != 2 {
+		t.Errorf("listed %d tasks, want 2", len(list.GetTasks()))
+	}
+}

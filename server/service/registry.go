@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/tracker"
@@ -77,7 +78,7 @@ func (s *Service) createRecorded(ctx context.Context, req exportRequest, params 
 			return nil, "", err
 		}
 		now := s.opts.Now()
-		row := taskstore.Task{TaskID: created.TaskID, Fingerprint: fp, Parameters: enc, Created: now, State: taskstore.StatePending,
+		row := taskstore.Task{TaskID: created.TaskID, Fingerprint: fp, Parameters: enc, Creator: callerauth.Caller(ctx), Created: now, State: taskstore.StatePending,
 			CreateRequestID: created.RequestID, LastRequestID: created.RequestID, Observed: now, Changed: now}
 		if err := s.persist(ctx, created.TaskID, func(c context.Context) error { return s.opts.Registry.Insert(c, row) }); err != nil {
 			return nil, "", err
@@ -104,7 +105,7 @@ func (s *Service) createRecorded(ctx context.Context, req exportRequest, params 
 func (s *Service) createOnce(ctx context.Context, rid, fp, enc string, params cloud.ExportParams) (taskstore.Task, error) {
 	for {
 		now := s.opts.Now()
-		row, fresh, err := s.opts.Registry.Reserve(ctx, taskstore.Task{RequestID: rid, Fingerprint: fp, Parameters: enc, Owner: s.opts.Instance, Created: now})
+		row, fresh, err := s.opts.Registry.Reserve(ctx, taskstore.Task{RequestID: rid, Fingerprint: fp, Parameters: enc, Creator: callerauth.Caller(ctx), Owner: s.opts.Instance, Created: now})
 		switch {
 		case errors.Is(err, taskstore.ErrLostReservation):
 			continue
@@ -138,7 +139,7 @@ func (s *Service) createOnce(ctx context.Context, rid, fp, enc string, params cl
 			return taskstore.Task{}, err
 		}
 		now = s.opts.Now()
-		row = taskstore.Task{TaskID: created.TaskID, RequestID: rid, Fingerprint: fp, Parameters: enc, Created: now, State: taskstore.StatePending,
+		row = taskstore.Task{TaskID: created.TaskID, RequestID: rid, Fingerprint: fp, Parameters: enc, Creator: callerauth.Caller(ctx), Created: now, State: taskstore.StatePending,
 			CreateRequestID: created.RequestID, LastRequestID: created.RequestID, Observed: now, Changed: now}
 		if err := s.persist(ctx, created.TaskID, func(c context.Context) error { return s.opts.Registry.Complete(c, rid, s.opts.Instance, row) }); err != nil {
 			return taskstore.Task{}, err
@@ -182,6 +183,7 @@ func (s *Service) started(row taskstore.Task, ep *cwpexportv1.ExportParameters) 
 	task := toTask(snap)
 	task.Parameters = ep
 	task.RequestId = row.RequestID
+	task.Creator = row.Creator
 	return task
 }
 
