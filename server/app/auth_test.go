@@ -251,4 +251,16 @@ func TestCreatorIsRecorded(t *testing.T) {
 	if len(list.GetTasks()) != 2 {
 		t.Errorf("listed %d tasks, want 2", len(list.GetTasks()))
 	}
+
+	// Another caller reusing alice's request_id is not given her task.
+	conn, err := grpc.NewClient(env.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	bob := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bobToken)
+	_, err = cwpexportv1.NewLicenseExportServiceClient(conn).ExportLicenseDetail(bob, &cwpexportv1.ExportLicenseDetailRequest{RequestId: "9b2f3c1e-6d4a-4f7b-8e21-5a0c9d8e7f61"})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("bob reusing alice's request_id: %v, want InvalidArgument", err)
+	}
 }

@@ -70,7 +70,7 @@ const registryTimeout = 10 * time.Second
 //     cloud answered is taken over by the retry.
 func (s *Service) createRecorded(ctx context.Context, req exportRequest, params cloud.ExportParams) (*cwpexportv1.ExportTask, string, error) {
 	ep := toParameters(req)
-	enc, fp := encodeParameters(ep)
+	enc, fp := encodeParameters(ep, callerauth.Caller(ctx))
 	rid := req.GetRequestId()
 	if rid == "" {
 		created, err := s.callCloud(ctx, params)
@@ -189,7 +189,7 @@ func (s *Service) started(row taskstore.Task, ep *cwpexportv1.ExportParameters) 
 
 func requestIDReused(rid string, taskID int64) error {
 	v := violations{}
-	v.add("request_id", "request_id %s was already used for an export with different parameters; use a new request_id for a different export", rid)
+	v.add("request_id", "request_id %s was already used for another export (different parameters, or another caller); use a new request_id for a different export", rid)
 	st := status.New(codes.InvalidArgument, "invalid request: request_id: "+v[0].Description)
 	md := map[string]string{"request_id": rid}
 	if taskID > 0 {
@@ -208,9 +208,12 @@ func registryError(ctx context.Context, err error) error {
 
 // encodeParameters returns the stored form of an export's parameters and
 // their fingerprint.
-func encodeParameters(p *cwpexportv1.ExportParameters) (string, string) {
+//
+// The fingerprint also covers the caller, so one caller's request_id never
+// answers another caller with the first one's task.
+func encodeParameters(p *cwpexportv1.ExportParameters, caller string) (string, string) {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(p)
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(append([]byte(caller+"\x00"), b...))
 	j, _ := protojson.Marshal(p)
 	return string(j), hex.EncodeToString(sum[:])
 }
