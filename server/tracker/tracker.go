@@ -158,8 +158,10 @@ type Tracker struct {
 	heaps [tierNone]entryHeap
 	// wake nudges the scheduler when the schedule changed.
 	wake chan struct{}
-	// inflight counts polls running; Run waits for them before returning.
+	// inflight tracks polls running; Run waits for them before returning.
 	inflight sync.WaitGroup
+	// polling counts the polls running.
+	polling int
 }
 
 // New returns a tracker; start its scheduler with Run.
@@ -239,7 +241,19 @@ func (t *Tracker) Get(ctx context.Context, id int64) (Snapshot, error) {
 	t.rescheduleLocked(e, now)
 	t.mu.Unlock()
 	w := &Watch{t: t, e: e}
-	defer w.Close()
+	s, err := w.await(ctx, started)
+	w.Close()
+	// The answer's schedule is the one left after this Get's interest.
+	t.mu.Lock()
+	after := t.snapshotLocked(e)
+	t.mu.Unlock()
+	s.NextPoll, s.Pending = after.NextPoll, after.Pending
+	return s, err
+}
+
+// await waits for an observation made after started, a refusal, or the end
+// of ctx (then the last transient failure is the error, if any).
+func (w *Watch) await(ctx context.Context, started time.Time) (Snapshot, error) {
 	for {
 		s, changed := w.Current()
 		switch {
@@ -317,9 +331,7 @@ func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := Stats{Tasks: len(t.tasks)}
-	for i := range t.heaps {
-		s.Scheduled += len(t.heaps[i])
-	}
+	s.Scheduled = t.scheduledLocked()
 	for _, e := range t.tasks {
 		s.Watchers += e.watchers
 	}
@@ -352,8 +364,10 @@ func (t *Tracker) snapshotLocked(e *entry) Snapshot {
 	return s
 }
 
+// scheduledLocked counts the tasks sharing the budget: those waiting for
+// their next poll and those being polled.
 func (t *Tracker) scheduledLocked() int {
-	return len(t.heaps[tierUrgent]) + len(t.heaps[tierWatched]) + len(t.heaps[tierBackground])
+	return len(t.heaps[tierUrgent]) + len(t.heaps[tierWatched]) + len(t.heaps[tierBackground]) + t.polling
 }
 
 // rescheduleLocked puts e in the heap its interest and state call for, due
@@ -379,7 +393,7 @@ func (t *Tracker) rescheduleLocked(e *entry, now time.Time) {
 	}
 	due := now
 	if last := latest(e.snap.LastPoll, e.snap.Observed); want != tierUrgent && e.snap.Failures == 0 && !last.IsZero() {
-		if next := last.Add(t.intervalLocked(want)); next.After(due) {
+		if next := last.Add(t.intervalLocked(e, want)); next.After(due) {
 			due = next
 		}
 	}
@@ -412,14 +426,14 @@ func (t *Tracker) unscheduleLocked(e *entry) {
 
 // intervalLocked is the time between two polls of one task of tier tr:
 // the floor, or the share of the budget the scheduled tasks leave it.
-func (t *Tracker) intervalLocked(tr tier) time.Duration {
+func (t *Tracker) intervalLocked(e *entry, tr tier) time.Duration {
 	floor := t.opts.MinInterval
 	if tr == tierBackground {
 		floor = t.opts.BackgroundInterval
 	}
 	k := t.scheduledLocked()
-	if k == 0 {
-		k = 1
+	if e.index < 0 && !e.polling {
+		k++ // e itself, about to be scheduled
 	}
 	share := time.Duration(float64(k) / float64(t.opts.Budget.Limit()) * float64(time.Second))
 	return max(floor, share)
@@ -465,6 +479,7 @@ func (t *Tracker) Run(ctx context.Context) {
 			t.unscheduleLocked(e)
 			e.tier = tierNone
 			e.polling = true
+			t.polling++
 			t.inflight.Add(1)
 			go t.poll(ctx, e)
 		}
@@ -500,6 +515,7 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	defer t.mu.Unlock()
 	now := t.opts.Now()
 	e.polling = false
+	t.polling--
 	s := &e.snap
 	s.Polls++
 	s.LastPoll = now
