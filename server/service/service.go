@@ -44,6 +44,11 @@ type Options struct {
 	// MaxQueueWait bounds how long a creation waits for the budget when the
 	// caller set no earlier deadline; default 30s.
 	MaxQueueWait time.Duration
+	// CreateCallTime is the time a creation keeps for the cloud call after
+	// its wait for the budget: a caller whose deadline leaves less is told
+	// ResourceExhausted rather than risk a task created after it gave up;
+	// default 500ms.
+	CreateCallTime time.Duration
 	// GetTimeout bounds a GetExportTask that must ask the cloud when the
 	// caller set no earlier deadline; default 15s.
 	GetTimeout time.Duration
@@ -69,6 +74,9 @@ func New(opts Options) *Service {
 	}
 	if opts.MaxQueueWait <= 0 {
 		opts.MaxQueueWait = 30 * time.Second
+	}
+	if opts.CreateCallTime <= 0 {
+		opts.CreateCallTime = 500 * time.Millisecond
 	}
 	if opts.GetTimeout <= 0 {
 		opts.GetTimeout = 15 * time.Second
@@ -222,16 +230,17 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 // retry hint, rather than a wait that cannot succeed.
 func (s *Service) admit(ctx context.Context) error {
 	now := s.opts.Now()
+	// Waiting makes sense only if the cloud call still fits after it.
 	deadline := now.Add(s.opts.MaxQueueWait)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	if d, ok := ctx.Deadline(); ok && d.Add(-s.opts.CreateCallTime).Before(deadline) {
+		deadline = d.Add(-s.opts.CreateCallTime)
 	}
 	r := s.opts.CreateBudget.ReserveN(now, 1)
 	if !r.OK() {
 		return withInfo(codes.ResourceExhausted, ReasonBudgetExhausted, "the export budget is misconfigured", nil)
 	}
 	delay := r.DelayFrom(now)
-	if now.Add(delay).After(deadline) {
+	if delay > 0 && now.Add(delay).After(deadline) {
 		r.CancelAt(now)
 		return budgetExhausted(delay)
 	}
