@@ -254,4 +254,3 @@ func retryDelay(st *status.Status) time.Duration {
 	}
 	return 0
 }
-
