@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -212,17 +213,51 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.admit(ctx); err != nil {
-		return nil, "", err
-	}
-	created, err := s.opts.Cloud.ExportLicenseDetail(ctx, params)
+	created, err := s.createThrottled(ctx, params)
 	if err != nil {
-		return nil, "", cloudStatus(ctx, 0, err)
+		return nil, "", err
 	}
 	task := toTask(s.opts.Tracker.Created(created.TaskID, created.RequestID))
 	task.Parameters = toParameters(req)
 	task.RequestId = req.GetRequestId()
 	return task, created.RequestID, nil
+}
+
+// createThrottled starts the export within the export budget. When the
+// cloud still answers RequestLimitExceeded (other programs share the
+// account's quota), it backs off with jitter and tries again while the
+// caller's deadline allows: the cloud refused before doing anything, so a
+// retry cannot create a second task.
+func (s *Service) createThrottled(ctx context.Context, params cloud.ExportParams) (cloud.Created, error) {
+	retry := backoff.ExponentialBackOff{InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}
+	retry.Reset()
+	giveUp := s.opts.Now().Add(s.opts.MaxQueueWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(giveUp) {
+		giveUp = d
+	}
+	for {
+		if err := s.admit(ctx); err != nil {
+			return cloud.Created{}, err
+		}
+		created, err := s.opts.Cloud.ExportLicenseDetail(ctx, params)
+		if cloud.KindOf(err) != cloud.KindThrottled {
+			if err != nil {
+				return created, cloudStatus(ctx, 0, err)
+			}
+			return created, nil
+		}
+		wait := retry.NextBackOff()
+		if s.opts.Now().Add(wait + s.opts.CreateCallTime).After(giveUp) {
+			return created, cloudStatus(ctx, 0, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return created, contextStatus(ctx, ctx.Err())
+		}
+	}
 }
 
 // admit waits for a token of the export budget. A caller whose deadline

@@ -130,9 +130,14 @@ const (
 
 type entry struct {
 	snap Snapshot
-	// changed is closed and replaced on every update: watchers wait on it
-	// instead of each holding a channel of their own.
-	changed    chan struct{}
+	// changed is closed and replaced when what watchers are told of
+	// changes (state, URL, refusal); they wait on it instead of each
+	// holding a channel of their own. Polls that change nothing wake no
+	// watcher: heartbeats read the poll counts when they are due.
+	changed chan struct{}
+	// polled is closed and replaced after every poll, for the callers
+	// waiting for a fresh observation.
+	polled     chan struct{}
 	watchers   int
 	background bool
 	// urgent is set while a caller waits for an observation newer than the
@@ -142,6 +147,9 @@ type entry struct {
 	tier    tier
 	due     time.Time
 	index   int // in its tier's heap
+	// cadence is when the last poll was due: the next is due an interval
+	// after it. Zero before the first poll.
+	cadence time.Time
 	// idle is when the last interest left; the entry is dropped Retention
 	// after it.
 	idle time.Time
@@ -177,6 +185,9 @@ func (t *Tracker) Created(id int64, requestID string) Snapshot {
 	defer t.mu.Unlock()
 	now := t.opts.Now()
 	e := t.entryLocked(id, now)
+	if e.snap.State != cloud.StatusPending {
+		defer t.changedLocked(e)
+	}
 	e.snap.State = cloud.StatusPending
 	e.snap.Err, e.snap.LastErr, e.snap.Failures = nil, nil, 0
 	e.snap.RequestID = requestID
@@ -255,7 +266,7 @@ func (t *Tracker) Get(ctx context.Context, id int64) (Snapshot, error) {
 // of ctx (then the last transient failure is the error, if any).
 func (w *Watch) await(ctx context.Context, started time.Time) (Snapshot, error) {
 	for {
-		s, changed := w.Current()
+		s, polled := w.afterPoll()
 		switch {
 		case s.Err != nil:
 			return s, s.Err
@@ -263,8 +274,9 @@ func (w *Watch) await(ctx context.Context, started time.Time) (Snapshot, error) 
 			return s, nil
 		}
 		select {
-		case <-changed:
+		case <-polled:
 		case <-ctx.Done():
+			s, _ = w.afterPoll()
 			if s.LastErr != nil {
 				return s, s.LastErr
 			}
@@ -298,11 +310,19 @@ type Watch struct {
 }
 
 // Current returns the latest snapshot and a channel closed at the next
-// update.
+// change of the task's state, download URL or refusal.
 func (w *Watch) Current() (Snapshot, <-chan struct{}) {
 	w.t.mu.Lock()
 	defer w.t.mu.Unlock()
 	return w.t.snapshotLocked(w.e), w.e.changed
+}
+
+// afterPoll returns the latest snapshot and a channel closed after the next
+// poll.
+func (w *Watch) afterPoll() (Snapshot, <-chan struct{}) {
+	w.t.mu.Lock()
+	defer w.t.mu.Unlock()
+	return w.t.snapshotLocked(w.e), w.e.polled
 }
 
 // Close ends the interest; the last one to leave stops the polling.
@@ -341,7 +361,7 @@ func (t *Tracker) Stats() Stats {
 func (t *Tracker) entryLocked(id int64, now time.Time) *entry {
 	e, ok := t.tasks[id]
 	if !ok {
-		e = &entry{snap: Snapshot{TaskID: id, Created: now}, changed: make(chan struct{}), tier: tierNone, index: -1, idle: now}
+		e = &entry{snap: Snapshot{TaskID: id, Created: now}, changed: make(chan struct{}), polled: make(chan struct{}), tier: tierNone, index: -1, idle: now}
 		t.tasks[id] = e
 	}
 	if e.snap.Err != nil && e.watchers == 0 && now.Sub(e.snap.LastPoll) >= t.opts.Freshness {
@@ -354,11 +374,11 @@ func (t *Tracker) entryLocked(id int64, now time.Time) *entry {
 
 func (t *Tracker) snapshotLocked(e *entry) Snapshot {
 	s := e.snap
-	if e.tier != tierNone {
+	switch {
+	case e.polling:
+		s.NextPoll = t.opts.Now() // under way
+	case e.tier != tierNone:
 		s.NextPoll = e.due
-		if e.polling {
-			s.NextPoll = t.opts.Now()
-		}
 	}
 	s.Pending = t.scheduledLocked()
 	return s
@@ -393,7 +413,15 @@ func (t *Tracker) rescheduleLocked(e *entry, now time.Time) {
 	}
 	due := now
 	if last := latest(e.snap.LastPoll, e.snap.Observed); want != tierUrgent && e.snap.Failures == 0 && !last.IsZero() {
-		if next := last.Add(t.intervalLocked(e, want)); next.After(due) {
+		iv := t.intervalLocked(e, want)
+		next := last.Add(iv)
+		if !e.cadence.IsZero() {
+			// Keep the rhythm of the polls' due times, so that neither the
+			// cloud's answer time nor the wait for the budget stretches
+			// the period; but never poll twice within half an interval.
+			next = latest(e.cadence.Add(iv), last.Add(iv/2))
+		}
+		if next.After(due) {
 			due = next
 		}
 	}
@@ -478,6 +506,7 @@ func (t *Tracker) Run(ctx context.Context) {
 		if e, _ = t.nextLocked(t.opts.Now()); e != nil {
 			t.unscheduleLocked(e)
 			e.tier = tierNone
+			e.cadence = e.due
 			e.polling = true
 			t.polling++
 			t.inflight.Add(1)
@@ -519,6 +548,7 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	s := &e.snap
 	s.Polls++
 	s.LastPoll = now
+	state, url, refused := s.State, s.DownloadURL, s.Err != nil
 	switch {
 	case err == nil:
 		if st.Status != s.State {
@@ -553,6 +583,15 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 		e.due = now.Add(e.retry.NextBackOff())
 		t.heaps[e.tier].fix(e)
 	}
+	close(e.polled)
+	e.polled = make(chan struct{})
+	if s.State != state || s.DownloadURL != url || (s.Err != nil) != refused {
+		t.changedLocked(e)
+	}
+}
+
+// changedLocked wakes the watchers of e.
+func (t *Tracker) changedLocked(e *entry) {
 	close(e.changed)
 	e.changed = make(chan struct{})
 }
