@@ -20,6 +20,7 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/pace"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
@@ -63,6 +64,8 @@ type Service struct {
 	opts      Options
 	draining  chan struct{}
 	drainOnce sync.Once
+	// space keeps creations 1/budget apart when the budget's wait ends late.
+	space pace.Spacer
 }
 
 // New returns a Service.
@@ -238,6 +241,9 @@ func (s *Service) createThrottled(ctx context.Context, params cloud.ExportParams
 	for {
 		if err := s.admit(ctx); err != nil {
 			return cloud.Created{}, err
+		}
+		if err := s.space.Wait(ctx, s.opts.CreateBudget); err != nil {
+			return cloud.Created{}, contextStatus(ctx, err)
 		}
 		created, err := s.opts.Cloud.ExportLicenseDetail(ctx, params)
 		if cloud.KindOf(err) != cloud.KindThrottled {

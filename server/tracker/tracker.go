@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/pace"
 )
 
 // Reader reads an export task's state from the cloud.
@@ -170,6 +171,8 @@ type Tracker struct {
 	inflight sync.WaitGroup
 	// polling counts the polls running.
 	polling int
+	// space keeps polls 1/budget apart when the budget's wait ends late.
+	space pace.Spacer
 }
 
 // New returns a tracker; start its scheduler with Run.
@@ -502,6 +505,9 @@ func (t *Tracker) Run(ctx context.Context) {
 		if err := t.opts.Budget.Wait(ctx); err != nil {
 			return
 		}
+		if err := t.space.Wait(ctx, t.opts.Budget); err != nil {
+			return
+		}
 		t.mu.Lock()
 		if e, _ = t.nextLocked(t.opts.Now()); e != nil {
 			t.unscheduleLocked(e)
@@ -563,6 +569,11 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	case cloud.Transient(err):
 		s.Failures++
 		s.LastErr = err
+		if cloud.KindOf(err) == cloud.KindThrottled {
+			// Others use the account's quota too: give up one slot of the
+			// budget, so that every poll, not only this task's, slows down.
+			t.opts.Budget.ReserveN(now, 1)
+		}
 		t.opts.Logger.Warn("poll failed; retrying", "task_id", id, "failures", s.Failures, "err", err)
 	default:
 		s.Err = err
