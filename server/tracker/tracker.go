@@ -524,6 +524,12 @@ func (t *Tracker) Run(ctx context.Context) {
 
 // nextLocked returns the entry to poll now, or how long to wait for one.
 func (t *Tracker) nextLocked(now time.Time) (*entry, time.Duration) {
+	// Callers waiting go first, but not forever: a watched task a whole
+	// floor interval late takes its turn, so that a stream of Gets of
+	// unwatched tasks cannot starve the watch streams.
+	if h := t.heaps[tierWatched]; len(h) > 0 && now.Sub(h[0].due) >= t.opts.MinInterval && len(t.heaps[tierUrgent]) > 0 {
+		return h[0], 0
+	}
 	wait := time.Hour
 	for i := range t.heaps {
 		h := t.heaps[i]

@@ -425,3 +425,45 @@ func TestUnchangedPollsWakeNoWatcher(t *testing.T) {
 		t.Fatalf("woken with %+v", s)
 	}
 }
+
+// TestGetsDoNotStarveWatchers: callers reading many unwatched tasks go
+// ahead of the schedule, but a watched task still gets its turns.
+func TestGetsDoNotStarveWatchers(t *testing.T) {
+	const budget = 10
+	e := start(t, config{budget: budget, freshness: time.Millisecond})
+	watched := e.create(t, true)
+	w := e.tr.Watch(watched)
+	defer w.Close()
+	var readers []int64
+	for range 30 {
+		readers = append(readers, e.create(t, false))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, id := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				_, _ = e.tr.Get(ctx, id) // each wants a fresh poll: more than the budget
+			}
+		}()
+	}
+	before := e.polls(watched)
+	var readerPolls int64
+	waitFor(t, "reads using the budget", func() bool {
+		st := e.emu.Stats()
+		readerPolls = 0
+		for _, id := range readers {
+			readerPolls += st.TaskPolls(id)
+		}
+		return readerPolls >= 4*budget
+	})
+	cancel()
+	wg.Wait()
+	// 40 reads take 4s of the budget; the watched task shares it with the
+	// 30 read ones (polled about every 31/10 s), so it had its turn.
+	if got := e.polls(watched) - before; got < 1 {
+		t.Fatalf("the watched task got %d polls while Gets took %d", got, readerPolls)
+	}
+}
