@@ -5,9 +5,11 @@
 // Every watch stream and every GetExportTask of a task reads the same entry;
 // one scheduler goroutine decides when the cloud is asked. With K tasks
 // scheduled and a budget of B reads per second, each task is polled about
-// every max(MinInterval, K/B). Tasks that a caller waits on synchronously
-// (a Get of a stale task, a watch of a task never observed) go first; tasks
-// kept only by background interest use what the others leave.
+// every max(MinInterval, K/B), keeping the cadence of its due times. Tasks
+// that a caller waits on synchronously (a Get of a stale task, a watch of a
+// task never observed) go first, unless a watched task is a whole
+// MinInterval late; tasks kept only by background interest use what the
+// others leave. Watchers are woken only when what they report changes.
 package tracker
 
 import (
