@@ -151,8 +151,8 @@ type entry struct {
 	due     time.Time
 	index   int // in its tier's heap
 	// cadence is when the last poll was due: the next is due an interval
-	// after it. Zero before the first poll.
-	cadence time.Time
+	// after it. Zero before the first poll. asked is when it was sent.
+	cadence, asked time.Time
 	// idle is when the last interest left; the entry is dropped Retention
 	// after it.
 	idle time.Time
@@ -419,12 +419,12 @@ func (t *Tracker) rescheduleLocked(e *entry, now time.Time) {
 	due := now
 	if last := latest(e.snap.LastPoll, e.snap.Observed); want != tierUrgent && e.snap.Failures == 0 && !last.IsZero() {
 		iv := t.intervalLocked(e, want)
-		next := last.Add(iv)
+		next := last.Add(t.floor(want)) // a new task's first poll comes quickly
 		if !e.cadence.IsZero() {
 			// Keep the rhythm of the polls' due times, so that neither the
 			// cloud's answer time nor the wait for the budget stretches
-			// the period; but never poll twice within half an interval.
-			next = latest(e.cadence.Add(iv), last.Add(iv/2))
+			// the period; but never ask twice within the floor.
+			next = latest(e.cadence.Add(iv), e.asked.Add(t.floor(want)))
 		}
 		if next.After(due) {
 			due = next
@@ -460,16 +460,20 @@ func (t *Tracker) unscheduleLocked(e *entry) {
 // intervalLocked is the time between two polls of one task of tier tr:
 // the floor, or the share of the budget the scheduled tasks leave it.
 func (t *Tracker) intervalLocked(e *entry, tr tier) time.Duration {
-	floor := t.opts.MinInterval
-	if tr == tierBackground {
-		floor = t.opts.BackgroundInterval
-	}
 	k := t.scheduledLocked()
 	if e.index < 0 && !e.polling {
 		k++ // e itself, about to be scheduled
 	}
 	share := time.Duration(float64(k) / float64(t.opts.Budget.Limit()) * float64(time.Second))
-	return max(floor, share)
+	return max(t.floor(tr), share)
+}
+
+// floor is the least time between two polls of one task of tier tr.
+func (t *Tracker) floor(tr tier) time.Duration {
+	if tr == tierBackground {
+		return t.opts.BackgroundInterval
+	}
+	return t.opts.MinInterval
 }
 
 func (t *Tracker) nudge() {
@@ -514,7 +518,7 @@ func (t *Tracker) Run(ctx context.Context) {
 		if e, _ = t.nextLocked(t.opts.Now()); e != nil {
 			t.unscheduleLocked(e)
 			e.tier = tierNone
-			e.cadence = e.due
+			e.cadence, e.asked = e.due, t.opts.Now()
 			e.polling = true
 			t.polling++
 			t.inflight.Add(1)
