@@ -73,7 +73,7 @@ func (s *Service) createRecorded(ctx context.Context, req exportRequest, params 
 	enc, fp := encodeParameters(ep, callerauth.Caller(ctx))
 	rid := req.GetRequestId()
 	if rid == "" {
-		created, err := s.callCloud(ctx, params)
+		created, err := s.createThrottled(ctx, params)
 		if err != nil {
 			return nil, "", err
 		}
@@ -129,7 +129,7 @@ func (s *Service) createOnce(ctx context.Context, rid, fp, enc string, params cl
 			}
 			s.opts.Logger.Warn("taking over an unfinished request_id reservation; the earlier attempt may have left an unreported task in the cloud", "request_id", rid)
 		}
-		created, err := s.callCloud(ctx, params)
+		created, err := s.createThrottled(ctx, params)
 		if err != nil {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryTimeout)
 			if rerr := s.opts.Registry.Release(rctx, rid, s.opts.Instance); rerr != nil {
@@ -147,18 +147,6 @@ func (s *Service) createOnce(ctx context.Context, rid, fp, enc string, params cl
 		s.started(row, nil)
 		return row, nil
 	}
-}
-
-// callCloud waits for the export budget and starts the export.
-func (s *Service) callCloud(ctx context.Context, params cloud.ExportParams) (cloud.Created, error) {
-	if err := s.admit(ctx); err != nil {
-		return cloud.Created{}, err
-	}
-	created, err := s.opts.Cloud.ExportLicenseDetail(ctx, params)
-	if err != nil {
-		return cloud.Created{}, cloudStatus(ctx, 0, err)
-	}
-	return created, nil
 }
 
 // persist records a task the cloud has created, even if the caller has
@@ -213,7 +201,10 @@ func registryError(ctx context.Context, err error) error {
 // answers another caller with the first one's task.
 func encodeParameters(p *cwpexportv1.ExportParameters, caller string) (string, string) {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(p)
-	sum := sha256.Sum256(append([]byte(caller+"\x00"), b...))
+	if caller != "" {
+		b = append([]byte(caller+"\x00"), b...)
+	}
+	sum := sha256.Sum256(b)
 	j, _ := protojson.Marshal(p)
 	return string(j), hex.EncodeToString(sum[:])
 }

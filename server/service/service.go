@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
@@ -24,6 +25,7 @@ import (
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/pace"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
@@ -49,6 +51,11 @@ type Options struct {
 	// MaxQueueWait bounds how long a creation waits for the budget when the
 	// caller set no earlier deadline; default 30s.
 	MaxQueueWait time.Duration
+	// CreateCallTime is the time a creation keeps for the cloud call after
+	// its wait for the budget: a caller whose deadline leaves less is told
+	// ResourceExhausted rather than risk a task created after it gave up;
+	// default 500ms.
+	CreateCallTime time.Duration
 	// GetTimeout bounds a GetExportTask that must ask the cloud when the
 	// caller set no earlier deadline; default 15s.
 	GetTimeout time.Duration
@@ -97,6 +104,8 @@ type Service struct {
 	drainOnce sync.Once
 	// flights collapses concurrent creations with one request_id.
 	flights singleflight.Group
+	// space keeps creations 1/budget apart when the budget's wait ends late.
+	space pace.Spacer
 }
 
 // New returns a Service.
@@ -109,6 +118,9 @@ func New(opts Options) *Service {
 	}
 	if opts.MaxQueueWait <= 0 {
 		opts.MaxQueueWait = 30 * time.Second
+	}
+	if opts.CreateCallTime <= 0 {
+		opts.CreateCallTime = 500 * time.Millisecond
 	}
 	if opts.GetTimeout <= 0 {
 		opts.GetTimeout = 15 * time.Second
@@ -284,12 +296,9 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 	if s.opts.Registry != nil {
 		return s.createRecorded(ctx, req, params)
 	}
-	if err := s.admit(ctx); err != nil {
-		return nil, "", err
-	}
-	created, err := s.opts.Cloud.ExportLicenseDetail(ctx, params)
+	created, err := s.createThrottled(ctx, params)
 	if err != nil {
-		return nil, "", cloudStatus(ctx, 0, err)
+		return nil, "", err
 	}
 	task := toTask(s.opts.Tracker.Created(created.TaskID, created.RequestID))
 	task.Parameters = toParameters(req)
@@ -297,21 +306,62 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 	return task, created.RequestID, nil
 }
 
+// createThrottled starts the export within the export budget. When the
+// cloud still answers RequestLimitExceeded (other programs share the
+// account's quota), it backs off with jitter and tries again while the
+// caller's deadline allows: the cloud refused before doing anything, so a
+// retry cannot create a second task.
+func (s *Service) createThrottled(ctx context.Context, params cloud.ExportParams) (cloud.Created, error) {
+	retry := backoff.ExponentialBackOff{InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}
+	retry.Reset()
+	giveUp := s.opts.Now().Add(s.opts.MaxQueueWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(giveUp) {
+		giveUp = d
+	}
+	for {
+		if err := s.admit(ctx); err != nil {
+			return cloud.Created{}, err
+		}
+		if err := s.space.Wait(ctx, s.opts.CreateBudget); err != nil {
+			return cloud.Created{}, contextStatus(ctx, err)
+		}
+		created, err := s.opts.Cloud.ExportLicenseDetail(ctx, params)
+		if cloud.KindOf(err) != cloud.KindThrottled {
+			if err != nil {
+				return created, cloudStatus(ctx, 0, err)
+			}
+			return created, nil
+		}
+		wait := retry.NextBackOff()
+		if s.opts.Now().Add(wait + s.opts.CreateCallTime).After(giveUp) {
+			return created, cloudStatus(ctx, 0, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return created, contextStatus(ctx, ctx.Err())
+		}
+	}
+}
+
 // admit waits for a token of the export budget. A caller whose deadline
 // (or MaxQueueWait) would pass first gets ResourceExhausted at once, with a
 // retry hint, rather than a wait that cannot succeed.
 func (s *Service) admit(ctx context.Context) error {
 	now := s.opts.Now()
+	// Waiting makes sense only if the cloud call still fits after it.
 	deadline := now.Add(s.opts.MaxQueueWait)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	if d, ok := ctx.Deadline(); ok && d.Add(-s.opts.CreateCallTime).Before(deadline) {
+		deadline = d.Add(-s.opts.CreateCallTime)
 	}
 	r := s.opts.CreateBudget.ReserveN(now, 1)
 	if !r.OK() {
 		return withInfo(codes.ResourceExhausted, ReasonBudgetExhausted, "the export budget is misconfigured", nil)
 	}
 	delay := r.DelayFrom(now)
-	if now.Add(delay).After(deadline) {
+	if delay > 0 && now.Add(delay).After(deadline) {
 		r.CancelAt(now)
 		return budgetExhausted(delay)
 	}

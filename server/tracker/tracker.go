@@ -5,9 +5,11 @@
 // Every watch stream and every GetExportTask of a task reads the same entry;
 // one scheduler goroutine decides when the cloud is asked. With K tasks
 // scheduled and a budget of B reads per second, each task is polled about
-// every max(MinInterval, K/B). Tasks that a caller waits on synchronously
-// (a Get of a stale task, a watch of a task never observed) go first; tasks
-// kept only by background interest use what the others leave.
+// every max(MinInterval, K/B), keeping the cadence of its due times. Tasks
+// that a caller waits on synchronously (a Get of a stale task, a watch of a
+// task never observed) go first, unless a watched task is a whole
+// MinInterval late; tasks kept only by background interest use what the
+// others leave. Watchers are woken only when what they report changes.
 package tracker
 
 import (
@@ -20,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/pace"
 )
 
 // Reader reads an export task's state from the cloud.
@@ -156,9 +159,14 @@ const (
 
 type entry struct {
 	snap Snapshot
-	// changed is closed and replaced on every update: watchers wait on it
-	// instead of each holding a channel of their own.
-	changed    chan struct{}
+	// changed is closed and replaced when what watchers are told of
+	// changes (state, URL, refusal); they wait on it instead of each
+	// holding a channel of their own. Polls that change nothing wake no
+	// watcher: heartbeats read the poll counts when they are due.
+	changed chan struct{}
+	// polled is closed and replaced after every poll, for the callers
+	// waiting for a fresh observation.
+	polled     chan struct{}
 	watchers   int
 	background bool
 	// urgent is set while a caller waits for an observation newer than the
@@ -168,6 +176,9 @@ type entry struct {
 	tier    tier
 	due     time.Time
 	index   int // in its tier's heap
+	// cadence is when the last poll was due: the next is due an interval
+	// after it. Zero before the first poll. asked is when it was sent.
+	cadence, asked time.Time
 	// idle is when the last interest left; the entry is dropped Retention
 	// after it.
 	idle time.Time
@@ -184,8 +195,12 @@ type Tracker struct {
 	heaps [tierNone]entryHeap
 	// wake nudges the scheduler when the schedule changed.
 	wake chan struct{}
-	// inflight counts polls running; Run waits for them before returning.
+	// inflight tracks polls running; Run waits for them before returning.
 	inflight sync.WaitGroup
+	// polling counts the polls running.
+	polling int
+	// space keeps polls 1/budget apart when the budget's wait ends late.
+	space pace.Spacer
 }
 
 // New returns a tracker; start its scheduler with Run.
@@ -201,6 +216,9 @@ func (t *Tracker) Created(id int64, requestID string) Snapshot {
 	defer t.mu.Unlock()
 	now := t.opts.Now()
 	e := t.entryLocked(id, now)
+	if e.snap.State != cloud.StatusPending {
+		defer t.changedLocked(e)
+	}
 	e.snap.State = cloud.StatusPending
 	e.snap.Err, e.snap.LastErr, e.snap.Failures = nil, nil, 0
 	e.snap.RequestID = requestID
@@ -265,9 +283,21 @@ func (t *Tracker) Get(ctx context.Context, id int64) (Snapshot, error) {
 	t.rescheduleLocked(e, now)
 	t.mu.Unlock()
 	w := &Watch{t: t, e: e}
-	defer w.Close()
+	s, err := w.await(ctx, started)
+	w.Close()
+	// The answer's schedule is the one left after this Get's interest.
+	t.mu.Lock()
+	after := t.snapshotLocked(e)
+	t.mu.Unlock()
+	s.NextPoll, s.Pending = after.NextPoll, after.Pending
+	return s, err
+}
+
+// await waits for an observation made after started, a refusal, or the end
+// of ctx (then the last transient failure is the error, if any).
+func (w *Watch) await(ctx context.Context, started time.Time) (Snapshot, error) {
 	for {
-		s, changed := w.Current()
+		s, polled := w.afterPoll()
 		switch {
 		case s.Err != nil:
 			return s, s.Err
@@ -275,8 +305,9 @@ func (t *Tracker) Get(ctx context.Context, id int64) (Snapshot, error) {
 			return s, nil
 		}
 		select {
-		case <-changed:
+		case <-polled:
 		case <-ctx.Done():
+			s, _ = w.afterPoll()
 			if s.LastErr != nil {
 				return s, s.LastErr
 			}
@@ -311,11 +342,19 @@ type Watch struct {
 }
 
 // Current returns the latest snapshot and a channel closed at the next
-// update.
+// change of the task's state, download URL or refusal.
 func (w *Watch) Current() (Snapshot, <-chan struct{}) {
 	w.t.mu.Lock()
 	defer w.t.mu.Unlock()
 	return w.t.snapshotLocked(w.e), w.e.changed
+}
+
+// afterPoll returns the latest snapshot and a channel closed after the next
+// poll.
+func (w *Watch) afterPoll() (Snapshot, <-chan struct{}) {
+	w.t.mu.Lock()
+	defer w.t.mu.Unlock()
+	return w.t.snapshotLocked(w.e), w.e.polled
 }
 
 // Close ends the interest; the last one to leave stops the polling.
@@ -344,9 +383,7 @@ func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := Stats{Tasks: len(t.tasks)}
-	for i := range t.heaps {
-		s.Scheduled += len(t.heaps[i])
-	}
+	s.Scheduled = t.scheduledLocked()
 	for _, e := range t.tasks {
 		s.Watchers += e.watchers
 	}
@@ -356,7 +393,7 @@ func (t *Tracker) Stats() Stats {
 func (t *Tracker) entryLocked(id int64, now time.Time) *entry {
 	e, ok := t.tasks[id]
 	if !ok {
-		e = &entry{snap: Snapshot{TaskID: id, Created: now}, changed: make(chan struct{}), tier: tierNone, index: -1, idle: now}
+		e = &entry{snap: Snapshot{TaskID: id, Created: now}, changed: make(chan struct{}), polled: make(chan struct{}), tier: tierNone, index: -1, idle: now}
 		t.tasks[id] = e
 	}
 	if e.snap.Err != nil && e.watchers == 0 && now.Sub(e.snap.LastPoll) >= t.opts.Freshness {
@@ -379,8 +416,10 @@ func (t *Tracker) snapshotLocked(e *entry) Snapshot {
 	return s
 }
 
+// scheduledLocked counts the tasks sharing the budget: those waiting for
+// their next poll and those being polled.
 func (t *Tracker) scheduledLocked() int {
-	return len(t.heaps[tierUrgent]) + len(t.heaps[tierWatched]) + len(t.heaps[tierBackground])
+	return len(t.heaps[tierUrgent]) + len(t.heaps[tierWatched]) + len(t.heaps[tierBackground]) + t.polling
 }
 
 // rescheduleLocked puts e in the heap its interest and state call for, due
@@ -406,7 +445,15 @@ func (t *Tracker) rescheduleLocked(e *entry, now time.Time) {
 	}
 	due := now
 	if last := latest(e.snap.LastPoll, e.snap.Observed); want != tierUrgent && e.snap.Failures == 0 && !last.IsZero() {
-		if next := last.Add(t.intervalLocked(want)); next.After(due) {
+		iv := t.intervalLocked(e, want)
+		next := last.Add(t.floor(want)) // a new task's first poll comes quickly
+		if !e.cadence.IsZero() {
+			// Keep the rhythm of the polls' due times, so that neither the
+			// cloud's answer time nor the wait for the budget stretches
+			// the period; but never ask twice within the floor.
+			next = latest(e.cadence.Add(iv), e.asked.Add(t.floor(want)))
+		}
+		if next.After(due) {
 			due = next
 		}
 	}
@@ -439,17 +486,21 @@ func (t *Tracker) unscheduleLocked(e *entry) {
 
 // intervalLocked is the time between two polls of one task of tier tr:
 // the floor, or the share of the budget the scheduled tasks leave it.
-func (t *Tracker) intervalLocked(tr tier) time.Duration {
-	floor := t.opts.MinInterval
-	if tr == tierBackground {
-		floor = t.opts.BackgroundInterval
-	}
+func (t *Tracker) intervalLocked(e *entry, tr tier) time.Duration {
 	k := t.scheduledLocked()
-	if k == 0 {
-		k = 1
+	if e.index < 0 && !e.polling {
+		k++ // e itself, about to be scheduled
 	}
 	share := time.Duration(float64(k) / float64(t.opts.Budget.Limit()) * float64(time.Second))
-	return max(floor, share)
+	return max(t.floor(tr), share)
+}
+
+// floor is the least time between two polls of one task of tier tr.
+func (t *Tracker) floor(tr tier) time.Duration {
+	if tr == tierBackground {
+		return t.opts.BackgroundInterval
+	}
+	return t.opts.MinInterval
 }
 
 func (t *Tracker) nudge() {
@@ -488,12 +539,17 @@ func (t *Tracker) Run(ctx context.Context) {
 		if err := t.opts.Budget.Wait(ctx); err != nil {
 			return
 		}
+		if err := t.space.Wait(ctx, t.opts.Budget); err != nil {
+			return
+		}
 		t.opts.Observer.BudgetWaited(time.Since(waitStart))
 		t.mu.Lock()
 		if e, _ = t.nextLocked(t.opts.Now()); e != nil {
 			t.unscheduleLocked(e)
 			e.tier = tierNone
+			e.cadence, e.asked = e.due, t.opts.Now()
 			e.polling = true
+			t.polling++
 			t.inflight.Add(1)
 			go t.poll(ctx, e)
 		}
@@ -503,6 +559,12 @@ func (t *Tracker) Run(ctx context.Context) {
 
 // nextLocked returns the entry to poll now, or how long to wait for one.
 func (t *Tracker) nextLocked(now time.Time) (*entry, time.Duration) {
+	// Callers waiting go first, but not forever: a watched task a whole
+	// floor interval late takes its turn, so that a stream of Gets of
+	// unwatched tasks cannot starve the watch streams.
+	if h := t.heaps[tierWatched]; len(h) > 0 && now.Sub(h[0].due) >= t.opts.MinInterval && len(t.heaps[tierUrgent]) > 0 {
+		return h[0], 0
+	}
 	wait := time.Hour
 	for i := range t.heaps {
 		h := t.heaps[i]
@@ -536,10 +598,12 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	defer t.mu.Unlock()
 	now := t.opts.Now()
 	e.polling = false
+	t.polling--
 	s := &e.snap
 	wasTerminal := s.Terminal()
 	s.Polls++
 	s.LastPoll = now
+	state, url, refused := s.State, s.DownloadURL, s.Err != nil
 	switch {
 	case err == nil:
 		if st.Status != s.State {
@@ -554,6 +618,11 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	case cloud.Transient(err):
 		s.Failures++
 		s.LastErr = err
+		if cloud.KindOf(err) == cloud.KindThrottled {
+			// Others use the account's quota too: give up one slot of the
+			// budget, so that every poll, not only this task's, slows down.
+			t.opts.Budget.ReserveN(now, 1)
+		}
 		t.opts.Logger.Warn("poll failed; retrying", "task_id", id, "failures", s.Failures, "err", err)
 	default:
 		s.Err = err
@@ -577,12 +646,21 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 		e.due = now.Add(e.retry.NextBackOff())
 		t.heaps[e.tier].fix(e)
 	}
-	close(e.changed)
-	e.changed = make(chan struct{})
+	close(e.polled)
+	e.polled = make(chan struct{})
+	if s.State != state || s.DownloadURL != url || (s.Err != nil) != refused {
+		t.changedLocked(e)
+	}
 	if err == nil || s.Err != nil {
 		snap := t.snapshotLocked(e)
 		observed = &snap
 	}
+}
+
+// changedLocked wakes the watchers of e.
+func (t *Tracker) changedLocked(e *entry) {
+	close(e.changed)
+	e.changed = make(chan struct{})
 }
 
 func requestID(err error) string {
