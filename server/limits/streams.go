@@ -4,7 +4,6 @@
 package limits
 
 import (
-	"fmt"
 	"strings"
 	"sync"
 
@@ -21,8 +20,11 @@ const DefaultStreamsPerCaller = 1000
 // healthPrefix: health watches are infrastructure, not a caller's load.
 const healthPrefix = "/grpc.health.v1.Health/"
 
-// Streams bounds the streams each caller (callerauth.Caller; all
-// unauthenticated callers together count as one) has open at once.
+// Streams bounds the streams each authenticated caller (callerauth.Caller)
+// has open at once. Without caller authentication there is no caller to
+// bound: the service then listens on loopback only (or was told otherwise
+// explicitly), and a shared bound would let one watcher-heavy program lock
+// every other program out.
 type Streams struct {
 	max  int
 	mu   sync.Mutex
@@ -45,13 +47,12 @@ func (s *Streams) Interceptor() grpc.StreamServerInterceptor {
 			return handler(srv, ss)
 		}
 		caller := callerauth.Caller(ss.Context())
+		if caller == "" {
+			return handler(srv, ss)
+		}
 		if !s.acquire(caller) {
-			who := "unauthenticated callers"
-			if caller != "" {
-				who = fmt.Sprintf("caller %q", caller)
-			}
 			return status.Errorf(codes.ResourceExhausted,
-				"%s already hold %d open streams, the most allowed per caller; close a stream (one watch per task is enough) and retry", who, s.max)
+				"caller %q already holds %d open streams, the most allowed per caller; close a stream (one watch per task is enough) and retry", caller, s.max)
 		}
 		defer s.release(caller)
 		return handler(srv, ss)
