@@ -445,8 +445,13 @@ func (t *Tracker) rescheduleLocked(e *entry, now time.Time) {
 	}
 	due := now
 	if last := latest(e.snap.LastPoll, e.snap.Observed); want != tierUrgent && e.snap.Failures == 0 && !last.IsZero() {
+		// A new task's first poll also waits its share: polling it
+		// earlier takes the slot from a task already waiting (measured:
+		// notify latency p50 0.51 → 0.58 of the period with K = 100 and a
+		// new task every second). A task never observed is polled at
+		// once: it is urgent.
 		iv := t.intervalLocked(e, want)
-		next := last.Add(t.floor(want)) // a new task's first poll comes quickly
+		next := last.Add(iv)
 		if !e.cadence.IsZero() {
 			// Keep the rhythm of the polls' due times, so that neither the
 			// cloud's answer time nor the wait for the budget stretches
