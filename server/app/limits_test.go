@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,8 @@ func TestCallerShareOfExportBudget(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+aliceToken)
 	if r := do(t, env.HTTP, req); r.Status != http.StatusTooManyRequests || !strings.Contains(string(r.Body), "CALLER_SHARE_EXHAUSTED") {
 		t.Errorf("alice over REST: HTTP %d %s, want 429", r.Status, r.Body)
+	} else if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Errorf("alice over REST: Retry-After %q, want whole seconds from the RetryInfo", r.Header.Get("Retry-After"))
 	}
 	ctx, cancel := context.WithTimeout(as(bobToken), 2*time.Second)
 	defer cancel()

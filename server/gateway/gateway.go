@@ -8,10 +8,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
@@ -46,6 +50,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(conn)),
 		runtime.WithRoutingErrorHandler(routingError),
+		runtime.WithErrorHandler(errorWithRetryAfter),
 	)
 	if err := cwpexportv1.RegisterLicenseExportServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
@@ -80,4 +85,17 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		root.Handle("GET /ui/", opts.UI)
 	}
 	return root, nil
+}
+
+// errorWithRetryAfter answers an error as grpc-gateway does, adding a
+// Retry-After header (whole seconds, rounded up) when the status carries a
+// google.rpc.RetryInfo, so that HTTP clients and proxies can honour it.
+func errorWithRetryAfter(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			secs := (ri.GetRetryDelay().AsDuration() + time.Second - 1) / time.Second
+			w.Header().Set("Retry-After", strconv.Itoa(max(int(secs), 1)))
+		}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
