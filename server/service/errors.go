@@ -33,7 +33,6 @@ const (
 	ReasonBudgetExhausted       = "EXPORT_BUDGET_EXHAUSTED"
 	ReasonDeadlineExceeded      = "DEADLINE_EXCEEDED"
 	ReasonCanceled              = "CANCELED"
-	ReasonExportFailed          = "EXPORT_FAILED"
 	ReasonShuttingDown          = "SHUTTING_DOWN"
 	retryAfterThrottled         = time.Second
 	metadataCloudCode           = "cloud_code"
