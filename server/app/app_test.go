@@ -366,7 +366,11 @@ func TestCloudFaults(t *testing.T) {
 			if r := env.Do(t, http.MethodPost, "/v1/license-detail:export", `{}`); r.Status != tc.http {
 				t.Errorf("REST: HTTP %d %s, want %d", r.Status, r.Body, tc.http)
 			}
-			_, err = env.Client.GetExportTask(context.Background(), &cwpexportv1.GetExportTaskRequest{TaskId: "1"})
+			// Reads retry transient faults until the caller's deadline, then
+			// answer with the last fault.
+			gctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err = env.Client.GetExportTask(gctx, &cwpexportv1.GetExportTaskRequest{TaskId: "1"})
 			if status.Code(err) != tc.code {
 				t.Errorf("get: %v, want %v", err, tc.code)
 			}
