@@ -58,8 +58,11 @@ for c in $CLIENTS; do
   fi
 done
 
+total=$(wc -w <<<"$CLIENTS")
 if [ ${#failed[@]} -gt 0 ]; then
   echo >&2; echo "clients failed: ${failed[*]}; service log:" >&2; tail -n 30 "$work/server.log" >&2
+  echo "clients: $((total - ${#failed[@]})) passed, ${#failed[@]} failed"
   exit 1
 fi
 echo; echo "all clients passed: $CLIENTS"
+echo "clients: $total passed, 0 failed"
