@@ -46,6 +46,11 @@ func TestBadRESTInput(t *testing.T) {
 		{"task id exponent", http.MethodGet, "/v1/export-tasks/1e5:watch", ""},
 		{"task id plus sign", http.MethodGet, "/v1/export-tasks/+5:watch", ""},
 		{"task id zero", http.MethodGet, "/v1/export-tasks/0:watch", ""},
+		{"unknown query parameter", http.MethodGet, "/v1/export-tasks/7?foo=bar", ""},
+		{"misspelt query parameter", http.MethodGet, "/v1/export-tasks?pagesize=5", ""},
+		{"query parameter below a scalar", http.MethodGet, "/v1/export-tasks?pageSize.x=5", ""},
+		{"bad enum in query", http.MethodGet, "/v1/export-tasks?state=BOGUS", ""},
+		{"bad number in query", http.MethodGet, "/v1/export-tasks?pageSize=ten", ""},
 		{"wrong method", http.MethodDelete, export, ""},
 		{"unknown path", http.MethodGet, "/v1/nothing-here", ""},
 	}

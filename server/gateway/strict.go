@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -64,6 +65,12 @@ func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 func validPath(r *http.Request) error {
 	if !utf8.ValidString(r.URL.Path) || !utf8.ValidString(r.URL.RawQuery) {
 		return status.Error(codes.InvalidArgument, "the request path or query is not valid UTF-8")
+	}
+	// A task's own endpoints (get, watch, download) take the task id from
+	// the path and nothing else; grpc-gateway would ignore a query there
+	// instead of refusing it as strictQuery does elsewhere.
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/v1/export-tasks/"); ok && rest != "" && r.URL.RawQuery != "" {
+		return status.Error(codes.InvalidArgument, "this endpoint takes no query parameters: the task id is part of the path")
 	}
 	return nil
 }
