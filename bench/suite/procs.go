@@ -155,7 +155,14 @@ func (r *Runner) startCluster(ctx context.Context, serverArgs ...string) (*clust
 		c.close()
 		return nil, err
 	}
-	args := append([]string{"-grpc-addr", grpcAddr, "-rest-addr", restAddr, "-cloud-endpoint", c.emuAddr, "-cloud-scheme", "HTTP", "-log-format", "json"}, serverArgs...)
+	// A registry of its own: tasks of an earlier benchmark, still pending
+	// in the registry, would share the read budget with this one's.
+	dataDir, err := os.MkdirTemp(r.dir, "data-")
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	args := append([]string{"-grpc-addr", grpcAddr, "-rest-addr", restAddr, "-cloud-endpoint", c.emuAddr, "-cloud-scheme", "HTTP", "-log-format", "json", "-data-dir", dataDir}, serverArgs...)
 	c.srv, err = startProc(r.dir, "cwpexportd", creds, r.bin("cwpexportd"), args...)
 	if err != nil {
 		c.close()
