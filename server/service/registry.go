@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/callerauth"
@@ -83,7 +84,7 @@ func (s *Service) createRecorded(ctx context.Context, req exportRequest, params 
 		if err := s.persist(ctx, created.TaskID, func(c context.Context) error { return s.opts.Registry.Insert(c, row) }); err != nil {
 			return nil, "", err
 		}
-		return s.started(row, ep), created.RequestID, nil
+		return s.started(row), created.RequestID, nil
 	}
 	for {
 		v, err, _ := s.flights.Do(rid, func() (any, error) { return s.createOnce(ctx, rid, fp, enc, params) })
@@ -144,7 +145,7 @@ func (s *Service) createOnce(ctx context.Context, rid, fp, enc string, params cl
 		if err := s.persist(ctx, created.TaskID, func(c context.Context) error { return s.opts.Registry.Complete(c, rid, s.opts.Instance, row) }); err != nil {
 			return taskstore.Task{}, err
 		}
-		s.started(row, nil)
+		s.started(row)
 		return row, nil
 	}
 }
@@ -165,13 +166,12 @@ func (s *Service) persist(ctx context.Context, taskID int64, write func(context.
 
 // started tells the tracker about a task just created and recorded: it is
 // pending, and the registry's interest keeps it polled until it ends.
-func (s *Service) started(row taskstore.Task, ep *cwpexportv1.ExportParameters) *cwpexportv1.ExportTask {
+func (s *Service) started(row taskstore.Task) *cwpexportv1.ExportTask {
 	snap := s.opts.Tracker.Created(row.TaskID, row.CreateRequestID)
 	s.opts.Tracker.Follow(row.TaskID, row.Created)
 	task := toTask(snap)
-	task.Parameters = ep
-	task.RequestId = row.RequestID
-	task.Creator = row.Creator
+	info := s.remember(row)
+	task.Parameters, task.RequestId, task.Creator = info.params, info.requestID, info.creator
 	return task
 }
 
@@ -244,13 +244,42 @@ func (s *Service) withRecord(ctx context.Context, t *cwpexportv1.ExportTask) *cw
 		return t
 	}
 	id, _ := strconv.ParseInt(t.GetTaskId(), 10, 64)
-	row, ok, err := s.opts.Registry.Get(ctx, id)
-	if err != nil || !ok {
-		return t
+	info, ok := s.records.Get(id)
+	if !ok {
+		row, found, err := s.opts.Registry.Get(ctx, id)
+		if err != nil {
+			return t // answer without the record rather than fail a read
+		}
+		if found {
+			info = s.remember(row)
+		} else {
+			s.records.Add(id, info) // not created through this service
+		}
 	}
-	rec := s.rowTask(row)
-	t.Parameters, t.RequestId, t.Creator, t.CreateTime = rec.GetParameters(), rec.GetRequestId(), rec.GetCreator(), rec.GetCreateTime()
+	if info.recorded {
+		t.Parameters, t.RequestId, t.Creator, t.CreateTime = info.params, info.requestID, info.creator, info.created
+	}
 	return t
+}
+
+// recordCacheSize bounds the tasks whose record reads keep in memory.
+const recordCacheSize = 10_000
+
+// recordInfo is what the registry holds of a task and never changes.
+type recordInfo struct {
+	recorded  bool // false: the registry does not know the task
+	params    *cwpexportv1.ExportParameters
+	requestID string
+	creator   string
+	created   *timestamppb.Timestamp
+}
+
+// remember caches the unchanging part of a registry row.
+func (s *Service) remember(row taskstore.Task) recordInfo {
+	rec := s.rowTask(row)
+	info := recordInfo{recorded: true, params: rec.GetParameters(), requestID: rec.GetRequestId(), creator: rec.GetCreator(), created: rec.GetCreateTime()}
+	s.records.Add(row.TaskID, info)
+	return info
 }
 
 // ListExportTasks lists the tasks this service created, newest first.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -104,6 +105,10 @@ type Service struct {
 	drainOnce sync.Once
 	// flights collapses concurrent creations with one request_id.
 	flights singleflight.Group
+	// records caches what the registry holds of a task and never changes
+	// (its parameters, request id, creator, creation time), so that reads
+	// of a task do not query the registry each time.
+	records *lru.Cache[int64, recordInfo]
 	// space keeps creations 1/budget apart when the budget's wait ends late.
 	space pace.Spacer
 }
@@ -154,7 +159,8 @@ func New(opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	svc := &Service{opts: opts, draining: make(chan struct{})}
+	records, _ := lru.New[int64, recordInfo](recordCacheSize)
+	svc := &Service{opts: opts, draining: make(chan struct{}), records: records}
 	if opts.CallerShare < 1 {
 		svc.shares = newCallerShares(opts.CreateBudget.Limit(), opts.CallerShare)
 	}
