@@ -3,6 +3,8 @@ package app_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -262,5 +264,47 @@ func TestCreatorIsRecorded(t *testing.T) {
 	_, err = cwpexportv1.NewLicenseExportServiceClient(conn).ExportLicenseDetail(bob, &cwpexportv1.ExportLicenseDetailRequest{RequestId: "9b2f3c1e-6d4a-4f7b-8e21-5a0c9d8e7f61"})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("bob reusing alice's request_id: %v, want InvalidArgument", err)
+	}
+}
+
+// TestCallLogNamesTheAuthenticatedCaller: the call log, which also logs the
+// calls authentication refuses, names the caller a token authenticated.
+func TestCallLogNamesTheAuthenticatedCaller(t *testing.T) {
+	var logs lockedBuffer
+	o := fastApp()
+	o.Tokens, o.Logger = testTokens(t), slog.New(slog.NewJSONHandler(&logs, nil))
+	env := testserver.Start(t, testserver.Config{App: o, Token: aliceToken})
+	if _, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, env.RESTURL+"/v1/license-detail:export", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+bobToken)
+	if r := do(t, env.HTTP, req); r.Status != http.StatusOK {
+		t.Fatalf("bob over REST: HTTP %d", r.Status)
+	}
+	req, _ = http.NewRequest(http.MethodPost, env.RESTURL+"/v1/license-detail:export", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer wrong")
+	do(t, env.HTTP, req)
+
+	seen := map[string]string{} // caller -> code
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var rec struct{ Msg, Method, Caller, Peer, Code string }
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "call" || !strings.HasSuffix(rec.Method, "/ExportLicenseDetail") {
+			continue
+		}
+		if rec.Peer == "" {
+			t.Errorf("call line without a peer: %s", line)
+		}
+		seen[rec.Caller] = rec.Code
+	}
+	if seen["alice"] != "OK" || seen["bob"] != "OK" {
+		t.Errorf("calls logged by caller: %v, want alice and bob OK", seen)
+	}
+	var refused bool
+	for who, code := range seen {
+		refused = refused || (code == "Unauthenticated" && strings.HasPrefix(who, "rest:"))
+	}
+	if !refused {
+		t.Errorf("the refused call is not logged with its address: %v", seen)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -102,6 +103,27 @@ func (t *Tokens) lookup(token string) (string, bool) {
 
 type callerKey struct{}
 
+type slotKey struct{}
+
+// Slot carries the authenticated caller's name back to an interceptor that
+// runs before authentication (the call log, which must also log the calls
+// authentication refuses) and so cannot see the context it derives.
+type Slot struct{ name atomic.Pointer[string] }
+
+// WithSlot returns ctx with an empty Slot that authentication fills.
+func WithSlot(ctx context.Context) (context.Context, *Slot) {
+	sl := &Slot{}
+	return context.WithValue(ctx, slotKey{}, sl), sl
+}
+
+// Name returns the caller authentication admitted, or "".
+func (s *Slot) Name() string {
+	if p := s.name.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // WithCaller returns ctx carrying the caller's name.
 func WithCaller(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, callerKey{}, name)
@@ -135,6 +157,9 @@ func (a Interceptors) authenticate(ctx context.Context) (context.Context, error)
 	name, ok := a.Tokens.lookup(token)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "the bearer token is not valid")
+	}
+	if sl, ok := ctx.Value(slotKey{}).(*Slot); ok {
+		sl.name.Store(&name)
 	}
 	return WithCaller(ctx, name), nil
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/callerauth"
 )
 
 // cloudRequestIDKey is the ErrorInfo metadata key under which the service
@@ -31,12 +32,13 @@ const healthPrefix = "/grpc.health.v1.Health/"
 func UnaryServerInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
+		ctx, slot := callerauth.WithSlot(ctx)
 		resp, err := handler(ctx, req)
 		taskID := taskIDOf(req)
 		if taskID == "" {
 			taskID = taskIDOf(resp)
 		}
-		logCall(ctx, log, info.FullMethod, start, err, taskID, -1)
+		logCall(ctx, log, info.FullMethod, start, err, taskID, -1, slot)
 		return resp, err
 	}
 }
@@ -46,9 +48,10 @@ func UnaryServerInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 func StreamServerInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
-		w := &stream{ServerStream: ss}
+		ctx, slot := callerauth.WithSlot(ss.Context())
+		w := &stream{ServerStream: ss, ctx: ctx}
 		err := handler(srv, w)
-		logCall(ss.Context(), log, info.FullMethod, start, err, w.taskID, w.sent)
+		logCall(ctx, log, info.FullMethod, start, err, w.taskID, w.sent, slot)
 		return err
 	}
 }
@@ -56,9 +59,13 @@ func StreamServerInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 // stream notes the task id of the first request or response that names one.
 type stream struct {
 	grpc.ServerStream
+	ctx    context.Context
 	taskID string
 	sent   int
 }
+
+// Context carries the slot authentication fills.
+func (s *stream) Context() context.Context { return s.ctx }
 
 func (s *stream) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
@@ -92,11 +99,17 @@ func taskIDOf(m any) string {
 	return ""
 }
 
-func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error, taskID string, sent int) {
+func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error, taskID string, sent int, slot *callerauth.Slot) {
 	st := status.Convert(err)
+	peerAddr := caller(ctx)
+	who := slot.Name()
+	if who == "" {
+		who = peerAddr
+	}
 	attrs := []slog.Attr{
 		slog.String("method", method),
-		slog.String("caller", caller(ctx)),
+		slog.String("caller", who),
+		slog.String("peer", peerAddr),
 		slog.String("code", st.Code().String()),
 		slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
 	}
@@ -127,8 +140,9 @@ func level(method string, c codes.Code) slog.Level {
 	return slog.LevelWarn
 }
 
-// caller names who made the call: the HTTP client's address for calls that
-// came through the REST gateway (which forwards it), otherwise the gRPC peer.
+// caller names where the call came from: the HTTP client's address for
+// calls that came through the REST gateway (which forwards it), otherwise
+// the gRPC peer. The log's caller is the authenticated name when there is one.
 func caller(ctx context.Context) string {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get("x-forwarded-for"); len(v) > 0 && v[0] != "" {
