@@ -51,7 +51,6 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(conn)),
 		runtime.WithRoutingErrorHandler(routingError),
 		runtime.WithErrorHandler(errorWithRetryAfter),
-		runtime.SetQueryParameterParser(&strictQuery{}),
 	)
 	if err := cwpexportv1.RegisterLicenseExportServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)

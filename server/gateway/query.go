@@ -11,6 +11,13 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
+// grpc-gateway keeps its query parser in a package variable, which its
+// ServeMux option overwrites at every mux built (a data race between
+// servers in one process); it is set once here instead.
+func init() {
+	runtime.SetQueryParameterParser(&strictQuery{})(nil)
+}
+
 // strictQuery parses query parameters as grpc-gateway does, but refuses a
 // parameter that names no field of the request, as unknown fields of a JSON
 // body are refused: a misspelt `pagesize` must not silently mean "default".
