@@ -1458,7 +1458,7 @@ const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"\x1cWATCH_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19WATCH_EVENT_KIND_SNAPSHOT\x10\x01\x12\"\n" +
 	"\x1eWATCH_EVENT_KIND_STATE_CHANGED\x10\x02\x12\x1e\n" +
-	"\x1aWATCH_EVENT_KIND_HEARTBEAT\x10\x032\xe5\x18\n" +
+	"\x1aWATCH_EVENT_KIND_HEARTBEAT\x10\x032\xce\x1c\n" +
 	"\x14LicenseExportService\x12\x90\x01\n" +
 	"\x13ExportLicenseDetail\x12(.cwpexport.v1.ExportLicenseDetailRequest\x1a).cwpexport.v1.ExportLicenseDetailResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/license-detail:export\x12\x7f\n" +
 	"\rGetExportTask\x12\".cwpexport.v1.GetExportTaskRequest\x1a#.cwpexport.v1.GetExportTaskResponse\"%\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/export-tasks/{task_id}\x90\x02\x01\x12\xbe\a\n" +
@@ -1474,8 +1474,14 @@ const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"\xad\x01Invalid input, before the stream begins: a google.rpc.Status with code 3 (INVALID_ARGUMENT) whose details carry a google.rpc.BadRequest with one field violation per problem.\x12\x16\n" +
 	"\x14\x1a\x12.google.rpc.Status\"\xcd\x02\n" +
 	"\x10application/json\x12\xb8\x02{\"code\":3,\"message\":\"invalid request: export_month: must be a month as YYYY-MM (for example 2024-05), got \\\"2026-13\\\"\",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.BadRequest\",\"fieldViolations\":[{\"field\":\"export_month\",\"description\":\"must be a month as YYYY-MM (for example 2024-05), got \\\"2026-13\\\"\"}]}]}\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/license-detail:exportAndWatch0\x01\x12{\n" +
-	"\x0fListExportTasks\x12$.cwpexport.v1.ListExportTasksRequest\x1a%.cwpexport.v1.ListExportTasksResponse\"\x1b\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/export-tasks\x90\x02\x01\x12\x8d\x01\n" +
-	"\x0eDownloadExport\x12#.cwpexport.v1.DownloadExportRequest\x1a$.cwpexport.v1.DownloadExportResponse\".\x82\xd3\xe4\x93\x02%\x12#/v1/export-tasks/{task_id}:download\x90\x02\x010\x01B\xe6\x02\x92A\xa5\x02\x12\xfa\x01\n" +
+	"\x0fListExportTasks\x12$.cwpexport.v1.ListExportTasksRequest\x1a%.cwpexport.v1.ListExportTasksResponse\"\x1b\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/export-tasks\x90\x02\x01\x12\xf6\x04\n" +
+	"\x0eDownloadExport\x12#.cwpexport.v1.DownloadExportRequest\x1a$.cwpexport.v1.DownloadExportResponse\"\x96\x04\x92A\xe4\x03:\btext/csv:\x18application/octet-streamJ\xc5\x02\n" +
+	"\x03200\x12\xbd\x02\n" +
+	"\xa9\x02The exported file's exact bytes (not JSON), with Content-Type, Content-Disposition (attachment; filename) and Content-Length when the size is known. A failure after the first byte aborts the connection rather than ending a short body. The gRPC method streams DownloadExportResponse chunks instead.\x12\x0f\n" +
+	"\r\x9a\x02\x01\a\xa2\x02\x06binaryJv\n" +
+	"\x03400\x12o\n" +
+	"UThe task is not FINISHED (FAILED_PRECONDITION): a google.rpc.Status naming its state.\x12\x16\n" +
+	"\x14\x1a\x12.google.rpc.Status\x82\xd3\xe4\x93\x02%\x12#/v1/export-tasks/{task_id}:download\x90\x02\x010\x01B\xe6\x02\x92A\xa5\x02\x12\xfa\x01\n" +
 	"\x1aCWP license export gateway\x12\xd6\x01Starts Tencent Cloud CWP license-detail exports and follows them to a download link. Streaming endpoints answer with newline-delimited JSON: one {\"result\": ...} object per message, or a final {\"error\": ...} object.2\x031.0*\x02\x01\x022\x10application/json:\x10application/jsonZ;github.com/cwpexport/cwpexport/gen/cwpexport/v1;cwpexportv1b\x06proto3"
 
 var (
