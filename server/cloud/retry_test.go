@@ -104,7 +104,13 @@ func TestCreateNotRetriedAfterSending(t *testing.T) {
 		if !cloud.Transient(err) || cloud.NotSent(err) {
 			t.Errorf("%s: error %v, want a transient error that may have reached the cloud", kind, err)
 		}
+		// With the connection reset the client can learn of the failure
+		// before the emulator's handler has counted the request.
 		after := emu.Stats().Actions[cloud.ActionExportLicenseDetail]
+		for deadline := time.Now().Add(2 * time.Second); after.Requests == before.Requests && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+			after = emu.Stats().Actions[cloud.ActionExportLicenseDetail]
+		}
 		if after.Requests-before.Requests != 1 || after.TasksCreated-before.TasksCreated != 1 {
 			t.Errorf("%s: %d requests and %d tasks, want exactly one of each", kind, after.Requests-before.Requests, after.TasksCreated-before.TasksCreated)
 		}
