@@ -61,14 +61,12 @@ func (s *Service) DownloadExport(req *cwpexportv1.DownloadExportRequest, stream 
 // downloadURL returns the task's last known download URL, or
 // FailedPrecondition when the task is not FINISHED.
 func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
-	if s.opts.Registry != nil {
-		row, ok, err := s.opts.Registry.Get(ctx, id)
-		if err != nil {
-			return "", registryError(ctx, err)
-		}
-		if ok && row.State == taskstore.StateFinished && row.DownloadURL != "" {
-			return row.DownloadURL, nil
-		}
+	row, ok, err := s.opts.Registry.Get(ctx, id)
+	if err != nil {
+		return "", registryError(ctx, err)
+	}
+	if ok && row.State == taskstore.StateFinished && row.DownloadURL != "" {
+		return row.DownloadURL, nil
 	}
 	gctx, cancel := context.WithTimeout(ctx, s.opts.GetTimeout)
 	defer cancel()
@@ -99,10 +97,8 @@ func (s *Service) refreshURL(ctx context.Context, id int64) (string, error) {
 	if st.Status != cloud.StatusFinished {
 		return "", notFinished(id, st.Status)
 	}
-	if s.opts.Registry != nil {
-		if err := s.opts.Registry.SetDownloadURL(ctx, id, st.DownloadURL, st.RequestID, s.opts.Now()); err != nil {
-			s.opts.Logger.Error("record a refreshed download URL", "task_id", id, "err", err)
-		}
+	if err := s.opts.Registry.SetDownloadURL(ctx, id, st.DownloadURL, st.RequestID, s.opts.Now()); err != nil {
+		s.opts.Logger.Error("record a refreshed download URL", "task_id", id, "err", err)
 	}
 	return st.DownloadURL, nil
 }

@@ -240,9 +240,6 @@ func (s *Service) rowTask(r taskstore.Task) *cwpexportv1.ExportTask {
 // withRecord adds what the registry knows of a task (its parameters,
 // request id and creator) to an answer built from the tracker.
 func (s *Service) withRecord(ctx context.Context, t *cwpexportv1.ExportTask) *cwpexportv1.ExportTask {
-	if s.opts.Registry == nil {
-		return t
-	}
 	id, _ := strconv.ParseInt(t.GetTaskId(), 10, 64)
 	info, ok := s.records.Get(id)
 	if !ok {
@@ -284,9 +281,6 @@ func (s *Service) remember(row taskstore.Task) recordInfo {
 
 // ListExportTasks lists the tasks this service created, newest first.
 func (s *Service) ListExportTasks(ctx context.Context, req *cwpexportv1.ListExportTasksRequest) (*cwpexportv1.ListExportTasksResponse, error) {
-	if s.opts.Registry == nil {
-		return nil, status.Error(codes.Unimplemented, "this server keeps no task registry")
-	}
 	var v violations
 	size := int(req.GetPageSize())
 	switch {
@@ -369,9 +363,6 @@ func decodePageToken(s string) (taskstore.Cursor, string, error) {
 // Observed records a poll's outcome in the registry; the tracker calls it
 // (tracker.Options.OnObserve). A task that ended is no longer followed.
 func (s *Service) Observed(snap tracker.Snapshot) {
-	if s.opts.Registry == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
 	defer cancel()
 	var err error

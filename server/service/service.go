@@ -70,8 +70,7 @@ type Options struct {
 	// DefaultCallerShare, 1 or more turns the per-caller share off.
 	CallerShare float64
 	// Registry records created tasks and makes creation with a request_id
-	// idempotent; nil keeps no record (ListExportTasks is then
-	// Unimplemented).
+	// idempotent; required.
 	Registry Registry
 	// Instance names this process in request_id reservations; it must
 	// differ between runs. Default: a random UUID.
@@ -299,17 +298,7 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 			return nil, "", err
 		}
 	}
-	if s.opts.Registry != nil {
-		return s.createRecorded(ctx, req, params)
-	}
-	created, err := s.createThrottled(ctx, params)
-	if err != nil {
-		return nil, "", err
-	}
-	task := toTask(s.opts.Tracker.Created(created.TaskID, created.RequestID))
-	task.Parameters = toParameters(req)
-	task.RequestId = req.GetRequestId()
-	return task, created.RequestID, nil
+	return s.createRecorded(ctx, req, params)
 }
 
 // createThrottled starts the export within the export budget. When the
