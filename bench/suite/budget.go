@@ -19,16 +19,11 @@ func (r *Runner) budget(ctx context.Context) error {
 	r.printf("## 2. Budget: %d ExportLicenseDetail calls at once, then their watches\n\n", n)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	c, err := r.startCluster(ctx)
+	c, err := r.startCluster(ctx, 10)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	conns, err := dialN(c.grpcAddr, 10)
-	if err != nil {
-		return err
-	}
-	defer closeAll(conns)
 
 	ids := make([]string, n)
 	errs := make([]error, n)
@@ -40,7 +35,7 @@ func (r *Runner) budget(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := cwpexportv1.NewLicenseExportServiceClient(conns[i%len(conns)]).ExportLicenseDetail(ctx, &cwpexportv1.ExportLicenseDetailRequest{})
+			res, err := cwpexportv1.NewLicenseExportServiceClient(c.conns[i%len(c.conns)]).ExportLicenseDetail(ctx, &cwpexportv1.ExportLicenseDetailRequest{})
 			ids[i], errs[i] = res.GetTask().GetTaskId(), err
 			mu.Lock()
 			lastDone = later(lastDone, time.Now())
@@ -58,7 +53,7 @@ func (r *Runner) budget(ctx context.Context) error {
 	// Watch every task; once all are watched, the cloud finishes them.
 	var ws []*watchers
 	for _, id := range ids {
-		w, err := openWatches(ctx, conns, id, 1)
+		w, err := openWatches(ctx, c.conns, id, 1)
 		if err != nil {
 			return err
 		}

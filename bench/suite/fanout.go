@@ -85,7 +85,7 @@ func (r *Runner) fanout(ctx context.Context) error {
 	r.printf("## 1. Fan-out: %d WatchExportTask streams of one task over %d connections\n\n", n, nconns)
 	ctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
-	c, err := r.startCluster(ctx)
+	c, err := r.startCluster(ctx, nconns)
 	if err != nil {
 		return err
 	}
@@ -98,15 +98,10 @@ func (r *Runner) fanout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conns, err := dialN(c.grpcAddr, nconns)
-	if err != nil {
-		return err
-	}
-	defer closeAll(conns)
 	time.Sleep(time.Second) // let the freshly started process settle
 	rss0, _ := c.srv.rss()
 	opened := time.Now()
-	w, err := openWatches(ctx, conns, id, n)
+	w, err := openWatches(ctx, c.conns, id, n)
 	if err != nil {
 		return err
 	}

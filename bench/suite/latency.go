@@ -47,16 +47,11 @@ func (r *Runner) latencyK(ctx context.Context, k int) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	c, err := r.startCluster(ctx)
+	c, err := r.startCluster(ctx, 4)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	conns, err := dialN(c.grpcAddr, 4)
-	if err != nil {
-		return err
-	}
-	defer closeAll(conns)
 
 	var (
 		mu      sync.Mutex
@@ -66,7 +61,7 @@ func (r *Runner) latencyK(ctx context.Context, k int) error {
 		errOnce error
 	)
 	add := func() error {
-		t, err := startLatencyTask(ctx, c, conns)
+		t, err := startLatencyTask(ctx, c, c.conns)
 		if err != nil {
 			return err
 		}

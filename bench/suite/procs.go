@@ -127,12 +127,15 @@ type cluster struct {
 	restURL  string
 	conn     *grpc.ClientConn
 	client   cwpexportv1.LicenseExportServiceClient
+	// conns are further connections, to spread streams and load over.
+	conns []*grpc.ClientConn
 }
 
 // startCluster starts the emulator (tasks pending until finished through
 // its admin endpoint, 20 requests per second per action) and the service
-// pointed at it; serverArgs are extra cwpexportd flags.
-func (r *Runner) startCluster(ctx context.Context, serverArgs ...string) (*cluster, error) {
+// pointed at it, and dials nconns client connections to the service;
+// serverArgs are extra cwpexportd flags.
+func (r *Runner) startCluster(ctx context.Context, nconns int, serverArgs ...string) (*cluster, error) {
 	c := &cluster{}
 	var err error
 	if c.emuAddr, err = freeAddr(); err != nil {
@@ -179,10 +182,15 @@ func (r *Runner) startCluster(ctx context.Context, serverArgs ...string) (*clust
 		return nil, err
 	}
 	c.client = cwpexportv1.NewLicenseExportServiceClient(c.conn)
+	if c.conns, err = dialN(grpcAddr, nconns); err != nil {
+		c.close()
+		return nil, err
+	}
 	return c, nil
 }
 
 func (c *cluster) close() {
+	closeAll(c.conns)
 	if c.conn != nil {
 		c.conn.Close()
 	}

@@ -35,7 +35,7 @@ func (r *Runner) reads(ctx context.Context) error {
 	r.printf("## 4. Read throughput: GetExportTask of a watched task\n\n")
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	c, err := r.startCluster(ctx)
+	c, err := r.startCluster(ctx, 1)
 	if err != nil {
 		return err
 	}
@@ -44,12 +44,7 @@ func (r *Runner) reads(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conns, err := dialN(c.grpcAddr, 1)
-	if err != nil {
-		return err
-	}
-	defer closeAll(conns)
-	if _, err := openWatches(ctx, conns, id, 1); err != nil {
+	if _, err := openWatches(ctx, c.conns, id, 1); err != nil {
 		return err
 	}
 	get, err := c.client.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: id})
