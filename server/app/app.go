@@ -169,8 +169,7 @@ func New(opts Options) (*Server, error) {
 		MaxBackoff:  opts.MaxPollBackoff,
 		Freshness:   opts.Freshness,
 		Logger:      s.log,
-		Observer:    s.metrics,
-		OnObserve:   func(snap tracker.Snapshot) { s.service.Observed(snap) },
+		Observer:    trackerObserver{s},
 	})
 	s.metrics.TrackStats(s.tracker)
 	s.service = service.New(service.Options{
@@ -375,4 +374,15 @@ func (s *Server) grpcServer(hs *health.Server, opts ...grpc.ServerOption) *grpc.
 func (s *Server) recovered(p any) error {
 	s.log.Error("panic in handler", "panic", s.redact(fmt.Sprint(p)))
 	return status.Error(codes.Internal, "internal error")
+}
+
+// trackerObserver tells the metrics and the task registry what the tracker
+// did.
+type trackerObserver struct{ s *Server }
+
+func (o trackerObserver) BudgetWaited(d time.Duration) { o.s.metrics.BudgetWaited(d) }
+
+func (o trackerObserver) Polled(snap tracker.Snapshot, settled bool) {
+	o.s.metrics.Polled(snap, settled)
+	o.s.service.Observed(snap)
 }

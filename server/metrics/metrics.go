@@ -114,8 +114,12 @@ func (m *Metrics) CreateBudgetWaited(d time.Duration) {
 	m.budgetWait.WithLabelValues(BudgetCreate).Observe(d.Seconds())
 }
 
-// Settled records a task's terminal observation (tracker.Observer).
-func (m *Metrics) Settled(s tracker.Snapshot) {
+// Polled records, from a task's first terminal observation, its outcome and
+// how many polls it took (tracker.Observer).
+func (m *Metrics) Polled(s tracker.Snapshot, settled bool) {
+	if !settled {
+		return
+	}
 	outcome := "failed"
 	switch {
 	case s.Err != nil:

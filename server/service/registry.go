@@ -360,8 +360,8 @@ func decodePageToken(s string) (taskstore.Cursor, string, error) {
 	return taskstore.Cursor{Created: time.UnixMicro(p.Created), TaskID: p.TaskID}, p.State, nil
 }
 
-// Observed records a poll's outcome in the registry; the tracker calls it
-// (tracker.Options.OnObserve). A task that ended is no longer followed.
+// Observed records a poll's outcome in the registry (the tracker's observer
+// calls it). A task that ended is no longer followed.
 func (s *Service) Observed(snap tracker.Snapshot) {
 	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
 	defer cancel()

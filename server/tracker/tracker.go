@@ -56,30 +56,29 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives poll failures; nil discards.
 	Logger *slog.Logger
-	// Observer is told about the tracker's work, for metrics; nil ignores.
+	// Observer is told about the tracker's work (metrics, the registry);
+	// nil ignores.
 	Observer Observer
-	// OnObserve, if set, receives the task's snapshot after every poll the
-	// cloud answered or refused. It runs on the poll's goroutine, outside
-	// the tracker's lock.
-	OnObserve func(Snapshot)
 }
 
-// Observer is told about the tracker's work. Its methods are called with the
-// tracker's lock held or on the scheduler's path: they must be quick and must
-// not call the Tracker.
+// Observer is told about the tracker's work.
 type Observer interface {
 	// BudgetWaited reports how long the scheduler waited for a token of the
-	// read budget before a poll.
+	// read budget before a poll. It runs on the scheduler's path: it must
+	// be quick.
 	BudgetWaited(d time.Duration)
-	// Settled reports a task's first terminal observation: FINISHED, ERROR,
-	// or an error that ends its watches.
-	Settled(s Snapshot)
+	// Polled reports the task's snapshot after a poll the cloud answered or
+	// refused; settled is true for the task's first terminal observation
+	// (FINISHED, ERROR, or an error that ends its watches). It runs on the
+	// poll's goroutine, outside the tracker's lock, and may call the
+	// Tracker.
+	Polled(s Snapshot, settled bool)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) BudgetWaited(time.Duration) {}
-func (nopObserver) Settled(Snapshot)           {}
+func (nopObserver) Polled(Snapshot, bool)      {}
 
 func (o *Options) defaults() {
 	if o.Budget == nil {
@@ -592,11 +591,14 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	st, err := t.opts.Cloud.ExportTasks(pctx, id)
 	cancel()
 
-	var observed *Snapshot
+	var (
+		observed *Snapshot
+		settled  bool
+	)
 	defer func() {
 		// Deferred before the unlock, so it runs after it.
-		if observed != nil && t.opts.OnObserve != nil {
-			t.opts.OnObserve(*observed)
+		if observed != nil {
+			t.opts.Observer.Polled(*observed, settled)
 		}
 	}()
 	t.mu.Lock()
@@ -637,9 +639,7 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 		}
 		e.urgent = false
 	}
-	if !wasTerminal && s.Terminal() {
-		t.opts.Observer.Settled(*s)
-	}
+	settled = !wasTerminal && s.Terminal()
 	t.rescheduleLocked(e, now)
 	if s.Failures > 0 && e.index >= 0 {
 		// Back off with jitter, rather than at the budget's pace, so that
