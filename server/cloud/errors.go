@@ -15,6 +15,9 @@ const (
 	// CodeBadResponse: the cloud answered with something this client cannot
 	// use (for example FINISHED without a URL).
 	CodeBadResponse = "ClientError.BadResponse"
+	// CodeTimeout: the cloud did not answer within the service's own time
+	// limit for the call (not the caller's deadline); transient.
+	CodeTimeout = "ClientError.Timeout"
 )
 
 // Error is a failed cloud call: an error answered by the cloud (Code,
@@ -122,4 +125,29 @@ func Transient(err error) bool {
 // ("RequestLimitExceeded" matches "RequestLimitExceeded.UinLimitExceeded").
 func hasPrefix(code, base string) bool {
 	return code == base || strings.HasPrefix(code, base+".")
+}
+
+// Refused reports whether err proves that the cloud did not perform the
+// action: the request never reached it (NotSent), or the cloud answered
+// with an error that turns a request away before acting on it (invalid
+// parameters, rate limits and quotas, credentials and permissions, refused
+// operations, unknown resources, or a service that is unavailable). Any
+// other failure (a reset or timeout after sending, an unreadable answer,
+// InternalError) may follow an action the cloud did perform.
+func Refused(err error) bool {
+	if err == nil {
+		return false
+	}
+	if NotSent(err) {
+		return true
+	}
+	var e *Error
+	if !errors.As(err, &e) || hasPrefix(e.Code, "ClientError") {
+		return false
+	}
+	switch KindOf(err) {
+	case KindInvalidArgument, KindThrottled, KindQuota, KindCredentials, KindPermission, KindFailed, KindNotFound:
+		return true
+	}
+	return hasPrefix(e.Code, "ServiceUnavailable") || hasPrefix(e.Code, "ResourceUnavailable")
 }
