@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
@@ -48,7 +47,8 @@ func (l *lockedBuffer) String() string {
 func TestSecretsNeverAppear(t *testing.T) {
 	const sessionToken = "session-token-SECRET-0123456789abcdef"
 	out := &lockedBuffer{}
-	grpclog.SetLoggerV2(grpclog.NewLoggerV2WithVerbosity(out, out, out, 99))
+	grpcLogs.capture(out)
+	defer grpcLogs.capture(nil)
 	logger := func() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
