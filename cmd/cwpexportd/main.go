@@ -36,6 +36,8 @@ func run() error {
 	flag.Float64Var(&o.ReadRate, "read-rate", 18, "ExportTasks calls per second, for all tasks together (cloud limit: 20)")
 	flag.Float64Var(&o.CreateRate, "create-rate", 18, "ExportLicenseDetail calls per second (cloud limit: 20)")
 	flag.DurationVar(&o.MinPollInterval, "min-poll-interval", 0, "floor between two polls of one task (default 1s)")
+	flag.DurationVar(&o.PollTimeout, "poll-timeout", 0, "bound on one ExportTasks call; a slower answer is a transient failure, retried with backoff (default 10s)")
+	flag.DurationVar(&o.CreateTimeout, "create-timeout", 0, "bound on one ExportLicenseDetail call, which runs to its end even when the caller leaves (default 20s)")
 	flag.DurationVar(&o.Freshness, "freshness", 0, "GetExportTask answers from an observation younger than this (default 1s)")
 	flag.DurationVar(&o.Heartbeat, "heartbeat", 0, "interval of watch heartbeats while a task is pending (default 5s)")
 	flag.StringVar(&o.DataDir, "data-dir", "data", "directory of the task registry (registry.db); one process at a time")

@@ -18,7 +18,6 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -30,6 +29,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/calllog"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -68,6 +68,12 @@ type Options struct {
 	// MaxPollBackoff caps the delay between polls of a task whose polls
 	// fail; default 30s.
 	MaxPollBackoff time.Duration
+	// PollTimeout bounds one ExportTasks call; a poll that takes longer is
+	// a transient failure. Default 10s.
+	PollTimeout time.Duration
+	// CreateTimeout bounds one ExportLicenseDetail call, which runs whether
+	// or not its caller waits; default 20s.
+	CreateTimeout time.Duration
 	// Freshness is how old an observation GetExportTask answers with
 	// without asking the cloud; default 1s.
 	Freshness time.Duration
@@ -116,7 +122,6 @@ type Server struct {
 	registry *taskstore.SQLite
 	emu      *emulator.Emulator
 	emuLis   net.Listener
-	readRate *rate.Limiter
 	metrics  *metrics.Metrics
 	streams  *limits.Streams
 }
@@ -161,29 +166,40 @@ func New(opts Options) (*Server, error) {
 	s.registry = reg
 	s.metrics = metrics.New()
 	upstream := s.metrics.InstrumentCloud(s.cloud)
-	s.readRate = rate.NewLimiter(rate.Limit(opts.ReadRate), 1)
+	reads, err := budget.New(budget.Options{Rate: opts.ReadRate})
+	if err != nil {
+		reg.Close()
+		return nil, fmt.Errorf("-read-rate: %w", err)
+	}
+	creates, err := budget.New(budget.Options{Rate: opts.CreateRate})
+	if err != nil {
+		reg.Close()
+		return nil, fmt.Errorf("-create-rate: %w", err)
+	}
+	s.metrics.TrackBudget(metrics.BudgetRead, reads)
+	s.metrics.TrackBudget(metrics.BudgetCreate, creates)
 	s.tracker = tracker.New(tracker.Options{
 		Cloud:       upstream,
-		Budget:      s.readRate,
+		Budget:      reads,
 		MinInterval: opts.MinPollInterval,
 		MaxBackoff:  opts.MaxPollBackoff,
+		PollTimeout: opts.PollTimeout,
 		Freshness:   opts.Freshness,
 		Logger:      s.log,
 		Observer:    trackerObserver{s},
 	})
 	s.metrics.TrackStats(s.tracker)
 	s.service = service.New(service.Options{
-		Cloud:        upstream,
-		Tracker:      s.tracker,
-		CreateBudget: rate.NewLimiter(rate.Limit(opts.CreateRate), 1),
-		Heartbeat:    opts.Heartbeat,
-		BudgetWaited: s.metrics.CreateBudgetWaited,
-		CallerShare:  opts.CallerShare,
-		Registry:     reg,
-		MaxFollowAge: opts.MaxFollowAge,
-		Reader:       upstream,
-		ReadBudget:   s.readRate,
-		Logger:       s.log,
+		Cloud:         upstream,
+		Tracker:       s.tracker,
+		CreateBudget:  creates,
+		CreateTimeout: opts.CreateTimeout,
+		Heartbeat:     opts.Heartbeat,
+		BudgetWaited:  s.metrics.CreateBudgetWaited,
+		CallerShare:   opts.CallerShare,
+		Registry:      reg,
+		MaxFollowAge:  opts.MaxFollowAge,
+		Logger:        s.log,
 	})
 	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
 	if s.opts.MaxRequestBytes <= 0 {
@@ -337,6 +353,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		igs.Stop()
 		<-stopped
 	}
+	// A creation's cloud call outlives its caller: its outcome is recorded
+	// before the registry closes.
+	s.service.WaitCreations()
 	stopBackground()
 	wg.Wait()
 	close(errc)

@@ -254,16 +254,22 @@ func TestCreatorIsRecorded(t *testing.T) {
 		t.Errorf("listed %d tasks, want 2", len(list.GetTasks()))
 	}
 
-	// Another caller reusing alice's request_id is not given her task.
+	// Request ids are each caller's own: bob's use of the id alice used is
+	// an export of his own, and tells him nothing of hers.
 	conn, err := grpc.NewClient(env.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	bob := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bobToken)
-	_, err = cwpexportv1.NewLicenseExportServiceClient(conn).ExportLicenseDetail(bob, &cwpexportv1.ExportLicenseDetailRequest{RequestId: "9b2f3c1e-6d4a-4f7b-8e21-5a0c9d8e7f61"})
-	if status.Code(err) != codes.InvalidArgument {
-		t.Errorf("bob reusing alice's request_id: %v, want InvalidArgument", err)
+	res, err := cwpexportv1.NewLicenseExportServiceClient(conn).ExportLicenseDetail(bob, &cwpexportv1.ExportLicenseDetailRequest{RequestId: "9b2f3c1e-6d4a-4f7b-8e21-5a0c9d8e7f61"})
+	if err != nil || res.GetTask().GetCreator() != "bob" {
+		t.Fatalf("bob using the request_id alice used: %v %v, want a task of his own", res, err)
+	}
+	for _, task := range list.GetTasks() {
+		if task.GetTaskId() == res.GetTask().GetTaskId() {
+			t.Fatalf("bob was given alice's task %s", task.GetTaskId())
+		}
 	}
 }
 

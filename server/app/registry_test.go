@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/testserver"
@@ -303,31 +304,42 @@ func TestDownloadOfAPendingTaskFails(t *testing.T) {
 	}
 }
 
-// TestRetryTakesOverAReservationOfADeadProcess: a process that died between
-// reserving a request id and recording the cloud's answer leaves a
-// reservation without a task; the retry takes it over and creates the task.
-func TestRetryTakesOverAReservationOfADeadProcess(t *testing.T) {
+// TestRetryAfterADeadProcessNeverCreatesTwice: a process that died during
+// a creation's cloud call leaves a creation without a task; once its lease
+// has run out the outcome is unknown, and a retry with the same request id
+// is told so rather than create a second task.
+func TestRetryAfterADeadProcessNeverCreatesTwice(t *testing.T) {
 	dir := t.TempDir()
 	store, err := taskstore.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, fresh, err := store.Reserve(context.Background(), taskstore.Task{RequestID: rid, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}", Owner: "dead-process", Created: time.Now()}); err != nil || !fresh {
+	now := time.Now()
+	if _, fresh, err := store.Reserve(context.Background(), taskstore.Task{RequestID: rid, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}", Owner: "dead-process", Created: now.Add(-time.Minute), LeaseUntil: now.Add(-time.Second)}); err != nil || !fresh {
 		t.Fatalf("reserve: %v %v", fresh, err)
 	}
 	store.Close()
 	o := fastApp()
 	o.DataDir = dir
 	env := testserver.Start(t, testserver.Config{Emulator: emulator.Options{PendingFor: -1}, App: o})
-	res, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{RequestId: rid})
-	if err != nil {
+	_, err = env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{RequestId: rid})
+	if st := status.Convert(err); st.Code() != codes.Aborted || reason(err) != "CREATION_OUTCOME_UNKNOWN" {
+		t.Fatalf("retry of a creation whose process died: %v, want Aborted CREATION_OUTCOME_UNKNOWN", err)
+	}
+	if r := env.Do(t, http.MethodPost, "/v1/license-detail:export", `{"requestId":"`+rid+`"}`); r.Status != http.StatusConflict {
+		t.Fatalf("REST: HTTP %d %s, want 409", r.Status, r.Body)
+	}
+	if n := created(env); n != 0 {
+		t.Fatalf("the cloud created %d tasks", n)
+	}
+	// A new request id is a new export.
+	if _, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{RequestId: "123e4567-e89b-12d3-a456-426614174999"}); err != nil {
 		t.Fatal(err)
 	}
-	again, err := env.Client.ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{RequestId: rid})
-	if err != nil || again.GetTask().GetTaskId() != res.GetTask().GetTaskId() || created(env) != 1 {
-		t.Fatalf("retry: %v %v; %d created", again, err, created(env))
-	}
 }
+
+// reason is the ErrorInfo reason of err's status.
+func reason(err error) string { return errorInfo(status.Convert(err)).GetReason() }
 
 // fingerprintOfEmptyRequest is the registry's fingerprint of a request
 // without conditions: the SHA-256 of its (empty) protobuf encoding.
@@ -337,23 +349,29 @@ func fingerprintOfEmptyRequest(t *testing.T) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// TestOldPendingTasksAreGivenUp: at start-up, a registry task still pending
-// longer than MaxFollowAge after its creation is no longer followed, and the
-// list says why.
-func TestOldPendingTasksAreGivenUp(t *testing.T) {
+// withPendingTask returns the test options with a data directory whose
+// registry records task id as created at created and still pending.
+func withPendingTask(t *testing.T, id int64, created time.Time) app.Options {
+	t.Helper()
 	dir := t.TempDir()
 	store, err := taskstore.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := time.Now().Add(-48 * time.Hour)
-	if err := store.Insert(context.Background(), taskstore.Task{TaskID: 424242, Fingerprint: "f", Parameters: "{}", Created: old, State: taskstore.StatePending, Observed: old, Changed: old}); err != nil {
+	defer store.Close()
+	if err := store.Insert(context.Background(), taskstore.Task{TaskID: id, Fingerprint: "f", Parameters: "{}", Created: created, State: taskstore.StatePending, Observed: created, Changed: created}); err != nil {
 		t.Fatal(err)
 	}
-	store.Close()
 	o := fastApp()
 	o.DataDir = dir
-	env := testserver.Start(t, testserver.Config{App: o})
+	return o
+}
+
+// TestOldPendingTasksAreGivenUp: at start-up, a registry task still pending
+// longer than MaxFollowAge after its creation is no longer followed, and the
+// list says why.
+func TestOldPendingTasksAreGivenUp(t *testing.T) {
+	env := testserver.Start(t, testserver.Config{App: withPendingTask(t, 424242, time.Now().Add(-48*time.Hour))})
 	var msg string
 	waitFor(t, "the task to be given up", func() bool {
 		page, err := env.Client.ListExportTasks(context.Background(), &cwpexportv1.ListExportTasksRequest{})

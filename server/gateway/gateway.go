@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -51,6 +52,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(conn)),
 		runtime.WithRoutingErrorHandler(routingError),
 		runtime.WithErrorHandler(errorWithRetryAfter),
+		runtime.WithStreamErrorHandler(streamErrorWithRetryAfter),
 	)
 	if err := cwpexportv1.RegisterLicenseExportServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
@@ -65,6 +67,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		return nil, fmt.Errorf("register /openapi.json: %w", err)
 	}
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r, w = withRetryAfter(r, w)
 		r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBodyBytes)
 		if err := validPath(r); err != nil {
 			runtime.DefaultHTTPErrorHandler(r.Context(), mux, marshaler, w, r, err)
@@ -91,11 +94,69 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 // Retry-After header (whole seconds, rounded up) when the status carries a
 // google.rpc.RetryInfo, so that HTTP clients and proxies can honour it.
 func errorWithRetryAfter(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	for _, d := range status.Convert(err).Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
-			secs := (ri.GetRetryDelay().AsDuration() + time.Second - 1) / time.Second
-			w.Header().Set("Retry-After", strconv.Itoa(max(int(secs), 1)))
-		}
+	if secs, ok := retryAfter(status.Convert(err)); ok {
+		w.Header().Set("Retry-After", secs)
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// streamErrorWithRetryAfter converts a stream's error as grpc-gateway does.
+// A stream refused before its first message is answered with the status's
+// HTTP code by grpc-gateway itself, which sets no header of ours: the delay
+// of a RetryInfo is left in the request's context for the response writer
+// (withRetryAfter) to put in a Retry-After header.
+func streamErrorWithRetryAfter(ctx context.Context, err error) *status.Status {
+	st := runtime.DefaultStreamErrorHandler(ctx, err)
+	if secs, ok := retryAfter(st); ok {
+		if h, ok := ctx.Value(retryAfterKey{}).(*retryAfterHolder); ok {
+			h.secs.Store(&secs)
+		}
+	}
+	return st
+}
+
+// retryAfter is the Retry-After value for a status with a RetryInfo.
+func retryAfter(st *status.Status) (string, bool) {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			secs := (ri.GetRetryDelay().AsDuration() + time.Second - 1) / time.Second
+			return strconv.Itoa(max(int(secs), 1)), true
+		}
+	}
+	return "", false
+}
+
+type retryAfterKey struct{}
+
+// retryAfterHolder carries a stream error's retry delay from the stream
+// error handler to the response writer.
+type retryAfterHolder struct{ secs atomic.Pointer[string] }
+
+// retryAfterWriter sets Retry-After from its holder when the header is
+// written.
+type retryAfterWriter struct {
+	http.ResponseWriter
+	h *retryAfterHolder
+}
+
+func (w retryAfterWriter) WriteHeader(code int) {
+	if secs := w.h.secs.Load(); secs != nil && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", *secs)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap gives http.ResponseController (flushes of streams) the writer.
+func (w retryAfterWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush flushes streamed messages; grpc-gateway asserts http.Flusher.
+func (w retryAfterWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func withRetryAfter(r *http.Request, w http.ResponseWriter) (*http.Request, http.ResponseWriter) {
+	h := &retryAfterHolder{}
+	return r.WithContext(context.WithValue(r.Context(), retryAfterKey{}, h)), retryAfterWriter{w, h}
 }

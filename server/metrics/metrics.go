@@ -92,6 +92,35 @@ func (m *Metrics) TrackStats(src StatsSource) {
 	m.reg.MustRegister(trackerCollector{src})
 }
 
+// BudgetSource reports a cloud action's budget (see package budget).
+type BudgetSource interface {
+	Rate() float64
+	Configured() float64
+	Throttles() int64
+}
+
+// TrackBudget adds the budget's figures, read at each scrape, labelled with
+// its name (BudgetRead or BudgetCreate): the effective rate, the configured
+// rate, and the refusals for the cloud's rate limit it was told of. Call
+// it once per budget.
+func (m *Metrics) TrackBudget(name string, b BudgetSource) {
+	labels := prometheus.Labels{"budget": name}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "budget_rate", ConstLabels: labels,
+			Help: "Calls per second the budget allows now: the configured rate, lowered while the cloud throttles (its quota is shared with other programs) and recovering after.",
+		}, b.Rate),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "budget_configured_rate", ConstLabels: labels,
+			Help: "Calls per second the budget is configured for.",
+		}, b.Configured),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "budget_throttles_total", ConstLabels: labels,
+			Help: "Calls the cloud refused with RequestLimitExceeded, each lowering the budget's rate unless one did within the last second.",
+		}, func() float64 { return float64(b.Throttles()) }),
+	)
+}
+
 // GRPC returns the gRPC server metrics; its interceptors go on the server
 // and InitializeMetrics registers its methods once they are known.
 func (m *Metrics) GRPC() *grpcprom.ServerMetrics { return m.grpc }

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -29,7 +30,9 @@ const (
 // DownloadExport streams a finished task's file: data chunks in order, the
 // first carrying the file name and media type, then a last message with no
 // data that carries the file's SHA-256. A download URL the object storage
-// refuses as expired (HTTP 403) is refreshed through ExportTasks once.
+// refuses (expired: HTTP 403; unknown: 404; or a storage that cannot be
+// reached, as when the URL names an endpoint that moved) is refreshed
+// through ExportTasks once, within the read budget.
 func (s *Service) DownloadExport(req *cwpexportv1.DownloadExportRequest, stream cwpexportv1.LicenseExportService_DownloadExportServer) error {
 	id, err := parseTaskID(req.GetTaskId())
 	if err != nil {
@@ -41,8 +44,10 @@ func (s *Service) DownloadExport(req *cwpexportv1.DownloadExportRequest, stream 
 		return err
 	}
 	resp, err := s.fetch(ctx, id, url)
-	if err == nil && resp.StatusCode == http.StatusForbidden {
-		resp.Body.Close()
+	if stale(resp, err) {
+		if resp != nil {
+			resp.Body.Close()
+		}
 		if url, err = s.refreshURL(ctx, id); err != nil {
 			return err
 		}
@@ -58,8 +63,20 @@ func (s *Service) DownloadExport(req *cwpexportv1.DownloadExportRequest, stream 
 	return s.streamFile(ctx, id, resp, stream)
 }
 
+// stale reports whether a fetch's outcome says the download URL no longer
+// works, so that a new one from the cloud is worth a try.
+func stale(resp *http.Response, err error) bool {
+	if err != nil {
+		var u unreachable
+		return errors.As(err, &u)
+	}
+	return resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound
+}
+
 // downloadURL returns the task's last known download URL, or
-// FailedPrecondition when the task is not FINISHED.
+// FailedPrecondition when the task is not FINISHED. A task the registry
+// does not record as FINISHED is asked of the tracker, which answers with
+// the cloud's failure's status shortly before the caller's deadline.
 func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
 	row, ok, err := s.opts.Registry.Get(ctx, id)
 	if err != nil {
@@ -68,7 +85,7 @@ func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
 	if ok && row.State == taskstore.StateFinished && row.DownloadURL != "" {
 		return row.DownloadURL, nil
 	}
-	gctx, cancel := context.WithTimeout(ctx, s.opts.GetTimeout)
+	gctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
 	snap, err := s.opts.Tracker.Get(gctx, id)
 	if err != nil {
@@ -80,28 +97,28 @@ func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
 	return snap.DownloadURL, nil
 }
 
-// refreshURL asks the cloud for a new download URL, within the read budget.
+// refreshURL asks the cloud for a new download URL: a poll of the task
+// through the tracker, within the read budget, whose observation the
+// tracker keeps and the registry records.
 func (s *Service) refreshURL(ctx context.Context, id int64) (string, error) {
-	if s.opts.Reader == nil {
-		return "", downloadFailed(id, "the download URL has expired")
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.GetTimeout)
+	ctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
-	if err := s.opts.ReadBudget.Wait(ctx); err != nil {
-		return "", contextStatus(ctx, err)
-	}
-	st, err := s.opts.Reader.ExportTasks(ctx, id)
+	snap, err := s.opts.Tracker.Refresh(ctx, id)
 	if err != nil {
 		return "", cloudStatus(ctx, id, err)
 	}
-	if st.Status != cloud.StatusFinished {
-		return "", notFinished(id, st.Status)
+	if snap.State != cloud.StatusFinished {
+		return "", notFinished(id, snap.State)
 	}
-	if err := s.opts.Registry.SetDownloadURL(ctx, id, st.DownloadURL, st.RequestID, s.opts.Now()); err != nil {
-		s.opts.Logger.Error("record a refreshed download URL", "task_id", id, "err", err)
-	}
-	return st.DownloadURL, nil
+	return snap.DownloadURL, nil
 }
+
+// unreachable is the status of a fetch that could not reach the object
+// storage.
+type unreachable struct{ error }
+
+// GRPCStatus is the status the caller receives.
+func (u unreachable) GRPCStatus() *status.Status { return status.Convert(u.error) }
 
 func (s *Service) fetch(ctx context.Context, id int64, url string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -120,7 +137,7 @@ func (s *Service) fetch(ctx context.Context, id int64, url string) (*http.Respon
 			err = uerr.Err
 		}
 		s.opts.Logger.Warn("fetch an exported file", "task_id", id, "err", err)
-		return nil, downloadFailed(id, "the object storage could not be reached")
+		return nil, unreachable{downloadFailed(id, "the object storage could not be reached")}
 	}
 	return resp, nil
 }

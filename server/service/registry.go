@@ -8,14 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
@@ -27,15 +29,15 @@ import (
 
 // Registry records the tasks the service created (see package taskstore).
 type Registry interface {
-	Insert(ctx context.Context, t taskstore.Task) error
 	Reserve(ctx context.Context, r taskstore.Task) (taskstore.Task, bool, error)
-	TakeOver(ctx context.Context, requestID, from, to string, now time.Time) (bool, error)
-	Complete(ctx context.Context, requestID, owner string, t taskstore.Task) error
-	Release(ctx context.Context, requestID, owner string) error
+	GetRequest(ctx context.Context, creator, requestID string) (taskstore.Task, bool, error)
+	Complete(ctx context.Context, id, owner string, t taskstore.Task) error
+	Release(ctx context.Context, id, owner string) error
+	Unknown(ctx context.Context, id, owner, reason string) error
 	Get(ctx context.Context, taskID int64) (taskstore.Task, bool, error)
 	Observe(ctx context.Context, o taskstore.Observation) error
-	SetDownloadURL(ctx context.Context, taskID int64, url, requestID string, now time.Time) error
 	Abandon(ctx context.Context, taskID int64, reason string) error
+	Lost(ctx context.Context, taskID int64, reason string, at time.Time) error
 	Following(ctx context.Context) ([]taskstore.Task, error)
 	List(ctx context.Context, q taskstore.Query) ([]taskstore.Task, error)
 }
@@ -46,140 +48,364 @@ const (
 	MaxPageSize     = 1000
 )
 
-// Reasons of the registry's errors.
+// Reasons of the registry's and the creation's errors.
 const (
-	ReasonRequestIDReused = "REQUEST_ID_REUSED"
-	ReasonRegistryFailed  = "REGISTRY_FAILED"
+	ReasonRequestIDReused         = "REQUEST_ID_REUSED"
+	ReasonRegistryFailed          = "REGISTRY_FAILED"
+	ReasonCreationInProgress      = "CREATION_IN_PROGRESS"
+	ReasonCreationOutcomeUnknown  = "CREATION_OUTCOME_UNKNOWN"
+	metadataCreationOutcome       = "creation_outcome"
+	metadataRequestID             = "request_id"
+	creationOutcomeUnknown        = "unknown"
+	retryAfterCreationInProgress  = time.Second
+	creationInProgressPollingTime = 200 * time.Millisecond
 )
 
 // errExportFailed is the error_message of a task the cloud reports as ERROR.
 const errExportFailed = "the cloud reported that the export failed; start a new export"
 
 // registryTimeout bounds registry writes that must happen even when the
-// caller has gone (recording a created task, releasing a reservation).
+// caller has gone (recording a creation's outcome).
 const registryTimeout = 10 * time.Second
 
-// createRecorded starts an export and records it in the registry before
-// answering. With a request id the creation is idempotent:
+// createRecorded starts an export, recording it in the registry before the
+// cloud is called and its outcome whether or not the caller is still there:
 //
-//   - the request id is reserved in the registry before the cloud is called;
-//     concurrent calls with the same id in this process share one flight;
-//   - a request id bound to a task returns that task, without a cloud call;
-//   - a request id bound to other parameters is rejected (InvalidArgument);
-//   - if the cloud call fails the reservation is released and a retry calls
-//     the cloud again; a reservation left by a process that died before the
-//     cloud answered is taken over by the retry.
+//   - every creation is written to the registry first; a registry that
+//     cannot be written means no cloud call (Unavailable);
+//   - the cloud call runs detached from the caller's cancellation, under
+//     its own timeout, and its outcome is recorded when it ends;
+//   - a creation the cloud certainly did not perform (never sent, or
+//     refused) is released; any other failure leaves it marked as of
+//     unknown outcome, for good: the cloud may hold its task.
+//
+// With a request id (scoped to the caller) the creation is idempotent: a
+// retry gets the task once it is known, CREATION_IN_PROGRESS (retryable)
+// while the first call is under way, CREATION_OUTCOME_UNKNOWN (Aborted)
+// when its outcome is unknown — never a second cloud task — and
+// REQUEST_ID_REUSED for other parameters. Concurrent calls in this process
+// share one flight.
 func (s *Service) createRecorded(ctx context.Context, req exportRequest, params cloud.ExportParams) (*cwpexportv1.ExportTask, string, error) {
-	ep := toParameters(req)
-	enc, fp := encodeParameters(ep, callerauth.Caller(ctx))
-	rid := req.GetRequestId()
-	if rid == "" {
-		created, err := s.createThrottled(ctx, params)
+	creator := callerauth.Caller(ctx)
+	enc, fp := encodeParameters(toParameters(req), creator)
+	row := taskstore.Task{RequestID: req.GetRequestId(), Fingerprint: fp, Parameters: enc, Creator: creator}
+	if row.RequestID == "" {
+		got, err := s.createOnce(ctx, row, params)
 		if err != nil {
 			return nil, "", err
 		}
-		now := s.opts.Now()
-		row := taskstore.Task{TaskID: created.TaskID, Fingerprint: fp, Parameters: enc, Creator: callerauth.Caller(ctx), Created: now, State: taskstore.StatePending,
-			CreateRequestID: created.RequestID, LastRequestID: created.RequestID, Observed: now, Changed: now}
-		if err := s.persist(ctx, created.TaskID, func(c context.Context) error { return s.opts.Registry.Insert(c, row) }); err != nil {
-			return nil, "", err
-		}
-		return s.started(row), created.RequestID, nil
+		return s.rowTask(got), got.CreateRequestID, nil
 	}
+	key := creator + "\x00" + row.RequestID
 	for {
-		v, err, _ := s.flights.Do(rid, func() (any, error) { return s.createOnce(ctx, rid, fp, enc, params) })
-		if err != nil {
-			if code := status.Code(err); (code == codes.Canceled || code == codes.DeadlineExceeded) && ctx.Err() == nil {
-				continue // the flight's leader gave up; this caller has not
+		// The flight runs on its first caller's context; later callers
+		// wait for it with their own.
+		var res singleflight.Result
+		select {
+		case res = <-s.flights.DoChan(key, func() (any, error) { return s.createIdempotent(ctx, row, params) }):
+		case <-ctx.Done():
+			return nil, "", creationCutShort(ctx, row.RequestID)
+		}
+		if res.Err != nil {
+			if code := status.Code(res.Err); res.Shared && (code == codes.Canceled || code == codes.DeadlineExceeded) && ctx.Err() == nil {
+				continue // the flight's first caller gave up; this one has not
 			}
-			return nil, "", err
+			return nil, "", res.Err
 		}
-		row := v.(taskstore.Task)
-		if row.Fingerprint != fp {
-			return nil, "", requestIDReused(rid, row.TaskID)
+		got := res.Val.(taskstore.Task)
+		if got.Fingerprint != fp {
+			return nil, "", requestIDReused(row.RequestID, got.TaskID)
 		}
-		return s.rowTask(row), row.CreateRequestID, nil
+		return s.rowTask(got), got.CreateRequestID, nil
 	}
 }
 
-// createOnce is one flight of an idempotent creation.
-func (s *Service) createOnce(ctx context.Context, rid, fp, enc string, params cloud.ExportParams) (taskstore.Task, error) {
+// createIdempotent is one flight of a creation with a request id.
+func (s *Service) createIdempotent(ctx context.Context, row taskstore.Task, params cloud.ExportParams) (taskstore.Task, error) {
 	for {
+		got, found, err := s.opts.Registry.GetRequest(ctx, row.Creator, row.RequestID)
+		if err != nil {
+			return taskstore.Task{}, registryError(ctx, err)
+		}
+		if !found {
+			return s.createOnce(ctx, row, params)
+		}
+		got, again, err := s.resolve(ctx, got)
+		if !again {
+			return got, err
+		}
+	}
+}
+
+// resolve answers a creation that found its request id recorded: the task,
+// a mismatch for the caller to reject, or the first creation's fate. While
+// the first creation's cloud call is under way it waits for its outcome,
+// answering CREATION_IN_PROGRESS shortly before the caller's deadline. again
+// means the first creation was released (the cloud created nothing) and
+// this one may start afresh.
+func (s *Service) resolve(ctx context.Context, got taskstore.Task) (_ taskstore.Task, again bool, _ error) {
+	wctx, cancel := answerBefore(ctx, s.opts.CreateTimeout+registryTimeout)
+	defer cancel()
+	for {
+		switch {
+		case got.TaskID != 0:
+			return got, false, nil
+		case !got.InFlight(s.opts.Now()):
+			return taskstore.Task{}, false, outcomeUnknown(got)
+		}
+		// This process's call tells when it is recorded; another process's
+		// is read again shortly.
+		done := s.creating(got.ID)
+		poll := time.NewTimer(creationInProgressPollingTime)
+		if done != nil {
+			poll.Stop()
+		}
+		select {
+		case <-done:
+		case <-poll.C:
+		case <-wctx.Done():
+			poll.Stop()
+			if ctx.Err() != nil {
+				return taskstore.Task{}, false, creationCutShort(ctx, got.RequestID)
+			}
+			return taskstore.Task{}, false, creationInProgress(got.RequestID)
+		}
+		var found bool
+		var err error
+		if got, found, err = s.opts.Registry.GetRequest(ctx, got.Creator, got.RequestID); err != nil {
+			return taskstore.Task{}, false, registryError(ctx, err)
+		} else if !found {
+			return taskstore.Task{}, true, nil
+		}
+	}
+}
+
+// createOnce records a creation and makes its cloud call within the export
+// budget. When the cloud answers RequestLimitExceeded (other programs share
+// the account's quota) it backs off with jitter and tries again while the
+// caller's deadline allows: the cloud refused before doing anything.
+func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params cloud.ExportParams) (taskstore.Task, error) {
+	retry := backoff.ExponentialBackOff{InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}
+	retry.Reset()
+	giveUp := s.opts.Now().Add(s.opts.MaxQueueWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(giveUp) {
+		giveUp = d
+	}
+	for {
+		if err := s.admit(ctx); err != nil {
+			return taskstore.Task{}, err
+		}
 		now := s.opts.Now()
-		row, fresh, err := s.opts.Registry.Reserve(ctx, taskstore.Task{RequestID: rid, Fingerprint: fp, Parameters: enc, Creator: callerauth.Caller(ctx), Owner: s.opts.Instance, Created: now})
+		row.ID, row.Owner, row.Created = "", s.opts.Instance, now
+		row.LeaseUntil = now.Add(s.opts.CreateTimeout + 2*registryTimeout)
+		got, fresh, err := s.opts.Registry.Reserve(ctx, row)
 		switch {
 		case errors.Is(err, taskstore.ErrLostReservation):
 			continue
 		case err != nil:
+			s.opts.Logger.Error("record a creation before calling the cloud", "request_id", row.RequestID, "err", err)
 			return taskstore.Task{}, registryError(ctx, err)
-		case !fresh && row.Fingerprint != fp:
-			return row, nil // the caller rejects the reuse
-		case !fresh && row.TaskID != 0:
-			return row, nil // a retry: the first task, no cloud call
 		case !fresh:
-			// Reserved by a process that is gone (one process holds a data
-			// directory at a time), or by an earlier flight of this one
-			// that could not release it: the outcome of its cloud call is
-			// unknown, and this retry makes the call again.
-			ok, err := s.opts.Registry.TakeOver(ctx, rid, row.Owner, s.opts.Instance, now)
-			if err != nil {
-				return taskstore.Task{}, registryError(ctx, err)
-			}
-			if !ok {
+			// Another process recorded the request id first.
+			got, again, err := s.resolve(ctx, got)
+			if again {
 				continue
 			}
-			s.opts.Logger.Warn("taking over an unfinished request_id reservation; the earlier attempt may have left an unreported task in the cloud", "request_id", rid)
+			return got, err
 		}
-		created, err := s.createThrottled(ctx, params)
-		if err != nil {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryTimeout)
-			if rerr := s.opts.Registry.Release(rctx, rid, s.opts.Instance); rerr != nil {
-				s.opts.Logger.Error("release request_id reservation", "request_id", rid, "err", rerr)
-			}
-			cancel()
-			return taskstore.Task{}, err
+		created, err := s.call(ctx, got, params)
+		switch {
+		case err == nil:
+			return created, nil
+		case cloud.KindOf(err) != cloud.KindThrottled:
+			return taskstore.Task{}, cloudStatus(ctx, 0, err)
 		}
-		now = s.opts.Now()
-		row = taskstore.Task{TaskID: created.TaskID, RequestID: rid, Fingerprint: fp, Parameters: enc, Creator: callerauth.Caller(ctx), Created: now, State: taskstore.StatePending,
-			CreateRequestID: created.RequestID, LastRequestID: created.RequestID, Observed: now, Changed: now}
-		if err := s.persist(ctx, created.TaskID, func(c context.Context) error { return s.opts.Registry.Complete(c, rid, s.opts.Instance, row) }); err != nil {
-			return taskstore.Task{}, err
+		wait := retry.NextBackOff()
+		if s.opts.Now().Add(wait + s.opts.CreateCallTime).After(giveUp) {
+			return taskstore.Task{}, cloudStatus(ctx, 0, err)
 		}
-		s.started(row)
-		return row, nil
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return taskstore.Task{}, contextStatus(ctx, ctx.Err())
+		}
 	}
 }
 
-// persist records a task the cloud has created, even if the caller has
-// gone meanwhile: the task exists and must not be lost.
-func (s *Service) persist(ctx context.Context, taskID int64, write func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryTimeout)
+// call makes the cloud call of the recorded creation row, detached from the
+// caller: it runs under CreateTimeout whether or not the caller waits, and
+// its outcome is recorded when it ends. The caller gets the outcome, or
+// its own deadline's status if that comes first.
+func (s *Service) call(ctx context.Context, row taskstore.Task, params cloud.ExportParams) (taskstore.Task, error) {
+	type outcome struct {
+		row taskstore.Task
+		err error
+	}
+	done := make(chan outcome, 1)
+	notify := make(chan struct{})
+	s.inflightMu.Lock()
+	s.inflight[row.ID] = notify
+	s.inflightMu.Unlock()
+	s.detached.Add(1)
+	go func() {
+		defer s.detached.Done()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.CreateTimeout)
+		created, err := s.opts.Cloud.ExportLicenseDetail(cctx, params)
+		if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			err = &cloud.Error{Action: cloud.ActionExportLicenseDetail, Code: cloud.CodeTimeout,
+				Message: fmt.Sprintf("the cloud did not answer within %s", s.opts.CreateTimeout)}
+		}
+		cancel()
+		if cloud.KindOf(err) == cloud.KindThrottled {
+			s.opts.CreateBudget.Throttled()
+		}
+		r, err := s.recordOutcome(row, created, err)
+		done <- outcome{r, err}
+		s.inflightMu.Lock()
+		delete(s.inflight, row.ID)
+		s.inflightMu.Unlock()
+		close(notify)
+	}()
+	wctx, cancel := answerBefore(ctx, s.opts.CreateTimeout+registryTimeout)
 	defer cancel()
-	if err := write(ctx); err != nil {
-		s.opts.Logger.Error("record a created task", "task_id", taskID, "err", err)
-		return withInfo(codes.Internal, ReasonRegistryFailed, fmt.Sprintf(
-			"export task %d was created but could not be recorded; it can still be watched by its id", taskID),
-			map[string]string{metadataTaskID: fmt.Sprint(taskID)})
+	select {
+	case o := <-done:
+		return o.row, o.err
+	case <-wctx.Done():
+		return taskstore.Task{}, creationCutShort(ctx, row.RequestID)
+	}
+}
+
+// creating returns a channel closed when this process has recorded the
+// outcome of creation id, or nil when no call of this process makes it.
+func (s *Service) creating(id string) <-chan struct{} {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if ch, ok := s.inflight[id]; ok {
+		return ch
 	}
 	return nil
 }
 
+// WaitCreations waits for the cloud calls of creations under way to end
+// and their outcomes to be recorded; the server calls it at shutdown,
+// before it closes the registry.
+func (s *Service) WaitCreations() { s.detached.Wait() }
+
+// recordOutcome writes the outcome of a creation's cloud call.
+func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err error) (taskstore.Task, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	defer cancel()
+	switch {
+	case err == nil:
+		now := s.opts.Now()
+		row.TaskID, row.State, row.Created, row.Observed, row.Changed = created.TaskID, taskstore.StatePending, now, now, now
+		row.CreateRequestID, row.LastRequestID = created.RequestID, created.RequestID
+		if werr := s.opts.Registry.Complete(ctx, row.ID, row.Owner, row); werr != nil {
+			s.opts.Logger.Error("record a created task", "task_id", created.TaskID, "request_id", row.RequestID, "err", werr)
+			// It can still be watched: the tracker knows it.
+			s.opts.Tracker.Created(created.TaskID, created.RequestID)
+			return taskstore.Task{}, withInfo(codes.Internal, ReasonRegistryFailed, fmt.Sprintf(
+				"export task %d was created but could not be recorded; it can still be watched by its id", created.TaskID),
+				map[string]string{metadataTaskID: fmt.Sprint(created.TaskID)})
+		}
+		s.started(row)
+		return row, nil
+	case cloud.Refused(err):
+		if werr := s.opts.Registry.Release(ctx, row.ID, row.Owner); werr != nil {
+			s.opts.Logger.Error("release a creation the cloud refused", "request_id", row.RequestID, "err", werr)
+		}
+		return taskstore.Task{}, err
+	default:
+		reason := "the cloud call failed without a clear answer (" + pollErrorText(err) + "), so the cloud may have created a task this service never learned of"
+		if werr := s.opts.Registry.Unknown(ctx, row.ID, row.Owner, reason); werr != nil {
+			s.opts.Logger.Error("record a creation's unknown outcome", "request_id", row.RequestID, "err", werr)
+		}
+		s.opts.Logger.Warn("a creation's outcome is unknown; the cloud may hold an unreported task", "request_id", row.RequestID, "err", err)
+		return taskstore.Task{}, outcomeUnknownNow(err, row.RequestID)
+	}
+}
+
 // started tells the tracker about a task just created and recorded: it is
 // pending, and the registry's interest keeps it polled until it ends.
-func (s *Service) started(row taskstore.Task) *cwpexportv1.ExportTask {
-	snap := s.opts.Tracker.Created(row.TaskID, row.CreateRequestID)
+func (s *Service) started(row taskstore.Task) {
+	s.opts.Tracker.Created(row.TaskID, row.CreateRequestID)
 	s.opts.Tracker.Follow(row.TaskID, row.Created)
-	task := toTask(snap)
-	info := s.remember(row)
-	task.Parameters, task.RequestId, task.Creator = info.params, info.requestID, info.creator
-	return task
+	s.remember(row)
+}
+
+// outcomeUnknownNow is the status of a creation whose cloud call just failed
+// without a clear answer: the cloud failure's own status, saying that the
+// outcome is unknown.
+func outcomeUnknownNow(err error, rid string) error {
+	st := status.Convert(cloudStatus(context.Background(), 0, err))
+	msg := st.Message() + "; the export may have been created in the cloud"
+	if rid != "" {
+		msg += fmt.Sprintf(": a retry with request_id %s answers %s rather than create a second one", rid, ReasonCreationOutcomeUnknown)
+	}
+	p := st.Proto()
+	p.Message = msg
+	for _, d := range p.GetDetails() {
+		var info errdetails.ErrorInfo
+		if d.MessageIs(&info) && d.UnmarshalTo(&info) == nil {
+			if info.Metadata == nil {
+				info.Metadata = map[string]string{}
+			}
+			info.Metadata[metadataCreationOutcome] = creationOutcomeUnknown
+			_ = d.MarshalFrom(&info)
+		}
+	}
+	return status.FromProto(p).Err()
+}
+
+// outcomeUnknown answers a retry of a creation whose outcome is unknown.
+func outcomeUnknown(row taskstore.Task) error {
+	why := row.EndReason
+	if why == "" {
+		why = "the service stopped while the cloud call was under way"
+	}
+	return withInfo(codes.Aborted, ReasonCreationOutcomeUnknown, fmt.Sprintf(
+		"the export first requested with request_id %s has an unknown outcome: %s. The request_id will not create another one; to export anyway, send a new request_id (the cloud may then hold two exports)",
+		row.RequestID, why), map[string]string{metadataRequestID: row.RequestID})
+}
+
+// creationInProgress answers a retry while the first creation's cloud call
+// is under way.
+func creationInProgress(rid string) error {
+	st := status.New(codes.Unavailable, fmt.Sprintf(
+		"the export with request_id %s is being created and the cloud has not answered yet; retry with the same request_id to get its task", rid))
+	if ws, err := st.WithDetails(
+		&errdetails.ErrorInfo{Reason: ReasonCreationInProgress, Domain: Domain, Metadata: map[string]string{metadataRequestID: rid}},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfterCreationInProgress)},
+	); err == nil {
+		st = ws
+	}
+	return st.Err()
+}
+
+// creationCutShort is the status of a caller whose context ends (or is
+// about to: its deadline) while its creation's cloud call is under way: the
+// call goes on and is recorded.
+func creationCutShort(ctx context.Context, rid string) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return contextStatus(ctx, ctx.Err())
+	}
+	msg := "the call's deadline passed before the cloud answered; the export may still be created, and is recorded either way"
+	if rid != "" {
+		msg += fmt.Sprintf(": retry with request_id %s to get its task", rid)
+	} else {
+		msg += ": it will be listed by ListExportTasks (send a request_id to make retries safe)"
+	}
+	return withInfo(codes.DeadlineExceeded, ReasonDeadlineExceeded, msg, nil)
 }
 
 func requestIDReused(rid string, taskID int64) error {
 	v := violations{}
-	v.add("request_id", "request_id %s was already used for another export (different parameters, or another caller); use a new request_id for a different export", rid)
+	v.add("request_id", "request_id %s was already used for an export with other parameters; use a new request_id for a different export", rid)
 	st := status.New(codes.InvalidArgument, "invalid request: request_id: "+v[0].Description)
-	md := map[string]string{"request_id": rid}
+	md := map[string]string{metadataRequestID: rid}
 	if taskID > 0 {
 		md[metadataTaskID] = fmt.Sprint(taskID)
 	}
@@ -229,6 +455,8 @@ func (s *Service) rowTask(r taskstore.Task) *cwpexportv1.ExportTask {
 		}
 	}
 	switch {
+	case r.State == taskstore.StateError && r.EndReason != "":
+		t.ErrorMessage = "the export cannot be followed: " + r.EndReason
 	case r.State == taskstore.StateError:
 		t.ErrorMessage = errExportFailed
 	case r.EndReason != "":
@@ -239,24 +467,30 @@ func (s *Service) rowTask(r taskstore.Task) *cwpexportv1.ExportTask {
 
 // withRecord adds what the registry knows of a task (its parameters,
 // request id and creator) to an answer built from the tracker.
-func (s *Service) withRecord(ctx context.Context, t *cwpexportv1.ExportTask) *cwpexportv1.ExportTask {
-	id, _ := strconv.ParseInt(t.GetTaskId(), 10, 64)
-	info, ok := s.records.Get(id)
-	if !ok {
-		row, found, err := s.opts.Registry.Get(ctx, id)
-		if err != nil {
-			return t // answer without the record rather than fail a read
-		}
-		if found {
-			info = s.remember(row)
-		} else {
-			s.records.Add(id, info) // not created through this service
-		}
-	}
+func (s *Service) withRecord(info recordInfo, t *cwpexportv1.ExportTask) *cwpexportv1.ExportTask {
 	if info.recorded {
 		t.Parameters, t.RequestId, t.Creator, t.CreateTime = info.params, info.requestID, info.creator, info.created
 	}
 	return t
+}
+
+// lookup returns what the registry holds of task id, from the cache when
+// it can. A registry that cannot be read gives an empty record: a read is
+// answered without it rather than failed.
+func (s *Service) lookup(ctx context.Context, id int64) recordInfo {
+	if info, ok := s.records.Get(id); ok {
+		return info
+	}
+	row, found, err := s.opts.Registry.Get(ctx, id)
+	switch {
+	case err != nil:
+		return recordInfo{}
+	case found:
+		return s.remember(row)
+	}
+	info := recordInfo{} // not created through this service
+	s.records.Add(id, info)
+	return info
 }
 
 // recordCacheSize bounds the tasks whose record reads keep in memory.
@@ -269,12 +503,18 @@ type recordInfo struct {
 	requestID string
 	creator   string
 	created   *timestamppb.Timestamp
+	// final is the task as recorded once it ended (FINISHED or ERROR,
+	// which never change again); nil before.
+	final *cwpexportv1.ExportTask
 }
 
 // remember caches the unchanging part of a registry row.
 func (s *Service) remember(row taskstore.Task) recordInfo {
 	rec := s.rowTask(row)
 	info := recordInfo{recorded: true, params: rec.GetParameters(), requestID: rec.GetRequestId(), creator: rec.GetCreator(), created: rec.GetCreateTime()}
+	if row.Terminal() {
+		info.final = rec
+	}
 	s.records.Add(row.TaskID, info)
 	return info
 }
@@ -361,14 +601,15 @@ func decodePageToken(s string) (taskstore.Cursor, string, error) {
 }
 
 // Observed records a poll's outcome in the registry (the tracker's observer
-// calls it). A task that ended is no longer followed.
+// calls it). A task that ended is no longer followed; a task the cloud no
+// longer knows ends in ERROR.
 func (s *Service) Observed(snap tracker.Snapshot) {
 	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
 	defer cancel()
 	var err error
 	switch {
 	case snap.Err != nil && cloud.KindOf(snap.Err) == cloud.KindNotFound:
-		err = s.opts.Registry.Abandon(ctx, snap.TaskID, "the cloud no longer knows the task ("+pollErrorText(snap.Err)+")")
+		err = s.opts.Registry.Lost(ctx, snap.TaskID, lostReason(snap.Err), snap.LastPoll)
 		s.opts.Tracker.Unfollow(snap.TaskID)
 	case snap.Err != nil:
 		// The service's own trouble (credentials, permissions): the task
@@ -380,9 +621,18 @@ func (s *Service) Observed(snap tracker.Snapshot) {
 			s.opts.Tracker.Unfollow(snap.TaskID)
 		}
 	}
+	if snap.Terminal() {
+		// The record's final state is read again from the registry.
+		s.records.Remove(snap.TaskID)
+	}
 	if err != nil {
 		s.opts.Logger.Error("record an observation in the registry", "task_id", snap.TaskID, "err", err)
 	}
+}
+
+// lostReason is why a task the cloud answers ResourceNotFound for ended.
+func lostReason(err error) string {
+	return "the cloud no longer knows the task (" + pollErrorText(err) + ")"
 }
 
 // RunRegistry keeps the registry's unfinished tasks followed until ctx ends:

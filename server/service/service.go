@@ -5,13 +5,13 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
@@ -19,14 +19,15 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
-	"github.com/cwpexport/cwpexport/server/pace"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
@@ -37,6 +38,18 @@ type Creator interface {
 	ExportLicenseDetail(ctx context.Context, p cloud.ExportParams) (cloud.Created, error)
 }
 
+// CreateBudget paces ExportLicenseDetail calls (see package budget).
+type CreateBudget interface {
+	// Admit waits until a call may start and returns how long it waited;
+	// a call that could not start by latest fails at once with a
+	// *budget.LateError.
+	Admit(ctx context.Context, latest time.Time) (time.Duration, error)
+	// Throttled reports a call the cloud refused for its rate limit.
+	Throttled()
+	// Configured is the configured rate, in calls per second.
+	Configured() float64
+}
+
 // Options configure a Service. Zero durations take the defaults named.
 type Options struct {
 	// Cloud starts exports.
@@ -44,8 +57,11 @@ type Options struct {
 	// Tracker follows tasks; its Run must be running.
 	Tracker *tracker.Tracker
 	// CreateBudget paces ExportLicenseDetail calls to the cloud; nil means
-	// 18 per second with a burst of 1.
-	CreateBudget *rate.Limiter
+	// budget.New at 18 per second.
+	CreateBudget CreateBudget
+	// CreateTimeout bounds a creation's cloud call, which runs whether or
+	// not its caller waits; default 20s.
+	CreateTimeout time.Duration
 	// Heartbeat is the interval of heartbeat messages on watches of pending
 	// tasks; default 5s.
 	Heartbeat time.Duration
@@ -80,11 +96,6 @@ type Options struct {
 	MaxFollowAge time.Duration
 	// FollowPass is the interval of the registry's follow pass; default 1m.
 	FollowPass time.Duration
-	// Reader refreshes an expired download URL, within ReadBudget (the
-	// tracker's budget, shared); required for DownloadExport.
-	Reader tracker.Reader
-	// ReadBudget paces Reader calls; nil means 18 per second.
-	ReadBudget *rate.Limiter
 	// HTTPClient fetches exported files; nil means a client whose
 	// transport waits at most 30s for response headers.
 	HTTPClient *http.Client
@@ -104,18 +115,26 @@ type Service struct {
 	drainOnce sync.Once
 	// flights collapses concurrent creations with one request_id.
 	flights singleflight.Group
+	// inflight holds, per creation whose cloud call this process makes, a
+	// channel closed once its outcome is recorded; detached counts those
+	// calls.
+	inflightMu sync.Mutex
+	inflight   map[string]chan struct{}
+	detached   sync.WaitGroup
 	// records caches what the registry holds of a task and never changes
-	// (its parameters, request id, creator, creation time), so that reads
-	// of a task do not query the registry each time.
+	// (its parameters, request id, creator, creation time, and its final
+	// state once it ended), so that reads of a task do not query the
+	// registry each time.
 	records *lru.Cache[int64, recordInfo]
-	// space keeps creations 1/budget apart when the budget's wait ends late.
-	space pace.Spacer
 }
 
 // New returns a Service.
 func New(opts Options) *Service {
 	if opts.CreateBudget == nil {
-		opts.CreateBudget = rate.NewLimiter(18, 1)
+		opts.CreateBudget = budget.MustNew(budget.Options{Rate: 18})
+	}
+	if opts.CreateTimeout <= 0 {
+		opts.CreateTimeout = 20 * time.Second
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 5 * time.Second
@@ -144,9 +163,6 @@ func New(opts Options) *Service {
 	if opts.FollowPass <= 0 {
 		opts.FollowPass = time.Minute
 	}
-	if opts.ReadBudget == nil {
-		opts.ReadBudget = rate.NewLimiter(18, 1)
-	}
 	if opts.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.ResponseHeaderTimeout = 30 * time.Second
@@ -159,9 +175,9 @@ func New(opts Options) *Service {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	records, _ := lru.New[int64, recordInfo](recordCacheSize)
-	svc := &Service{opts: opts, draining: make(chan struct{}), records: records}
+	svc := &Service{opts: opts, draining: make(chan struct{}), records: records, inflight: map[string]chan struct{}{}}
 	if opts.CallerShare < 1 {
-		svc.shares = newCallerShares(opts.CreateBudget.Limit(), opts.CallerShare)
+		svc.shares = newCallerShares(rate.Limit(opts.CreateBudget.Configured()), opts.CallerShare)
 	}
 	return svc
 }
@@ -201,19 +217,43 @@ func (s *Service) ExportLicenseDetailAndWatch(req *cwpexportv1.ExportLicenseDeta
 	})
 }
 
-// GetExportTask returns a task's current state.
+// GetExportTask returns a task's current state. A task the registry
+// records as ended is answered from the registry, without asking the cloud.
 func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportTaskRequest) (*cwpexportv1.GetExportTaskResponse, error) {
 	id, err := parseTaskID(req.GetTaskId())
 	if err != nil {
 		return nil, err
 	}
+	info := s.lookup(ctx, id)
+	if info.final != nil {
+		return &cwpexportv1.GetExportTaskResponse{Task: proto.CloneOf(info.final), Progress: s.progress(s.opts.Tracker.Peek(id), time.Time{})}, nil
+	}
 	ctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
 	snap, err := s.opts.Tracker.Get(ctx, id)
 	if err != nil {
+		if t := s.lostTask(info, snap, err); t != nil {
+			return &cwpexportv1.GetExportTaskResponse{Task: t, Progress: s.progress(snap, time.Time{})}, nil
+		}
 		return nil, cloudStatus(ctx, id, err)
 	}
-	return &cwpexportv1.GetExportTaskResponse{Task: s.withRecord(ctx, toTask(snap)), Progress: s.progress(snap, time.Time{})}, nil
+	if snap.Terminal() {
+		s.records.Remove(id) // its final state is being recorded
+	}
+	return &cwpexportv1.GetExportTaskResponse{Task: s.withRecord(info, toTask(snap)), Progress: s.progress(snap, time.Time{})}, nil
+}
+
+// lostTask is the answer about a task this service created that the cloud
+// no longer knows (err): it ended in ERROR. It is nil for other errors and
+// for tasks the registry does not know, which are answered NotFound.
+func (s *Service) lostTask(info recordInfo, snap tracker.Snapshot, err error) *cwpexportv1.ExportTask {
+	if !info.recorded || cloud.KindOf(err) != cloud.KindNotFound {
+		return nil
+	}
+	t := s.withRecord(info, toTask(snap))
+	t.State = cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR
+	t.ErrorMessage = "the export cannot be followed: " + lostReason(err)
+	return t
 }
 
 // WatchExportTask follows a task to its end.
@@ -235,9 +275,13 @@ type sendFunc func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p
 // returns after the terminal message, or when ctx ends (closing the
 // caller's interest, so polling stops when nobody else is watching).
 func (s *Service) follow(ctx context.Context, id int64, send sendFunc) error {
+	start := s.opts.Now()
+	info := s.lookup(ctx, id)
+	if info.final != nil {
+		return send(cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT, proto.CloneOf(info.final), s.progress(s.opts.Tracker.Peek(id), start))
+	}
 	w := s.opts.Tracker.Watch(id)
 	defer w.Close()
-	start := s.opts.Now()
 	heartbeat := time.NewTicker(s.opts.Heartbeat)
 	defer heartbeat.Stop()
 	var (
@@ -248,6 +292,13 @@ func (s *Service) follow(ctx context.Context, id int64, send sendFunc) error {
 	for {
 		snap, changed := w.Current()
 		if snap.Err != nil {
+			if t := s.lostTask(info, snap, snap.Err); t != nil {
+				kind := cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_STATE_CHANGED
+				if !sent {
+					kind = cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT
+				}
+				return send(kind, t, s.progress(snap, start))
+			}
 			return cloudStatus(ctx, id, snap.Err)
 		}
 		var kind cwpexportv1.WatchEventKind
@@ -301,79 +352,27 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 	return s.createRecorded(ctx, req, params)
 }
 
-// createThrottled starts the export within the export budget. When the
-// cloud still answers RequestLimitExceeded (other programs share the
-// account's quota), it backs off with jitter and tries again while the
-// caller's deadline allows: the cloud refused before doing anything, so a
-// retry cannot create a second task.
-func (s *Service) createThrottled(ctx context.Context, params cloud.ExportParams) (cloud.Created, error) {
-	retry := backoff.ExponentialBackOff{InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}
-	retry.Reset()
-	giveUp := s.opts.Now().Add(s.opts.MaxQueueWait)
-	if d, ok := ctx.Deadline(); ok && d.Before(giveUp) {
-		giveUp = d
-	}
-	for {
-		if err := s.admit(ctx); err != nil {
-			return cloud.Created{}, err
-		}
-		if err := s.space.Wait(ctx, s.opts.CreateBudget); err != nil {
-			return cloud.Created{}, contextStatus(ctx, err)
-		}
-		created, err := s.opts.Cloud.ExportLicenseDetail(ctx, params)
-		if cloud.KindOf(err) != cloud.KindThrottled {
-			if err != nil {
-				return created, cloudStatus(ctx, 0, err)
-			}
-			return created, nil
-		}
-		wait := retry.NextBackOff()
-		if s.opts.Now().Add(wait + s.opts.CreateCallTime).After(giveUp) {
-			return created, cloudStatus(ctx, 0, err)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return created, contextStatus(ctx, ctx.Err())
-		}
-	}
-}
-
-// admit waits for a token of the export budget. A caller whose deadline
-// (or MaxQueueWait) would pass first gets ResourceExhausted at once, with a
-// retry hint, rather than a wait that cannot succeed.
+// admit waits for the export budget. A caller whose deadline (or
+// MaxQueueWait) would pass first, leaving less than CreateCallTime for the
+// cloud call, gets ResourceExhausted at once with a retry hint, rather
+// than a wait that cannot succeed.
 func (s *Service) admit(ctx context.Context) error {
-	now := s.opts.Now()
-	// Waiting makes sense only if the cloud call still fits after it.
-	deadline := now.Add(s.opts.MaxQueueWait)
-	if d, ok := ctx.Deadline(); ok && d.Add(-s.opts.CreateCallTime).Before(deadline) {
-		deadline = d.Add(-s.opts.CreateCallTime)
+	latest := s.opts.Now().Add(s.opts.MaxQueueWait)
+	if d, ok := ctx.Deadline(); ok && d.Add(-s.opts.CreateCallTime).Before(latest) {
+		latest = d.Add(-s.opts.CreateCallTime)
 	}
-	r := s.opts.CreateBudget.ReserveN(now, 1)
-	if !r.OK() {
-		return withInfo(codes.ResourceExhausted, ReasonBudgetExhausted, "the export budget is misconfigured", nil)
-	}
-	delay := r.DelayFrom(now)
-	if delay > 0 && now.Add(delay).After(deadline) {
-		r.CancelAt(now)
-		return budgetExhausted(delay)
-	}
-	if delay <= 0 {
-		s.budgetWaited(0)
-		return nil
-	}
-	t := time.NewTimer(delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		s.budgetWaited(delay)
-		return nil
-	case <-ctx.Done():
-		r.Cancel()
+	waited, err := s.opts.CreateBudget.Admit(ctx, latest)
+	var late *budget.LateError
+	switch {
+	case errors.As(err, &late):
+		return budgetExhausted(late.Delay)
+	case err != nil && ctx.Err() != nil:
 		return contextStatus(ctx, ctx.Err())
+	case err != nil:
+		return withInfo(codes.Unavailable, ReasonBudgetExhausted, "the export budget cannot be reached; retry later", nil)
 	}
+	s.budgetWaited(waited)
+	return nil
 }
 
 func (s *Service) budgetWaited(d time.Duration) {
@@ -434,6 +433,7 @@ func (s *Service) progress(snap tracker.Snapshot, watchStart time.Time) *cwpexpo
 		NextPollTime:            ts(snap.NextPoll),
 		ConsecutivePollFailures: int32(snap.Failures),
 		PendingTasks:            int32(snap.Pending),
+		ReadBudgetRate:          snap.Rate,
 	}
 	if !snap.Created.IsZero() {
 		p.TaskElapsed = durationpb.New(now.Sub(snap.Created))

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,13 +40,17 @@ const (
 	StateError    = "ERROR"
 )
 
-// ErrLostReservation means a reservation was taken over by another owner
-// before the task could be recorded under it.
-var ErrLostReservation = errors.New("taskstore: the request_id reservation is no longer held")
+// ErrLostReservation means a creation's row is no longer the owner's to
+// complete, release or mark (it was completed, released or marked already).
+var ErrLostReservation = errors.New("taskstore: the creation is no longer held by this owner")
 
 // Task is one registry row.
 type Task struct {
-	// TaskID is the cloud's task id; 0 while a reservation waits for it.
+	// ID identifies the row, a creation from before its cloud call to the
+	// end; Reserve sets it when empty.
+	ID string
+	// TaskID is the cloud's task id; 0 while the creation's outcome is not
+	// known.
 	TaskID int64
 	// RequestID is the caller's request id; empty when none was sent.
 	RequestID string
@@ -56,8 +61,11 @@ type Task struct {
 	Parameters string
 	// Creator is the caller's identity, when known.
 	Creator string
-	// Owner is the process instance holding a reservation.
+	// Owner is the process instance making the creation's cloud call.
 	Owner string
+	// LeaseUntil is until when the owner's cloud call may be under way;
+	// a creation without a task past it has an unknown outcome.
+	LeaseUntil time.Time
 	// Created is when the task was recorded (or reserved).
 	Created time.Time
 	// State is the last state the cloud reported.
@@ -73,8 +81,18 @@ type Task struct {
 	// Changed is when a change of state was last observed.
 	Changed time.Time
 	// EndReason says why the service stopped following a task that is not
-	// terminal; empty while it follows it.
+	// terminal, why a task is ERROR without the cloud saying so, or (with
+	// no task) why a creation's outcome is unknown; empty otherwise.
 	EndReason string
+}
+
+// Terminal reports whether the task's recorded state is final.
+func (t Task) Terminal() bool { return t.State == StateFinished || t.State == StateError }
+
+// InFlight reports whether the row is a creation whose cloud call may still
+// be under way at now.
+func (t Task) InFlight(now time.Time) bool {
+	return t.TaskID == 0 && t.EndReason == "" && now.Before(t.LeaseUntil)
 }
 
 // Observation is what one cloud answer said about a task.
@@ -139,7 +157,43 @@ func Open(ctx context.Context, dir string) (*SQLite, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.check(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%s %w", filepath.Join(dir, FileName), err)
+	}
 	return s, nil
+}
+
+// check proves that the database is whole and can be written: the service
+// must never call the cloud for a creation it cannot record, nor serve
+// from a damaged or read-only file as if it were healthy.
+func (s *SQLite) check(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return fmt.Errorf("cannot be checked (%w); restore it from a backup or move it away", err)
+	}
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			rows.Close()
+			return fmt.Errorf("cannot be checked (%w); restore it from a backup or move it away", err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("cannot be checked (%w); restore it from a backup or move it away", err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("is damaged (%s); restore it from a backup or move it away", strings.Join(problems[:min(len(problems), 3)], "; "))
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO registry_checks (id, checked_at) VALUES (1, ?)
+		ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at`, time.Now().UnixMicro()); err != nil {
+		return fmt.Errorf("cannot be written (%w); check the file's and the directory's permissions and the free disk space", err)
+	}
+	return nil
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -171,25 +225,34 @@ func (s *SQLite) Backup(ctx context.Context, path string) error {
 	return err
 }
 
-const columns = `task_id, request_id, fingerprint, parameters, creator, owner, created_at, state, download_url,
-	create_request_id, last_request_id, observed_at, changed_at, end_reason`
+const columns = `id, task_id, request_id, fingerprint, parameters, creator, owner, created_at, state, download_url,
+	create_request_id, last_request_id, observed_at, changed_at, end_reason, lease_until`
 
 // Insert records a task created without a request id.
 func (s *SQLite) Insert(ctx context.Context, t Task) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO export_tasks (id, `+columns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		uuid.NewString(), t.TaskID, nullable(t.RequestID), t.Fingerprint, t.Parameters, t.Creator, t.Owner,
-		micros(t.Created), t.State, t.DownloadURL, t.CreateRequestID, t.LastRequestID, micros(t.Observed), micros(t.Changed), t.EndReason)
+	if t.ID == "" {
+		t.ID = uuid.NewString()
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO export_tasks (`+columns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, nullableID(t.TaskID), nullable(t.RequestID), t.Fingerprint, t.Parameters, t.Creator, t.Owner,
+		micros(t.Created), t.State, t.DownloadURL, t.CreateRequestID, t.LastRequestID, micros(t.Observed), micros(t.Changed), t.EndReason,
+		micros(t.LeaseUntil))
 	return err
 }
 
-// Reserve records r's request id before the cloud is called. It returns
-// (r, true) when the reservation is new, or the row already holding the
-// request id and false.
+// Reserve records a creation before its cloud call: r (with its ID set
+// when empty) under way until r.LeaseUntil. When r's creator already used
+// r's request id, nothing is written and the recorded row is returned with
+// false.
 func (s *SQLite) Reserve(ctx context.Context, r Task) (Task, bool, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO export_tasks (id, request_id, fingerprint, parameters, creator, owner, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING`,
-		uuid.NewString(), r.RequestID, r.Fingerprint, r.Parameters, r.Creator, r.Owner, micros(r.Created))
+	if r.ID == "" {
+		r.ID = uuid.NewString()
+	}
+	r.TaskID, r.State = 0, ""
+	res, err := s.db.ExecContext(ctx, `INSERT INTO export_tasks (id, request_id, fingerprint, parameters, creator, owner, created_at, lease_until)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (creator, request_id) DO NOTHING`,
+		r.ID, nullable(r.RequestID), r.Fingerprint, r.Parameters, r.Creator, r.Owner, micros(r.Created), micros(r.LeaseUntil))
 	if err != nil {
 		return Task{}, false, err
 	}
@@ -198,7 +261,7 @@ func (s *SQLite) Reserve(ctx context.Context, r Task) (Task, bool, error) {
 	} else if n == 1 {
 		return r, true, nil
 	}
-	t, found, err := s.scanOne(ctx, `WHERE request_id = ?`, r.RequestID)
+	t, found, err := s.GetRequest(ctx, r.Creator, r.RequestID)
 	if err == nil && !found {
 		// Released between the insert and the read: the caller retries.
 		err = ErrLostReservation
@@ -206,24 +269,34 @@ func (s *SQLite) Reserve(ctx context.Context, r Task) (Task, bool, error) {
 	return t, false, err
 }
 
-// TakeOver moves a reservation that has no task yet from owner from to
-// owner to; it reports whether it did.
-func (s *SQLite) TakeOver(ctx context.Context, requestID, from, to string, now time.Time) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET owner = ?, created_at = ?
-		WHERE request_id = ? AND owner = ? AND task_id IS NULL`, to, micros(now), requestID, from)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+// GetRequest returns the row of creator's request id.
+func (s *SQLite) GetRequest(ctx context.Context, creator, requestID string) (Task, bool, error) {
+	return s.scanOne(ctx, `WHERE creator = ? AND request_id = ?`, creator, requestID)
 }
 
-// Complete records the task the cloud created for owner's reservation.
-func (s *SQLite) Complete(ctx context.Context, requestID, owner string, t Task) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET task_id = ?, created_at = ?, state = ?,
-		create_request_id = ?, last_request_id = ?, observed_at = ?, changed_at = ?, owner = ''
-		WHERE request_id = ? AND owner = ? AND task_id IS NULL`,
-		t.TaskID, micros(t.Created), t.State, t.CreateRequestID, t.LastRequestID, micros(t.Observed), micros(t.Changed), requestID, owner)
+// Complete records the task the cloud created for owner's creation id.
+func (s *SQLite) Complete(ctx context.Context, id, owner string, t Task) error {
+	return s.ownerUpdate(ctx, `UPDATE export_tasks SET task_id = ?, created_at = ?, state = ?,
+		create_request_id = ?, last_request_id = ?, observed_at = ?, changed_at = ?, owner = '', lease_until = 0`, id, owner,
+		t.TaskID, micros(t.Created), t.State, t.CreateRequestID, t.LastRequestID, micros(t.Observed), micros(t.Changed))
+}
+
+// Release drops owner's creation id: the cloud certainly created nothing,
+// and its request id may be tried again.
+func (s *SQLite) Release(ctx context.Context, id, owner string) error {
+	return s.ownerUpdate(ctx, `DELETE FROM export_tasks`, id, owner)
+}
+
+// Unknown records that owner's creation id has an unknown outcome: the
+// cloud may have created a task whose id never reached the service.
+func (s *SQLite) Unknown(ctx context.Context, id, owner, reason string) error {
+	return s.ownerUpdate(ctx, `UPDATE export_tasks SET end_reason = ?, owner = '', lease_until = 0`, id, owner, reason)
+}
+
+// ownerUpdate runs stmt (an UPDATE or DELETE with its arguments) on the
+// creation id that owner holds and that has no task yet.
+func (s *SQLite) ownerUpdate(ctx context.Context, stmt, id, owner string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, stmt+` WHERE id = ? AND owner = ? AND task_id IS NULL AND end_reason = ''`, append(args, id, owner)...)
 	if err != nil {
 		return err
 	}
@@ -235,38 +308,41 @@ func (s *SQLite) Complete(ctx context.Context, requestID, owner string, t Task) 
 	return nil
 }
 
-// Release drops owner's reservation that has no task, so the request id can
-// be tried again.
-func (s *SQLite) Release(ctx context.Context, requestID, owner string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM export_tasks WHERE request_id = ? AND owner = ? AND task_id IS NULL`, requestID, owner)
-	return err
-}
-
 // Get returns the task with the cloud id taskID.
 func (s *SQLite) Get(ctx context.Context, taskID int64) (Task, bool, error) {
 	return s.scanOne(ctx, `WHERE task_id = ?`, taskID)
 }
 
 // Observe records a cloud answer about a task; tasks not in the registry
-// are ignored. A task that ends is no longer marked as abandoned.
+// are ignored. Observations never go back: one older than the recorded one
+// is ignored, and a terminal state is never replaced by another state, in
+// whatever order concurrent writes arrive. A task that ends is no longer
+// marked as given up.
 func (s *SQLite) Observe(ctx context.Context, o Observation) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET state = ?, download_url = ?, last_request_id = ?,
-		observed_at = ?, changed_at = CASE WHEN state = ? THEN changed_at ELSE ? END
-		WHERE task_id = ?`,
-		o.State, o.DownloadURL, o.RequestID, micros(o.Observed), o.State, micros(o.Changed), o.TaskID)
+		observed_at = ?, changed_at = CASE WHEN state = ? THEN changed_at ELSE ? END,
+		end_reason = CASE WHEN ? IN (?, ?) THEN '' ELSE end_reason END
+		WHERE task_id = ? AND observed_at <= ? AND (state NOT IN (?, ?) OR state = ?)`,
+		o.State, o.DownloadURL, o.RequestID, micros(o.Observed), o.State, micros(o.Changed),
+		o.State, StateFinished, StateError,
+		o.TaskID, micros(o.Observed), StateFinished, StateError, o.State)
 	return err
 }
 
-// SetDownloadURL records a refreshed download URL.
-func (s *SQLite) SetDownloadURL(ctx context.Context, taskID int64, url, requestID string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET download_url = ?, last_request_id = ?, observed_at = ? WHERE task_id = ?`,
-		url, requestID, micros(now), taskID)
-	return err
-}
-
-// Abandon records why the service stopped following a task.
+// Abandon records why the service stopped following a task; its state
+// stays what was last observed.
 func (s *SQLite) Abandon(ctx context.Context, taskID int64, reason string) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET end_reason = ? WHERE task_id = ?`, reason, taskID)
+	return err
+}
+
+// Lost ends a task the cloud no longer knows: it is ERROR, for the reason
+// given, unless it already ended.
+func (s *SQLite) Lost(ctx context.Context, taskID int64, reason string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET state = ?, end_reason = ?, observed_at = ?,
+		changed_at = CASE WHEN state = ? THEN changed_at ELSE ? END
+		WHERE task_id = ? AND state NOT IN (?, ?)`,
+		StateError, reason, micros(at), StateError, micros(at), taskID, StateFinished, StateError)
 	return err
 }
 
@@ -313,20 +389,27 @@ func (s *SQLite) scan(ctx context.Context, tail string, args ...any) ([]Task, er
 	var out []Task
 	for rows.Next() {
 		var (
-			t                          Task
-			taskID                     sql.NullInt64
-			requestID                  sql.NullString
-			created, observed, changed int64
+			t                                 Task
+			taskID                            sql.NullInt64
+			requestID                         sql.NullString
+			created, observed, changed, lease int64
 		)
-		if err := rows.Scan(&taskID, &requestID, &t.Fingerprint, &t.Parameters, &t.Creator, &t.Owner, &created, &t.State,
-			&t.DownloadURL, &t.CreateRequestID, &t.LastRequestID, &observed, &changed, &t.EndReason); err != nil {
+		if err := rows.Scan(&t.ID, &taskID, &requestID, &t.Fingerprint, &t.Parameters, &t.Creator, &t.Owner, &created, &t.State,
+			&t.DownloadURL, &t.CreateRequestID, &t.LastRequestID, &observed, &changed, &t.EndReason, &lease); err != nil {
 			return nil, err
 		}
 		t.TaskID, t.RequestID = taskID.Int64, requestID.String
-		t.Created, t.Observed, t.Changed = fromMicros(created), fromMicros(observed), fromMicros(changed)
+		t.Created, t.Observed, t.Changed, t.LeaseUntil = fromMicros(created), fromMicros(observed), fromMicros(changed), fromMicros(lease)
 		out = append(out, t)
 	}
 	return out, rows.Err()
+}
+
+func nullableID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
 }
 
 func nullable(s string) any {

@@ -1,9 +1,12 @@
 package taskstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,24 +29,99 @@ func TestReserveCompleteAndReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	r := taskstore.Task{RequestID: "123e4567-e89b-12d3-a456-426614174000", Fingerprint: "fp", Parameters: "{}", Owner: "a", Created: now}
-	if _, fresh, err := s.Reserve(ctx, r); err != nil || !fresh {
-		t.Fatalf("reserve: fresh=%v err=%v", fresh, err)
+	lease := now.Add(time.Minute)
+	r := taskstore.Task{RequestID: "123e4567-e89b-12d3-a456-426614174000", Fingerprint: "fp", Parameters: "{}", Creator: "alice", Owner: "a", Created: now, LeaseUntil: lease}
+	first, fresh, err := s.Reserve(ctx, r)
+	if err != nil || !fresh || first.ID == "" || !first.InFlight(now) {
+		t.Fatalf("reserve: %+v fresh=%v err=%v", first, fresh, err)
 	}
-	got, fresh, err := s.Reserve(ctx, taskstore.Task{RequestID: r.RequestID, Fingerprint: "other", Parameters: "{}", Owner: "b", Created: now})
-	if err != nil || fresh || got.Owner != "a" || got.Fingerprint != "fp" || got.TaskID != 0 {
+	got, fresh, err := s.Reserve(ctx, taskstore.Task{RequestID: r.RequestID, Fingerprint: "other", Parameters: "{}", Creator: "alice", Owner: "b", Created: now, LeaseUntil: lease})
+	if err != nil || fresh || got.ID != first.ID || got.Owner != "a" || got.Fingerprint != "fp" || got.TaskID != 0 || !got.LeaseUntil.Equal(lease) {
 		t.Fatalf("second reserve: %+v fresh=%v err=%v", got, fresh, err)
 	}
-	if err := s.Complete(ctx, r.RequestID, "b", taskstore.Task{TaskID: 7}); !errors.Is(err, taskstore.ErrLostReservation) {
+	// Request ids are the caller's own: another caller's use of the same
+	// id is a creation of its own.
+	if bob, fresh, err := s.Reserve(ctx, taskstore.Task{RequestID: r.RequestID, Fingerprint: "fp", Parameters: "{}", Creator: "bob", Owner: "a", Created: now, LeaseUntil: lease}); err != nil || !fresh || bob.ID == first.ID {
+		t.Fatalf("another caller's reserve of the same request id: %+v fresh=%v err=%v", bob, fresh, err)
+	}
+	if err := s.Complete(ctx, first.ID, "b", taskstore.Task{TaskID: 7}); !errors.Is(err, taskstore.ErrLostReservation) {
 		t.Fatalf("complete by non-owner: %v", err)
 	}
-	if err := s.Complete(ctx, r.RequestID, "a", taskstore.Task{TaskID: 7, Created: now, State: taskstore.StatePending, CreateRequestID: "up"}); err != nil {
+	if err := s.Complete(ctx, first.ID, "a", taskstore.Task{TaskID: 7, Created: now, State: taskstore.StatePending, CreateRequestID: "up"}); err != nil {
 		t.Fatalf("complete: %v", err)
+	}
+	if err := s.Release(ctx, first.ID, "a"); !errors.Is(err, taskstore.ErrLostReservation) {
+		t.Fatalf("release of a completed creation: %v", err)
 	}
 	s.Close()
 
-	if _, err := taskstore.Open(ctx, dir); err != nil {
-		t.Fatalf("reopen after close: %v", err)
+	s = open(t, dir)
+	got, ok, err := s.GetRequest(ctx, "alice", r.RequestID)
+	if err != nil || !ok || got.TaskID != 7 || got.InFlight(now) {
+		t.Fatalf("after reopening: %+v %v %v", got, ok, err)
+	}
+}
+
+// TestCreationOutcomes: a creation without a request id is recorded too; a
+// released creation leaves nothing; one marked unknown stays, without a
+// task, and is no longer in flight.
+func TestCreationOutcomes(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	anon, fresh, err := s.Reserve(ctx, taskstore.Task{Fingerprint: "f", Parameters: "{}", Owner: "a", Created: now, LeaseUntil: now.Add(time.Minute)})
+	if err != nil || !fresh {
+		t.Fatalf("reserve without a request id: %v %v", fresh, err)
+	}
+	if _, fresh, err := s.Reserve(ctx, taskstore.Task{Fingerprint: "f", Parameters: "{}", Owner: "a", Created: now, LeaseUntil: now.Add(time.Minute)}); err != nil || !fresh {
+		t.Fatalf("a second creation without a request id: %v %v", fresh, err)
+	}
+	if err := s.Release(ctx, anon.ID, "a"); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	const rid = "00000000-0000-4000-8000-000000000001"
+	r, _, err := s.Reserve(ctx, taskstore.Task{RequestID: rid, Fingerprint: "f", Parameters: "{}", Owner: "a", Created: now, LeaseUntil: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unknown(ctx, r.ID, "a", "the connection broke after the request was sent"); err != nil {
+		t.Fatalf("unknown: %v", err)
+	}
+	got, ok, err := s.GetRequest(ctx, "", rid)
+	if err != nil || !ok || got.TaskID != 0 || got.InFlight(now) || got.EndReason == "" {
+		t.Fatalf("an unknown outcome: %+v %v %v", got, ok, err)
+	}
+	if err := s.Complete(ctx, r.ID, "a", taskstore.Task{TaskID: 8}); !errors.Is(err, taskstore.ErrLostReservation) {
+		t.Fatalf("complete after the outcome was marked unknown: %v", err)
+	}
+	rows, err := s.List(ctx, taskstore.Query{Limit: 10})
+	if err != nil || len(rows) != 0 {
+		t.Fatalf("creations without a task are listed: %+v %v", rows, err)
+	}
+}
+
+// TestLostTasksEnd: a task the cloud no longer knows ends in ERROR with the
+// reason, unless it had ended already.
+func TestLostTasksEnd(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	for id, state := range map[int64]string{1: taskstore.StatePending, 2: taskstore.StateFinished} {
+		if err := s.Insert(ctx, taskstore.Task{TaskID: id, Fingerprint: "f", Parameters: "{}", Created: now, State: state}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Lost(ctx, id, "the cloud no longer knows the task", now.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, _, _ := s.Get(ctx, 1); r.State != taskstore.StateError || r.EndReason == "" {
+		t.Fatalf("lost pending task: %+v", r)
+	}
+	if r, _, _ := s.Get(ctx, 2); r.State != taskstore.StateFinished || r.EndReason != "" {
+		t.Fatalf("lost finished task: %+v", r)
+	}
+	if f, err := s.Following(ctx); err != nil || len(f) != 0 {
+		t.Fatalf("following: %+v %v", f, err)
 	}
 }
 
@@ -138,5 +216,84 @@ func TestObserveFollowingAndBackup(t *testing.T) {
 	got, ok, err := open(t, copyDir).Get(ctx, 1)
 	if err != nil || !ok || got.State != taskstore.StateFinished || got.DownloadURL != "http://x/1" {
 		t.Fatalf("get: %+v %v %v", got, ok, err)
+	}
+}
+
+// TestObservationsNeverGoBack: an observation older than the one recorded
+// is ignored, and a terminal state is never replaced by PENDING, in
+// whatever order the writes arrive.
+func TestObservationsNeverGoBack(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	t0 := time.Now().UTC().Truncate(time.Microsecond)
+	if err := s.Insert(ctx, taskstore.Task{TaskID: 9, Fingerprint: "f", Parameters: "{}", Created: t0, State: taskstore.StatePending, Observed: t0, Changed: t0}); err != nil {
+		t.Fatal(err)
+	}
+	observe := func(state string, at time.Time) {
+		t.Helper()
+		if err := s.Observe(ctx, taskstore.Observation{TaskID: 9, State: state, DownloadURL: map[bool]string{true: "http://x/" + at.String()}[state == taskstore.StateFinished], Observed: at, Changed: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func() taskstore.Task {
+		t.Helper()
+		r, ok, err := s.Get(ctx, 9)
+		if err != nil || !ok {
+			t.Fatalf("get: %v %v", ok, err)
+		}
+		return r
+	}
+	observe(taskstore.StateFinished, t0.Add(2*time.Second))
+	observe(taskstore.StatePending, t0.Add(time.Second)) // an older poll's write, arriving late
+	if r := get(); r.State != taskstore.StateFinished || !r.Observed.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("an older PENDING overwrote FINISHED: %+v", r)
+	}
+	observe(taskstore.StatePending, t0.Add(3*time.Second)) // a newer, but wrong, PENDING
+	if r := get(); r.State != taskstore.StateFinished {
+		t.Fatalf("a terminal state went back to PENDING: %+v", r)
+	}
+	observe(taskstore.StateFinished, t0.Add(4*time.Second)) // a refreshed URL is newer
+	if r := get(); r.State != taskstore.StateFinished || r.DownloadURL != "http://x/"+t0.Add(4*time.Second).String() {
+		t.Fatalf("a newer FINISHED observation was not recorded: %+v", r)
+	}
+	rows, err := s.List(ctx, taskstore.Query{State: taskstore.StateFinished, Limit: 10})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("state=FINISHED list: %v %v", rows, err)
+	}
+}
+
+// TestDamagedRegistryRefusesToOpen: a registry with a damaged page is not
+// served from; the error says what to do.
+func TestDamagedRegistryRefusesToOpen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	now := time.Now().UTC()
+	for i := int64(1); i <= 300; i++ {
+		if err := s.Insert(ctx, taskstore.Task{TaskID: i, Fingerprint: "f", Parameters: strings.Repeat("x", 200), Created: now, State: taskstore.StatePending}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	path := filepath.Join(dir, taskstore.FileName)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := f.Stat()
+	if info.Size() < 8*4096 {
+		t.Fatalf("the registry is only %d bytes", info.Size())
+	}
+	// Scribble over a page in the middle of the table.
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, 4096), 5*4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = taskstore.Open(ctx, dir)
+	if err == nil || !strings.Contains(err.Error(), "restore it from a backup") {
+		t.Fatalf("open of a damaged registry: %v", err)
+	}
+	if testing.Verbose() {
+		t.Log(err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,7 +51,13 @@ type Env struct {
 	// HTTP is the REST client (TLS as configured).
 	HTTP  *http.Client
 	token string
+	stop  func()
 }
+
+// Stop stops the service and its emulator and waits for them, as the end of
+// the test does; a test that starts another service on the same data
+// directory stops this one first.
+func (e *Env) Stop() { e.stop() }
 
 // Config adjusts a test environment.
 type Config struct {
@@ -129,21 +136,25 @@ func Start(t testing.TB, cfg Config) *Env {
 		Client: cwpexportv1.NewLicenseExportServiceClient(conn), Conn: conn,
 		HTTP: httpClient, token: cfg.Token,
 	}
-	t.Cleanup(func() {
-		httpClient.CloseIdleConnections()
-		conn.Close()
-		cancel()
-		for _, c := range []chan error{srvDone, emuDone} {
-			select {
-			case err := <-c:
-				if err != nil {
-					t.Errorf("server stopped with: %v", err)
+	var once sync.Once
+	env.stop = func() {
+		once.Do(func() {
+			httpClient.CloseIdleConnections()
+			conn.Close()
+			cancel()
+			for _, c := range []chan error{srvDone, emuDone} {
+				select {
+				case err := <-c:
+					if err != nil {
+						t.Errorf("server stopped with: %v", err)
+					}
+				case <-time.After(15 * time.Second):
+					t.Errorf("server did not stop within 15s")
 				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("server did not stop within 15s")
 			}
-		}
-	})
+		})
+	}
+	t.Cleanup(env.stop)
 	env.waitHealthy(t)
 	return env
 }

@@ -14,15 +14,16 @@ package tracker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"golang.org/x/time/rate"
 
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
-	"github.com/cwpexport/cwpexport/server/pace"
 )
 
 // Reader reads an export task's state from the cloud.
@@ -30,13 +31,23 @@ type Reader interface {
 	ExportTasks(ctx context.Context, taskID int64) (cloud.TaskStatus, error)
 }
 
+// Budget paces the polls (the cloud's ExportTasks quota is per account) and
+// learns when the cloud throttles them.
+type Budget interface {
+	// Wait blocks until a poll may start; an error means it must not.
+	Wait(ctx context.Context) error
+	// Throttled reports a poll the cloud refused for its rate limit.
+	Throttled()
+	// Rate is the effective rate now, in polls per second.
+	Rate() float64
+}
+
 // Options configure a Tracker. Zero values take the defaults named.
 type Options struct {
 	// Cloud answers the polls.
 	Cloud Reader
-	// Budget paces all polls (the cloud's ExportTasks quota is per account).
-	// Nil means 18 per second with a burst of 1.
-	Budget *rate.Limiter
+	// Budget paces all polls; nil means budget.New at 18 per second.
+	Budget Budget
 	// MinInterval is the floor between two polls of one task; default 1s.
 	MinInterval time.Duration
 	// BackgroundInterval is the floor for tasks kept only by background
@@ -46,7 +57,8 @@ type Options struct {
 	// answered without asking the cloud; default 1s.
 	Freshness time.Duration
 	// Retention is how long an entry nobody is interested in stays cached
-	// (terminal states are answered from it); default 10m.
+	// (terminal states are answered from it); default 10m. Entries never
+	// observed are dropped as soon as nobody is interested.
 	Retention time.Duration
 	// PollTimeout bounds one cloud call; default 10s.
 	PollTimeout time.Duration
@@ -82,7 +94,7 @@ func (nopObserver) Polled(Snapshot, bool)      {}
 
 func (o *Options) defaults() {
 	if o.Budget == nil {
-		o.Budget = rate.NewLimiter(18, 1)
+		o.Budget = budget.MustNew(budget.Options{Rate: 18})
 	}
 	setDefault(&o.MinInterval, time.Second)
 	setDefault(&o.BackgroundInterval, 10*time.Second)
@@ -139,6 +151,8 @@ type Snapshot struct {
 	Err error
 	// Pending is the number of tasks sharing the poll budget.
 	Pending int
+	// Rate is the poll budget's rate now, in polls per second.
+	Rate float64
 }
 
 // Terminal reports whether the snapshot ends a watch.
@@ -165,24 +179,37 @@ type entry struct {
 	changed chan struct{}
 	// polled is closed and replaced after every poll, for the callers
 	// waiting for a fresh observation.
-	polled     chan struct{}
-	watchers   int
-	background bool
-	// urgent is set while a caller waits for an observation newer than the
-	// current one.
-	urgent  bool
-	polling bool
-	tier    tier
-	due     time.Time
-	index   int // in its tier's heap
+	polled chan struct{}
+	// watchers counts open watches; waiters counts callers waiting for an
+	// observation newer than the current one (Get, Refresh). The task is
+	// urgent only while a waiter waits, or while a watcher waits for its
+	// first observation: urgency belongs to the callers, and leaves with
+	// them.
+	watchers, waiters int
+	background        bool
+	polling           bool
+	tier              tier
+	due               time.Time
+	index             int // in its tier's heap
 	// cadence is when the last poll was due: the next is due an interval
 	// after it. Zero before the first poll. asked is when it was sent.
 	cadence, asked time.Time
 	// idle is when the last interest left; the entry is dropped Retention
 	// after it.
 	idle time.Time
-	// retry paces polls after failures; nil while polls succeed.
-	retry *backoff.ExponentialBackOff
+	// retry paces polls after failures and retryAt is the earliest time of
+	// the next one; both are reset by a poll the cloud answers. No change
+	// of interest moves a retry earlier.
+	retry   *backoff.ExponentialBackOff
+	retryAt time.Time
+}
+
+// interested reports whether anyone wants the task followed or answered.
+func (e *entry) interested() bool { return e.watchers > 0 || e.waiters > 0 || e.background }
+
+// urgent reports whether a caller is waiting for an observation.
+func (e *entry) urgent() bool {
+	return e.waiters > 0 || (e.watchers > 0 && e.snap.State == "" && e.snap.Err == nil)
 }
 
 // Tracker shares task observations among callers and schedules the polls.
@@ -198,8 +225,6 @@ type Tracker struct {
 	inflight sync.WaitGroup
 	// polling counts the polls running.
 	polling int
-	// space keeps polls 1/budget apart when the budget's wait ends late.
-	space pace.Spacer
 }
 
 // New returns a tracker; start its scheduler with Run.
@@ -233,9 +258,6 @@ func (t *Tracker) Watch(id int64) *Watch {
 	now := t.opts.Now()
 	e := t.entryLocked(id, now)
 	e.watchers++
-	if e.snap.State == "" && e.snap.Err == nil {
-		e.urgent = true
-	}
 	t.rescheduleLocked(e, now)
 	return &Watch{t: t, e: e}
 }
@@ -269,26 +291,41 @@ func (t *Tracker) Unfollow(id int64) {
 // Freshness; otherwise after one poll. It returns the poll's error when the
 // cloud refused, and on ctx's end the last transient failure, if any.
 func (t *Tracker) Get(ctx context.Context, id int64) (Snapshot, error) {
+	return t.await(ctx, id, false)
+}
+
+// Refresh returns the task's state after a poll made for it now, whatever
+// the task's state and the freshness of its observation: a finished task's
+// download URL expires, and a new one needs a new answer of the cloud. The
+// poll takes its turn in the budget like any other.
+func (t *Tracker) Refresh(ctx context.Context, id int64) (Snapshot, error) {
+	return t.await(ctx, id, true)
+}
+
+func (t *Tracker) await(ctx context.Context, id int64, force bool) (Snapshot, error) {
 	t.mu.Lock()
 	now := t.opts.Now()
 	e := t.entryLocked(id, now)
-	if s := t.snapshotLocked(e); t.answerableLocked(e, now) {
+	if s := t.snapshotLocked(e); !force && t.answerableLocked(e, now) {
 		t.mu.Unlock()
 		return s, s.Err
 	}
-	started := now
-	e.watchers++
-	e.urgent = true
+	if force {
+		// An earlier refusal is no answer to a request for a new one.
+		e.snap.Err = nil
+	}
+	e.waiters++
 	t.rescheduleLocked(e, now)
 	t.mu.Unlock()
-	w := &Watch{t: t, e: e}
-	s, err := w.await(ctx, started)
-	w.Close()
-	// The answer's schedule is the one left after this Get's interest.
+	s, err := (&Watch{t: t, e: e}).await(ctx, now)
+	// The caller's urgency leaves with it; the answer's schedule is the one
+	// left after it.
 	t.mu.Lock()
+	e.waiters--
+	t.rescheduleLocked(e, t.opts.Now())
 	after := t.snapshotLocked(e)
 	t.mu.Unlock()
-	s.NextPoll, s.Pending = after.NextPoll, after.Pending
+	s.NextPoll, s.Pending, s.Rate = after.NextPoll, after.Pending, after.Rate
 	return s, err
 }
 
@@ -324,13 +361,24 @@ func (t *Tracker) answerableLocked(e *entry, now time.Time) bool {
 		return true
 	case s.State == "":
 		return false
-	case e.urgent:
+	case e.waiters > 0:
 		return false // a poll for a fresher answer is due: share it
 	case e.watchers > 0:
 		return true
 	}
 	// Background interest polls too rarely to stand for freshness.
 	return now.Sub(s.Observed) < t.opts.Freshness
+}
+
+// Peek returns what the tracker knows of a task, without asking the cloud
+// or registering interest; a task it does not hold has an empty snapshot.
+func (t *Tracker) Peek(id int64) Snapshot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.tasks[id]; ok {
+		return t.snapshotLocked(e)
+	}
+	return Snapshot{TaskID: id, Pending: t.scheduledLocked(), Rate: t.opts.Budget.Rate()}
 }
 
 // Watch is one caller's interest in a task.
@@ -373,7 +421,8 @@ type Stats struct {
 	Tasks int
 	// Scheduled is the number of tasks being polled.
 	Scheduled int
-	// Watchers is the number of open watches (and Gets waiting).
+	// Watchers is the number of open watches and callers waiting for a
+	// poll.
 	Watchers int
 }
 
@@ -384,7 +433,7 @@ func (t *Tracker) Stats() Stats {
 	s := Stats{Tasks: len(t.tasks)}
 	s.Scheduled = t.scheduledLocked()
 	for _, e := range t.tasks {
-		s.Watchers += e.watchers
+		s.Watchers += e.watchers + e.waiters
 	}
 	return s
 }
@@ -395,7 +444,7 @@ func (t *Tracker) entryLocked(id int64, now time.Time) *entry {
 		e = &entry{snap: Snapshot{TaskID: id, Created: now}, changed: make(chan struct{}), polled: make(chan struct{}), tier: tierNone, index: -1, idle: now}
 		t.tasks[id] = e
 	}
-	if e.snap.Err != nil && e.watchers == 0 && now.Sub(e.snap.LastPoll) >= t.opts.Freshness {
+	if e.snap.Err != nil && e.watchers == 0 && e.waiters == 0 && now.Sub(e.snap.LastPoll) >= t.opts.Freshness {
 		// A refusal is not remembered for long: the cloud may know the
 		// task by now (or the credentials were fixed).
 		e.snap.Err, e.snap.LastErr, e.snap.State = nil, nil, ""
@@ -412,6 +461,7 @@ func (t *Tracker) snapshotLocked(e *entry) Snapshot {
 		s.NextPoll = e.due
 	}
 	s.Pending = t.scheduledLocked()
+	s.Rate = t.opts.Budget.Rate()
 	return s
 }
 
@@ -422,24 +472,35 @@ func (t *Tracker) scheduledLocked() int {
 }
 
 // rescheduleLocked puts e in the heap its interest and state call for, due
-// at the earliest time the schedule allows.
+// at the earliest time the schedule allows, or drops it when nobody is
+// interested in a task never observed (there is nothing to keep).
 func (t *Tracker) rescheduleLocked(e *entry, now time.Time) {
 	want := tierNone
 	switch {
+	case e.waiters > 0:
+		// A caller waits for a new answer, even of a terminal task.
+		want = tierUrgent
 	case e.snap.Terminal():
-	case e.urgent:
+	case e.urgent():
 		want = tierUrgent
 	case e.watchers > 0:
 		want = tierWatched
 	case e.background:
 		want = tierBackground
 	}
-	if want == tierNone && e.watchers == 0 && !e.background {
+	if !e.interested() {
 		e.idle = now
 	}
 	if e.polling {
 		// The poll's completion reschedules; just remember the tier.
 		e.tier = want
+		return
+	}
+	if want == tierNone {
+		t.unscheduleLocked(e)
+		if !e.interested() && e.snap.State == "" && e.snap.Err == nil {
+			delete(t.tasks, e.snap.TaskID)
+		}
 		return
 	}
 	due := now
@@ -454,17 +515,17 @@ func (t *Tracker) rescheduleLocked(e *entry, now time.Time) {
 		if !e.cadence.IsZero() {
 			// Keep the rhythm of the polls' due times, so that neither the
 			// cloud's answer time nor the wait for the budget stretches
-			// the period; but never ask twice within the floor.
-			next = latest(e.cadence.Add(iv), e.asked.Add(t.floor(want)))
+			// the period.
+			next = latest(next, e.cadence.Add(iv))
 		}
-		if next.After(due) {
-			due = next
-		}
+		due = latest(due, next)
 	}
-	if want == tierNone {
-		t.unscheduleLocked(e)
-		return
+	// Whatever the tier and whoever joins or leaves: never ask twice within
+	// the floor, and never before a failed poll's backoff is over.
+	if !e.asked.IsZero() {
+		due = latest(due, e.asked.Add(t.floor(want)))
 	}
+	due = latest(due, e.retryAt)
 	if e.tier == want && e.index >= 0 && !due.Before(e.due) && want != tierUrgent {
 		return // already scheduled no later than needed
 	}
@@ -495,7 +556,7 @@ func (t *Tracker) intervalLocked(e *entry, tr tier) time.Duration {
 	if e.index < 0 && !e.polling {
 		k++ // e itself, about to be scheduled
 	}
-	share := time.Duration(float64(k) / float64(t.opts.Budget.Limit()) * float64(time.Second))
+	share := time.Duration(float64(k) / t.opts.Budget.Rate() * float64(time.Second))
 	return max(t.floor(tr), share)
 }
 
@@ -514,13 +575,20 @@ func (t *Tracker) nudge() {
 	}
 }
 
-// Run schedules polls until ctx ends, then waits for polls in flight.
+// budgetRetry is the pause after the budget refused a poll for another
+// reason than the scheduler's end (a shared budget that cannot be reached).
+const budgetRetry = time.Second
+
+// Run schedules polls until ctx ends, then waits for polls in flight. It
+// stops only when ctx ends: a budget that refuses a poll is logged and
+// asked again.
 func (t *Tracker) Run(ctx context.Context) {
 	defer t.inflight.Wait()
+	housekeeping := make(chan struct{})
+	go func() { defer close(housekeeping); t.housekeep(ctx) }()
+	defer func() { <-housekeeping }()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	sweep := time.NewTicker(time.Minute)
-	defer sweep.Stop()
 	for {
 		t.mu.Lock()
 		e, wait := t.nextLocked(t.opts.Now())
@@ -532,8 +600,6 @@ func (t *Tracker) Run(ctx context.Context) {
 				return
 			case <-t.wake:
 			case <-timer.C:
-			case <-sweep.C:
-				t.sweep()
 			}
 			continue
 		}
@@ -541,10 +607,17 @@ func (t *Tracker) Run(ctx context.Context) {
 		// gets the token even if it arrived during the wait.
 		waitStart := time.Now()
 		if err := t.opts.Budget.Wait(ctx); err != nil {
-			return
-		}
-		if err := t.space.Wait(ctx, t.opts.Budget); err != nil {
-			return
+			if ctx.Err() != nil {
+				return
+			}
+			t.opts.Logger.Error("the read budget refused a poll; polls wait", "err", err, "retry_in", budgetRetry)
+			timer.Reset(budgetRetry)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+			continue
 		}
 		t.opts.Observer.BudgetWaited(time.Since(waitStart))
 		t.mu.Lock()
@@ -558,6 +631,21 @@ func (t *Tracker) Run(ctx context.Context) {
 			go t.poll(ctx, e)
 		}
 		t.mu.Unlock()
+	}
+}
+
+// housekeep sweeps idle entries on its own schedule, so that a backlog of
+// polls never delays it, until ctx ends.
+func (t *Tracker) housekeep(ctx context.Context) {
+	tick := time.NewTicker(min(time.Minute, t.opts.Retention/2))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.sweep()
+		}
 	}
 }
 
@@ -589,6 +677,12 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	id := e.snap.TaskID
 	pctx, cancel := context.WithTimeout(ctx, t.opts.PollTimeout)
 	st, err := t.opts.Cloud.ExportTasks(pctx, id)
+	if err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
+		// The poll's own timeout, not the caller's: the cloud is slow, a
+		// transient fault like any other.
+		err = &cloud.Error{Action: cloud.ActionExportTasks, Code: cloud.CodeTimeout,
+			Message: fmt.Sprintf("the cloud did not answer within %s", t.opts.PollTimeout)}
+	}
 	cancel()
 
 	var (
@@ -618,18 +712,24 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 		}
 		s.State, s.DownloadURL, s.RequestID = st.Status, st.DownloadURL, st.RequestID
 		s.Observed = now
-		s.Failures, s.LastErr, e.retry = 0, nil, nil
-		e.urgent = false
+		s.Failures, s.LastErr, e.retry, e.retryAt = 0, nil, nil, time.Time{}
 	case ctx.Err() != nil:
 		// Shutting down: leave the entry as it was.
 	case cloud.Transient(err):
 		s.Failures++
 		s.LastErr = err
 		if cloud.KindOf(err) == cloud.KindThrottled {
-			// Others use the account's quota too: give up one slot of the
-			// budget, so that every poll, not only this task's, slows down.
-			t.opts.Budget.ReserveN(now, 1)
+			// Others use the account's quota too: every poll, not only
+			// this task's, slows down.
+			t.opts.Budget.Throttled()
 		}
+		// Back off with jitter, so that tasks failing together do not
+		// retry together; the first retry comes 1 to 2 floors later.
+		if e.retry == nil {
+			e.retry = &backoff.ExponentialBackOff{InitialInterval: t.opts.MinInterval * 3 / 2, RandomizationFactor: 1.0 / 3, Multiplier: 2, MaxInterval: t.opts.MaxBackoff}
+			e.retry.Reset()
+		}
+		e.retryAt = now.Add(e.retry.NextBackOff())
 		t.opts.Logger.Warn("poll failed; retrying", "task_id", id, "failures", s.Failures, "err", err)
 	default:
 		s.Err = err
@@ -637,20 +737,9 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 		if rid := requestID(err); rid != "" {
 			s.RequestID = rid
 		}
-		e.urgent = false
 	}
 	settled = !wasTerminal && s.Terminal()
 	t.rescheduleLocked(e, now)
-	if s.Failures > 0 && e.index >= 0 {
-		// Back off with jitter, rather than at the budget's pace, so that
-		// tasks failing together do not retry together.
-		if e.retry == nil {
-			e.retry = &backoff.ExponentialBackOff{InitialInterval: t.opts.MinInterval, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: t.opts.MaxBackoff}
-			e.retry.Reset()
-		}
-		e.due = now.Add(e.retry.NextBackOff())
-		t.heaps[e.tier].fix(e)
-	}
 	close(e.polled)
 	e.polled = make(chan struct{})
 	if s.State != state || s.DownloadURL != url || (s.Err != nil) != refused {
@@ -675,13 +764,18 @@ func requestID(err error) string {
 	return ""
 }
 
-// sweep drops entries nobody has been interested in for Retention.
+// sweep drops entries nobody has been interested in for Retention, and
+// refusals nobody has asked about within Freshness.
 func (t *Tracker) sweep() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cutoff := t.opts.Now().Add(-t.opts.Retention)
+	now := t.opts.Now()
+	cutoff := now.Add(-t.opts.Retention)
 	for id, e := range t.tasks {
-		if e.watchers == 0 && !e.background && !e.polling && e.tier == tierNone && e.idle.Before(cutoff) {
+		if e.interested() || e.polling || e.tier != tierNone {
+			continue
+		}
+		if e.idle.Before(cutoff) || (e.snap.Err != nil && now.Sub(e.snap.LastPoll) >= t.opts.Freshness) {
 			delete(t.tasks, id)
 		}
 	}

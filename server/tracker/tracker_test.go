@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
-	"golang.org/x/time/rate"
 
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/tracker"
@@ -31,12 +31,23 @@ type env struct {
 	emu   *emulator.Emulator
 	cloud *cloud.Client
 	tr    *tracker.Tracker
+	// run starts the scheduler of an environment started stopped.
+	run     func()
+	running bool
 }
+
+// start runs the scheduler of an environment started stopped.
+func (e *env) start() { e.running = true; e.run() }
 
 type config struct {
 	rateLimit int     // emulator requests per second; 0: the cloud's 20
 	budget    float64 // tracker reads per second; 0: 50
 	freshness time.Duration
+	// minPoll, maxBackoff and pollTimeout: 0 means minPoll, 1s and the
+	// tracker's default.
+	minPoll, maxBackoff, pollTimeout time.Duration
+	// stopped: the scheduler does not run until the test calls run.
+	stopped bool
 }
 
 func start(t *testing.T, c config) *env {
@@ -57,16 +68,33 @@ func start(t *testing.T, c config) *env {
 	if c.budget == 0 {
 		c.budget = 50
 	}
+	if c.minPoll == 0 {
+		c.minPoll = minPoll
+	}
+	if c.maxBackoff == 0 {
+		c.maxBackoff = time.Second
+	}
 	tr := tracker.New(tracker.Options{
 		Cloud:       cl,
-		Budget:      rate.NewLimiter(rate.Limit(c.budget), 1),
-		MinInterval: minPoll,
+		Budget:      budget.MustNew(budget.Options{Rate: c.budget}),
+		MinInterval: c.minPoll,
 		Freshness:   c.freshness,
-		MaxBackoff:  time.Second,
+		MaxBackoff:  c.maxBackoff,
+		PollTimeout: c.pollTimeout,
 	})
-	go func() { defer wg.Done(); tr.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &env{emu: emu, cloud: cl, tr: tr}
+	e := &env{emu: emu, cloud: cl, tr: tr}
+	e.run = func() { go func() { defer wg.Done(); e.tr.Run(ctx) }() }
+	if !c.stopped {
+		e.run()
+	}
+	t.Cleanup(func() {
+		cancel()
+		if c.stopped && !e.running {
+			wg.Done()
+		}
+		wg.Wait()
+	})
+	return e
 }
 
 // create starts an export in the emulator; with known, the tracker learns
@@ -341,6 +369,10 @@ func TestThrottledReadsBackOff(t *testing.T) {
 	if st.Requests > 6*n {
 		t.Errorf("%d cloud calls (%d throttled) for %d reads: retries do not back off", st.Requests, throttled, n)
 	}
+	// The throttling lowered the budget, and snapshots say so.
+	if r := e.tr.Peek(ids[0]).Rate; r >= 1000 {
+		t.Errorf("after %d throttled polls the budget reports %.1f polls per second, its configured rate", throttled, r)
+	}
 
 	t.Run("deadline", func(t *testing.T) {
 		// Use up the emulator's window, then ask with a short deadline.
@@ -466,5 +498,131 @@ func TestGetsDoNotStarveWatchers(t *testing.T) {
 	// 30 read ones (polled about every 31/10 s), so it had its turn.
 	if got := e.polls(watched) - before; got < 1 {
 		t.Fatalf("the watched task got %d polls while Gets took %d", got, readerPolls)
+	}
+}
+
+// TestAbandonedGetsLeaveNoUrgency: a Get makes its task urgent only while
+// its caller waits. Forty callers that gave up on tasks nobody else wants
+// leave nothing to poll, so a caller who waits is answered at once.
+func TestAbandonedGetsLeaveNoUrgency(t *testing.T) {
+	e := start(t, config{budget: 10, stopped: true})
+	for i := range 40 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		_, err := e.tr.Get(ctx, 1_000_000_000+int64(i))
+		cancel()
+		if err == nil {
+			t.Fatal("a Get answered with the scheduler stopped")
+		}
+	}
+	if st := e.tr.Stats(); st.Scheduled != 0 || st.Tasks != 0 {
+		t.Fatalf("abandoned Gets left %+v behind", st)
+	}
+	id := e.create(t, false)
+	e.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if s, err := e.tr.Get(ctx, id); err != nil || s.State != cloud.StatusPending {
+		t.Fatalf("the Get a caller waits for: %+v %v", s, err)
+	}
+	if n := e.emu.Stats().Actions[cloud.ActionExportTasks].Requests; n != 1 {
+		t.Fatalf("the cloud was asked %d times; only the waited-for task needed a poll", n)
+	}
+}
+
+// TestBackoffOutlastsChurn: watchers opening and closing on a task whose
+// polls fail do not make it due again: the backoff holds.
+func TestBackoffOutlastsChurn(t *testing.T) {
+	e := start(t, config{minPoll: 500 * time.Millisecond, maxBackoff: 4 * time.Second})
+	id := e.create(t, true)
+	if err := e.emu.InjectFault(emulator.Fault{Kind: emulator.FaultInternalError, Action: cloud.ActionExportTasks}); err != nil {
+		t.Fatal(err)
+	}
+	w := e.tr.Watch(id)
+	waitFor(t, "a failed poll", func() bool { s, _ := w.Current(); return s.Failures >= 1 })
+	first := e.emu.Stats().Actions[cloud.ActionExportTasks].Requests
+	began := time.Now()
+	for range 20 {
+		e.tr.Watch(id).Close()
+		g, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		_, _ = e.tr.Get(g, id)
+		cancel()
+		e.tr.Follow(id, time.Time{})
+		time.Sleep(100 * time.Millisecond)
+	}
+	w.Close()
+	e.tr.Unfollow(id)
+	took := time.Since(began)
+	// Backoff after n failures is at least 0.5 s × 2^(n-1): within the
+	// churn's time at most this many retries fit.
+	allowed := int64(1)
+	for d := 500 * time.Millisecond; d < took; d *= 2 {
+		allowed++
+	}
+	if n := e.emu.Stats().Actions[cloud.ActionExportTasks].Requests - first; n > allowed {
+		t.Fatalf("%d polls of a failing task in %v of churn; its backoff allows %d", n, took, allowed)
+	}
+}
+
+// timedReader records when each cloud read of the real client starts.
+type timedReader struct {
+	tracker.Reader
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (r *timedReader) ExportTasks(ctx context.Context, id int64) (cloud.TaskStatus, error) {
+	r.mu.Lock()
+	r.times = append(r.times, time.Now())
+	r.mu.Unlock()
+	return r.Reader.ExportTasks(ctx, id)
+}
+
+// TestRetriesKeepTheFloor: polls of a task the cloud throttles are never
+// closer than the floor between two polls of one task.
+func TestRetriesKeepTheFloor(t *testing.T) {
+	const floor = 300 * time.Millisecond
+	e := start(t, config{stopped: true})
+	id := e.create(t, true)
+	tr := &timedReader{Reader: e.cloud}
+	e.tr = tracker.New(tracker.Options{Cloud: tr, Budget: budget.MustNew(budget.Options{Rate: 50}), MinInterval: floor, MaxBackoff: floor})
+	e.tr.Created(id, "")
+	e.start()
+	if err := e.emu.InjectFault(emulator.Fault{Kind: emulator.FaultRequestLimitExceeded, Action: cloud.ActionExportTasks}); err != nil {
+		t.Fatal(err)
+	}
+	w := e.tr.Watch(id)
+	defer w.Close()
+	waitFor(t, "eight throttled polls", func() bool { s, _ := w.Current(); return s.Failures >= 8 })
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for i := 1; i < len(tr.times); i++ {
+		if gap := tr.times[i].Sub(tr.times[i-1]); gap < floor {
+			t.Errorf("poll %d came %v after the previous one, under the %v floor", i+1, gap, floor)
+		}
+	}
+}
+
+// TestSlowCloudIsTransient: polls that outlast their timeout are failures
+// to retry, not a verdict on the task: watchers keep following it and see
+// it finish once the cloud answers in time again.
+func TestSlowCloudIsTransient(t *testing.T) {
+	e := start(t, config{pollTimeout: 200 * time.Millisecond})
+	id := e.create(t, true)
+	if err := e.emu.InjectFault(emulator.Fault{Kind: emulator.FaultLatency, Action: cloud.ActionExportTasks, Delay: 600 * time.Millisecond, Count: 2}); err != nil {
+		t.Fatal(err)
+	}
+	w := e.tr.Watch(id)
+	waitFor(t, "a timed-out poll", func() bool { s, _ := w.Current(); return s.Failures >= 1 || s.Err != nil })
+	if s, _ := w.Current(); s.Err != nil || !cloud.Transient(s.LastErr) {
+		t.Fatalf("a poll that timed out ended the watch: err %v, last poll error %v", s.Err, s.LastErr)
+	}
+	waitFor(t, "the faults to pass", func() bool { return len(e.emu.Faults().Active) == 0 })
+	if err := e.emu.FinishTask(id); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if s := follow(ctx, w); s.State != cloud.StatusFinished || s.Err != nil {
+		t.Fatalf("the watcher ended with %+v", s)
 	}
 }

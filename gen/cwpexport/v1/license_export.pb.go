@@ -497,9 +497,14 @@ type Progress struct {
 	LastPollError string `protobuf:"bytes,7,opt,name=last_poll_error,json=lastPollError,proto3" json:"last_poll_error,omitempty"`
 	// Number of tasks currently sharing the cloud's read budget with this one;
 	// with the budget it explains the poll interval.
-	PendingTasks  int32 `protobuf:"varint,8,opt,name=pending_tasks,json=pendingTasks,proto3" json:"pending_tasks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PendingTasks int32 `protobuf:"varint,8,opt,name=pending_tasks,json=pendingTasks,proto3" json:"pending_tasks,omitempty"`
+	// The read budget now, in polls per second for all tasks together: the
+	// configured rate, or less while the cloud throttles the service's polls
+	// (other programs share the account's quota). With pending_tasks it
+	// explains the poll interval.
+	ReadBudgetRate float64 `protobuf:"fixed64,9,opt,name=read_budget_rate,json=readBudgetRate,proto3" json:"read_budget_rate,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Progress) Reset() {
@@ -584,6 +589,13 @@ func (x *Progress) GetLastPollError() string {
 func (x *Progress) GetPendingTasks() int32 {
 	if x != nil {
 		return x.PendingTasks
+	}
+	return 0
+}
+
+func (x *Progress) GetReadBudgetRate() float64 {
+	if x != nil {
+		return x.ReadBudgetRate
 	}
 	return 0
 }
@@ -1385,7 +1397,7 @@ const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\n" +
 	" \x01(\tR\trequestId\x12\x18\n" +
-	"\acreator\x18\v \x01(\tR\acreator\"\xb4\x03\n" +
+	"\acreator\x18\v \x01(\tR\acreator\"\xde\x03\n" +
 	"\bProgress\x12\x1d\n" +
 	"\n" +
 	"poll_count\x18\x01 \x01(\x03R\tpollCount\x12<\n" +
@@ -1395,7 +1407,8 @@ const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"\x0enext_poll_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fnextPollTime\x12:\n" +
 	"\x19consecutive_poll_failures\x18\x06 \x01(\x05R\x17consecutivePollFailures\x12&\n" +
 	"\x0flast_poll_error\x18\a \x01(\tR\rlastPollError\x12#\n" +
-	"\rpending_tasks\x18\b \x01(\x05R\fpendingTasks\"\xd4\x01\n" +
+	"\rpending_tasks\x18\b \x01(\x05R\fpendingTasks\x12(\n" +
+	"\x10read_budget_rate\x18\t \x01(\x01R\x0ereadBudgetRate\"\xd4\x01\n" +
 	"\x1aExportLicenseDetailRequest\x12.\n" +
 	"\afilters\x18\x01 \x03(\v2\x14.cwpexport.v1.FilterR\afilters\x12\x1d\n" +
 	"\n" +
