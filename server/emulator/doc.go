@@ -139,6 +139,15 @@
 // InternalError, ServiceUnavailable and RequestLimitExceeded storms, and a
 // skewed clock. See FaultKind.
 //
+// Added latency behaves like a slow server, not like a lost request: the
+// emulator reads the request, waits the delay whatever the client does,
+// runs the action, then answers. A client that gave up during the delay
+// misses the answer, but the action happened (a create made its task);
+// ActionStats.Errors counts the lost answer as ClientGone. Any answer the
+// client hung up before is counted so. Only an emulator that closes (or a
+// Serve whose shutdown grace ends) drops delayed requests unprocessed
+// (Aborted).
+//
 // # State across restarts
 //
 // Without Options.StateDir everything lives in memory and ends with the

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -92,6 +93,10 @@ type Emulator struct {
 	mux     *http.ServeMux
 
 	journal *journal // nil without Options.StateDir
+	// closing is closed by Close and when Serve cuts off requests that
+	// outlived its shutdown grace: delayed requests are then dropped.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New validates opts, applies defaults and returns a ready Emulator.
@@ -150,6 +155,7 @@ func New(opts Options) (*Emulator, error) {
 		e.tasks.restore(st, j)
 	}
 	e.data = newDataset(data.seed, data.records, data.anchor)
+	e.closing = make(chan struct{})
 	e.limiter = newRateLimiter(rate)
 	e.stats = newStatsRecorder()
 	e.faults = newFaultSet()
@@ -216,7 +222,9 @@ func (e *Emulator) Serve(ctx context.Context, lis net.Listener) error {
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	if err != nil {
-		// In-flight requests outlived the grace period: cut them off.
+		// In-flight requests outlived the grace period: cut them off,
+		// and drop those still delayed by a latency fault.
+		e.stopDelays()
 		err = errors.Join(err, srv.Close())
 	}
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
@@ -225,14 +233,17 @@ func (e *Emulator) Serve(ctx context.Context, lis net.Listener) error {
 	return err
 }
 
-// Close releases the state directory. Use it once the emulator serves no
-// more requests.
+// Close drops requests still delayed by a latency fault and releases the
+// state directory. Use it once the emulator serves no more requests.
 func (e *Emulator) Close() error {
+	e.stopDelays()
 	if e.journal == nil {
 		return nil
 	}
 	return e.journal.close()
 }
+
+func (e *Emulator) stopDelays() { e.closeOnce.Do(func() { close(e.closing) }) }
 
 // NewDevCredential returns a random SecretId and SecretKey shaped like real
 // ones, for an emulator run without given credentials.
