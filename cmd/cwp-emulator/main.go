@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +42,7 @@ func run() error {
 		records   = flag.Int("records", emulator.DefaultRecords, "size of the seeded license data set")
 		seed      = flag.Int64("seed", 0, "data set seed; the same seed gives the same data")
 		ttl       = flag.Duration("download-ttl", 0, "download URLs expire this long after ExportTasks gave them (HTTP 403 afterwards); 0: never")
+		stateDir  = flag.String("state-dir", "", "directory that keeps tasks, download URLs and a generated credential across restarts (one emulator at a time); empty: memory only")
 		debug     = flag.Bool("debug", false, "log every API request")
 		faults    []emulator.Fault
 	)
@@ -65,8 +66,15 @@ func run() error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	switch {
+	case *secretID == "" && *secretKey == "" && *stateDir != "":
+		id, key, err := emulator.StateCredential(*stateDir)
+		if err != nil {
+			return err
+		}
+		*secretID, *secretKey = id, key
+		fmt.Printf("SecretId: %s (its SecretKey is in %s)\n", id, filepath.Join(*stateDir, emulator.CredentialsFile))
 	case *secretID == "" && *secretKey == "":
-		id, key := devCredential()
+		id, key := emulator.NewDevCredential()
 		*secretID, *secretKey = id, key
 		fmt.Printf("SecretId: %s (generated; its SecretKey is printed once on stderr)\n", id)
 		fmt.Fprintf(os.Stderr, "WARNING: generated a throw-away DEV credential for this emulator run only.\nSecretKey: %s\n", key)
@@ -83,10 +91,12 @@ func run() error {
 		Logger:      logger,
 		Faults:      faults,
 		DownloadTTL: *ttl,
+		StateDir:    *stateDir,
 	})
 	if err != nil {
 		return err
 	}
+	defer emu.Close()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -101,7 +111,8 @@ func run() error {
 		"pending", pending.String(),
 		"rateLimit", *rateLimit,
 		"records", *records,
-		"seed", *seed)
+		"seed", *seed,
+		"stateDir", *stateDir)
 	start := time.Now()
 	err = emu.Serve(ctx, lis)
 	logger.Info("cwp emulator stopped", "uptime", time.Since(start).Round(time.Second))
@@ -114,9 +125,4 @@ func faultKinds() string {
 		names = append(names, string(k))
 	}
 	return strings.Join(names, ", ")
-}
-
-// devCredential returns a random SecretId/SecretKey pair shaped like real ones.
-func devCredential() (id, key string) {
-	return "AKIDemu" + rand.Text(), rand.Text()
 }

@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
@@ -35,44 +30,10 @@ func TestMain(m *testing.M) {
 // TestSIGTERM: on SIGTERM the daemon ends watch streams with Unavailable and
 // a resume hint, and exits 0.
 func TestSIGTERM(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Dir = t.TempDir() // whatever the daemon writes stays out of the source tree
-	cmd.Env = append(os.Environ(), asDaemon+"=1",
-		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -emulator-pending 1h -data-dir "+t.TempDir(),
-		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "CWPEXPORT_TOKENS=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := bufio.NewScanner(stderr)
-	var grpcAddr string
-	for grpcAddr == "" && lines.Scan() {
-		var rec struct{ Msg, GRPC string }
-		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.Msg == "serving" {
-			grpcAddr = rec.GRPC
-		}
-	}
-	if grpcAddr == "" {
-		t.Fatal("the daemon never logged its address")
-	}
-	go func() {
-		for lines.Scan() { // drain the rest of the log
-		}
-	}()
-
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := cwpexportv1.NewLicenseExportServiceClient(conn)
+	d := startEmbedded(t, t.TempDir(), "1h")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	stream, err := client.ExportLicenseDetailAndWatch(ctx, &cwpexportv1.ExportLicenseDetailAndWatchRequest{})
+	stream, err := d.client.ExportLicenseDetailAndWatch(ctx, &cwpexportv1.ExportLicenseDetailAndWatchRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +41,7 @@ func TestSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	_, err = stream.Recv()
@@ -88,16 +49,7 @@ func TestSIGTERM(t *testing.T) {
 	if st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "resume with WatchExportTask for task "+first.GetTask().GetTaskId()) {
 		t.Errorf("watch ended with %v, want Unavailable with a resume hint", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("daemon exited with %v, want 0", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("daemon did not exit within 15s of SIGTERM")
-	}
+	d.waitExit(t)
 }
 
 func TestLoadTokens(t *testing.T) {

@@ -5,14 +5,13 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -161,6 +160,7 @@ func New(opts Options) (*Server, error) {
 	s.cloud = cloud.New(cfg)
 	reg, err := taskstore.Open(context.Background(), opts.DataDir)
 	if err != nil {
+		s.closeEmulator()
 		return nil, fmt.Errorf("open the task registry: %w", err)
 	}
 	s.registry = reg
@@ -209,32 +209,34 @@ func New(opts Options) (*Server, error) {
 }
 
 func (s *Server) startEmulator(cfg *cloud.Config) error {
-	id, key := "AKIDemulator"+randomHex(8), randomHex(16)
+	// The emulator keeps its tasks, account and port in the data
+	// directory: tasks and download URLs in the registry outlive a restart.
+	dir := filepath.Join(s.opts.DataDir, emulatorDir)
+	id, key, err := emulator.StateCredential(dir)
+	if err != nil {
+		return fmt.Errorf("start the embedded emulator: %w", err)
+	}
 	emu, err := emulator.New(emulator.Options{
 		Credentials: map[string]string{id: key},
 		PendingFor:  s.opts.EmulatorPending,
-		// Ids from the clock: tasks of an earlier run, still in the
-		// registry, keep ids this run never gives again.
+		// Ids from the clock as a floor: even without the emulator's
+		// state, ids never go back below those the registry holds.
 		FirstTaskID: time.Now().UnixMilli(),
 		Logger:      s.log.With("component", "emulator"),
+		StateDir:    dir,
 	})
 	if err != nil {
 		return fmt.Errorf("start the embedded emulator: %w", err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := listenEmulator(dir, s.log)
 	if err != nil {
+		emu.Close()
 		return fmt.Errorf("listen for the embedded emulator: %w", err)
 	}
 	s.emu, s.emuLis = emu, lis
 	cfg.Credential = common.NewCredential(id, key)
 	cfg.Endpoint, cfg.Scheme = lis.Addr().String(), "HTTP"
 	return nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // Emulator returns the embedded emulator, or nil when a real cloud is used.
@@ -258,6 +260,7 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 // shuts down gracefully. It closes the listeners and the registry.
 func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error {
 	defer s.registry.Close()
+	defer s.closeEmulator()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := s.opts.checkExposure(grpcLis.Addr(), restLis.Addr()); err != nil {

@@ -187,7 +187,11 @@ func (e *Emulator) exportLicenseDetail(c *call, p object) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	id := e.tasks.create(c.secretID, q, c.received)
+	id, err := e.tasks.create(c.secretID, q, c.received)
+	if err != nil {
+		e.log.Error("could not record a new task", "err", err)
+		return nil, newError(codeInternalError, "The export task could not be created; try again later.")
+	}
 	e.stats.taskCreated()
 	return exportLicenseDetailResponse{TaskId: id, RequestId: c.requestID}, nil
 }

@@ -99,8 +99,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		b, _ := json.Marshal(envelope{Response: resp})
 		e.answerFault(w, c, fault, append(b, '\n'))
 	} else {
-		e.stats.request(c.action, code)
-		writeJSON(w, http.StatusOK, envelope{Response: resp})
+		code = e.answer(w, c, code, envelope{Response: resp})
 	}
 	e.log.LogAttrs(r.Context(), slog.LevelDebug, "api request",
 		slog.String("action", c.action),
@@ -196,6 +195,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Content-Length", fmt.Sprint(len(b)))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// answer writes the API answer and returns the code it was counted with:
+// code, or ClientGone when the client hung up before it could be written
+// (the request's context ends once the server reads EOF from the client) or
+// the write failed. It counts before writing, so that a client holding the
+// answer finds it counted; a client that hangs up after the write is not
+// noticed.
+func (e *Emulator) answer(w http.ResponseWriter, c *call, code string, v any) string {
+	if c.r.Context().Err() != nil {
+		e.stats.request(c.action, codeClientGone)
+		return codeClientGone
+	}
+	e.stats.request(c.action, code)
+	writeJSON(w, http.StatusOK, v)
+	if http.NewResponseController(w).Flush() != nil {
+		e.stats.undelivered(c.action, code)
+		return codeClientGone
+	}
+	return code
 }
 
 // newRequestID returns a random UUID (version 4), the cloud's RequestId form.

@@ -50,13 +50,18 @@ var (
 )
 
 func newDataset(seed int64, n int, now time.Time) *dataset {
-	y, m, d := now.UTC().Date()
 	return &dataset{
 		seed:     uint64(seed),
 		n:        n,
 		licenses: max(1, n/3),
-		anchor:   time.Date(y, m, d, 0, 0, 0, 0, time.UTC),
+		anchor:   anchorDate(now),
 	}
+}
+
+// anchorDate is UTC midnight of now's UTC date.
+func anchorDate(now time.Time) time.Time {
+	y, m, d := now.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
 // Distinct stream constants keep license and record generators independent.

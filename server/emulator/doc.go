@@ -87,8 +87,9 @@
 // point of that UTC month.
 //
 // The action answers {"TaskId": n, "DownloadUrl": ""}. Task ids are unique
-// and sequential from 1 across all accounts. A task is PENDING for
-// Options.PendingFor, then FINISHED.
+// and sequential across all accounts, from Options.FirstTaskID (default 1)
+// or from above the last id recorded in the state directory. A task is
+// PENDING for Options.PendingFor, then FINISHED.
 // A Keywords filter with the value EMULATOR_FAIL makes the task end in ERROR
 // instead, which lets a client exercise the failure path without the admin
 // endpoints.
@@ -137,4 +138,31 @@
 // and without a body, connection resets, truncated and malformed JSON,
 // InternalError, ServiceUnavailable and RequestLimitExceeded storms, and a
 // skewed clock. See FaultKind.
+//
+// Added latency behaves like a slow server, not like a lost request: the
+// emulator reads the request, waits the delay whatever the client does,
+// runs the action, then answers. A client that gave up during the delay
+// misses the answer, but the action happened (a create made its task);
+// ActionStats.Errors counts the lost answer as ClientGone. Any answer the
+// client hung up before is counted so. Only an emulator that closes (or a
+// Serve whose shutdown grace ends) drops delayed requests unprocessed
+// (Aborted).
+//
+// # State across restarts
+//
+// Without Options.StateDir everything lives in memory and ends with the
+// Emulator. With it, the emulator keeps an append-only journal there
+// (journal.jsonl, fsynced line by line, mode 0600) of what it must answer
+// with after a restart: every task (id, owning SecretId, creation time,
+// validated query, download token, end state once ended), the last id, the
+// download-URL signing key and the data set's anchor date, seed and size. A
+// task is durable before its creation is answered and survives kill -9 and
+// power loss. An emulator started again on the directory answers ExportTasks
+// as before for each account, serves the same bytes at the download URLs it
+// gave (signed URLs keep verifying; on another day the CSV stays the same),
+// and continues ids above the recorded ones. A data set with another Seed or
+// Records than the directory's is refused. Start-up replays the journal in
+// one pass (linear in the tasks recorded); a last line cut short by a crash
+// is dropped with a warning. One emulator at a time uses a directory (LOCK);
+// Close releases it. StateCredential keeps a generated account there too.
 package emulator

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -60,8 +61,17 @@ type Options struct {
 	DownloadTTL time.Duration
 	// FirstTaskID is the id of the first task created; 0 means 1. An
 	// emulator that restarts under a persistent task registry starts
-	// above the ids it gave before, as the cloud never reuses one.
+	// above the ids it gave before, as the cloud never reuses one. With a
+	// StateDir it is a floor: ids continue above those recorded there.
 	FirstTaskID int64
+	// StateDir, when set, keeps the emulator's tasks, download-URL signing
+	// key and data set there, so an emulator started again on it answers
+	// as before: the same tasks for the same SecretIds, the same files,
+	// download URLs that still verify, and ids that never repeat (see
+	// state.go). Each task is durable before its creation is answered. One
+	// emulator at a time uses a directory; Close releases it. Empty keeps
+	// everything in memory.
+	StateDir string
 }
 
 // Emulator is an http.Handler serving the emulated cloud API, the download
@@ -81,6 +91,12 @@ type Emulator struct {
 	stats   *statsRecorder
 	faults  *faultSet
 	mux     *http.ServeMux
+
+	journal *journal // nil without Options.StateDir
+	// closing is closed by Close and when Serve cuts off requests that
+	// outlived its shutdown grace: delayed requests are then dropped.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New validates opts, applies defaults and returns a ready Emulator.
@@ -123,8 +139,23 @@ func New(opts Options) (*Emulator, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	e.data = newDataset(opts.Seed, records, e.now())
+	data := dataSet{anchor: anchorDate(e.now()), seed: opts.Seed, records: records}
 	e.tasks = newTaskStore(opts.FirstTaskID)
+	if opts.StateDir != "" {
+		j, st, err := openState(opts.StateDir, e.urlKey, data, e.log)
+		if err != nil {
+			return nil, fmt.Errorf("emulator: %w", err)
+		}
+		if st.data.seed != data.seed || st.data.records != data.records {
+			j.close()
+			return nil, fmt.Errorf("emulator: state directory %s holds the data set of seed %d with %d records, not seed %d with %d records",
+				opts.StateDir, st.data.seed, st.data.records, data.seed, data.records)
+		}
+		e.journal, e.urlKey, data = j, st.urlKey, st.data
+		e.tasks.restore(st, j)
+	}
+	e.data = newDataset(data.seed, data.records, data.anchor)
+	e.closing = make(chan struct{})
 	e.limiter = newRateLimiter(rate)
 	e.stats = newStatsRecorder()
 	e.faults = newFaultSet()
@@ -191,11 +222,31 @@ func (e *Emulator) Serve(ctx context.Context, lis net.Listener) error {
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	if err != nil {
-		// In-flight requests outlived the grace period: cut them off.
+		// In-flight requests outlived the grace period: cut them off,
+		// and drop those still delayed by a latency fault.
+		e.stopDelays()
 		err = errors.Join(err, srv.Close())
 	}
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
 	return err
+}
+
+// Close drops requests still delayed by a latency fault and releases the
+// state directory. Use it once the emulator serves no more requests.
+func (e *Emulator) Close() error {
+	e.stopDelays()
+	if e.journal == nil {
+		return nil
+	}
+	return e.journal.close()
+}
+
+func (e *Emulator) stopDelays() { e.closeOnce.Do(func() { close(e.closing) }) }
+
+// NewDevCredential returns a random SecretId and SecretKey shaped like real
+// ones, for an emulator run without given credentials.
+func NewDevCredential() (secretID, secretKey string) {
+	return "AKIDemu" + rand.Text(), rand.Text()
 }

@@ -23,7 +23,10 @@ type FaultKind string
 // truncated and malformed answers always corrupt the action's real answer,
 // so the action has run (a task may have been created) when they fire.
 const (
-	// FaultLatency delays the answer by Fault.Delay.
+	// FaultLatency delays the request by Fault.Delay before the action
+	// runs. Like a real server, the emulator then acts on the request even
+	// if the client gave up meanwhile (a create still creates the task);
+	// the answer cannot be delivered and is counted as ClientGone.
 	FaultLatency FaultKind = "latency"
 	// FaultHTTPError answers HTTP Fault.Status (default 500) with a JSON
 	// cloud error envelope (InternalError).
@@ -55,6 +58,14 @@ var FaultKinds = []FaultKind{
 }
 
 const codeServiceUnavailable = "ServiceUnavailable"
+
+// Codes counted in ActionStats.Errors for answers that were not delivered.
+const (
+	// codeClientGone: the client hung up before the answer was written.
+	codeClientGone = "ClientGone"
+	// codeAborted: the emulator stopped while the request was delayed.
+	codeAborted = "Aborted"
+)
 
 // Fault is one injected misbehaviour. Its JSON encoding is the body of
 // POST /_emulator/faults.
@@ -215,11 +226,14 @@ func (e *Emulator) faultBefore(w http.ResponseWriter, r *http.Request, c *call, 
 		if d == 0 {
 			d = time.Second
 		}
-		// Read the body first: the server notices a client that hangs up
-		// only once the body has been consumed.
+		// A server reads the request, then works on it whether or not the
+		// client still waits: after the delay the action runs even if the
+		// client hung up, and only its answer is lost (serveAPI counts it
+		// as ClientGone).
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 		if err != nil {
-			e.stats.request(c.action, "ClientGone")
+			// The request never arrived whole: nothing to act on.
+			e.stats.request(c.action, codeClientGone)
 			return true
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -228,11 +242,11 @@ func (e *Emulator) faultBefore(w http.ResponseWriter, r *http.Request, c *call, 
 		select {
 		case <-t.C:
 			return false
-		case <-r.Context().Done():
-			// The client gave up waiting: the delayed request never
-			// reaches the action, so a timed-out create leaves no task.
-			e.stats.request(c.action, "ClientGone")
-			return true
+		case <-e.closing:
+			// The emulator is going away: the request is dropped
+			// unprocessed, as by a server that stops.
+			e.stats.request(c.action, codeAborted)
+			panic(http.ErrAbortHandler)
 		}
 	case FaultClockSkew:
 		skew := f.Skew

@@ -1,11 +1,15 @@
 package emulator
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	tchttp "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/http"
 )
 
 // TestFaultKindsThroughSDK checks what the official SDK reports for each
@@ -144,4 +148,73 @@ func TestParseFault(t *testing.T) {
 			t.Errorf("ParseFault(%q) succeeded", bad)
 		}
 	}
+}
+
+// TestLatencyClientGone: the SDK's deadline expires during an injected
+// delay; as a real server would, the emulator still creates the task once
+// the delay is over, and counts the answer it could not deliver.
+func TestLatencyClientGone(t *testing.T) {
+	s := startServer(t, Options{PendingFor: -1})
+	c := sdkClient(s, testID, testKey)
+	if err := s.InjectFault(Fault{Kind: FaultLatency, Action: actionExportLicenseDetail, Delay: time.Second, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req := tchttp.NewCommonRequest("cwp", APIVersion, actionExportLicenseDetail)
+	req.SetContext(ctx)
+	if err := req.SetActionParameters(map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Send(req, tchttp.NewCommonResponse())
+	if code := errCode(t, err); code != "ClientError.NetworkError" || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the create answered %q (%v), want the client's own deadline", code, err)
+	}
+	// The client is gone; the emulator works on for the rest of the delay.
+	var st ActionStats
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st = s.Stats().Actions[actionExportLicenseDetail]
+		if st.Errors[codeClientGone] > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st.TasksCreated != 1 || st.Requests != 1 || st.Errors[codeClientGone] != 1 || len(st.Errors) != 1 {
+		t.Fatalf("after the client left: %+v, want one task created and one answer lost (ClientGone)", st)
+	}
+	// The task exists for its account, as the cloud's would.
+	if p := pollTask(t, c, 1); p.Status != statusPending {
+		t.Errorf("the task created for the departed client: %+v", p)
+	}
+	if id := createTask(t, c, nil); id != 2 {
+		t.Errorf("next task id %d, want 2", id)
+	}
+}
+
+// TestLatencyDroppedOnClose: a request still delayed when the emulator
+// closes is dropped without running.
+func TestLatencyDroppedOnClose(t *testing.T) {
+	s, stop := serve(t, Options{})
+	if err := s.InjectFault(Fault{Kind: FaultLatency, Action: actionExportLicenseDetail, Delay: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- sdkCall(t, sdkClient(s, testID, testKey), APIVersion, actionExportLicenseDetail, nil, nil)
+	}()
+	for deadline := time.Now().Add(15 * time.Second); s.Faults().Hits[FaultLatency] == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never reached the fault")
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := errCode(t, <-done); code != "ClientError.NetworkError" {
+		t.Errorf("the delayed request answered %q, want a dropped connection", code)
+	}
+	st := s.Stats().Actions[actionExportLicenseDetail]
+	if st.TasksCreated != 0 || st.Errors[codeAborted] != 1 {
+		t.Errorf("stats %+v, want no task and one Aborted", st)
+	}
+	stop()
 }

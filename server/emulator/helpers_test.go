@@ -65,6 +65,15 @@ func (s *server) url(path string) string { return "http://" + s.addr + path }
 // cleanly when the test ends.
 func startServer(t *testing.T, opts Options) *server {
 	t.Helper()
+	s, stop := serve(t, opts)
+	t.Cleanup(stop)
+	return s
+}
+
+// serve runs an emulator through Serve; stop (idempotent) shuts it down,
+// checks that Serve returned cleanly, and closes the emulator.
+func serve(t *testing.T, opts Options) (s *server, stop func()) {
+	t.Helper()
 	if opts.Credentials == nil {
 		opts.Credentials = map[string]string{testID: testKey, otherID: otherKey}
 	}
@@ -79,18 +88,24 @@ func startServer(t *testing.T, opts Options) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve returned %v after shutdown", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve returned %v after shutdown", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Serve did not return after cancel")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return after cancel")
-		}
-	})
-	return &server{Emulator: e, addr: lis.Addr().String()}
+			if err := e.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+	return &server{Emulator: e, addr: lis.Addr().String()}, stop
 }
 
 // sdkClient is the official SDK pointed at the emulator: the test oracle.

@@ -27,7 +27,11 @@ type ActionStats struct {
 	// whatever its outcome.
 	Requests int64
 	// Errors counts requests answered with each error code. Requests minus
-	// the sum of Errors is the number of successful answers.
+	// the sum of Errors is the number of successful answers. Besides the
+	// cloud's codes it counts answers lost or broken on the way: ClientGone
+	// (the client hung up before the answer was written; the action may
+	// have run), Aborted (the emulator stopped during an injected delay),
+	// Reset, HTTP and Corrupted (injected faults).
 	Errors map[string]int64
 	// TasksCreated counts tasks created (ExportLicenseDetail only).
 	TasksCreated int64
@@ -35,8 +39,9 @@ type ActionStats struct {
 	// or rejected, that one SecretId sent to the action within any window
 	// (t-1s, t] of the emulator clock.
 	PeakPerSecond int64
-	// Polls counts successful ExportTasks answers per TaskId (ExportTasks
-	// only).
+	// Polls counts successful ExportTasks lookups per TaskId (ExportTasks
+	// only), when the action runs: an answer lost or corrupted on the way
+	// still counts.
 	Polls map[int64]int64
 }
 
@@ -82,6 +87,21 @@ func (s *statsRecorder) request(action, code string) {
 	if code != "" {
 		a.Errors[code]++
 	}
+}
+
+// undelivered recounts a request counted with code as ClientGone: its
+// answer could not be written.
+func (s *statsRecorder) undelivered(action, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.bucket(action)
+	if code != "" {
+		a.Errors[code]--
+		if a.Errors[code] == 0 {
+			delete(a.Errors, code)
+		}
+	}
+	a.Errors[codeClientGone]++
 }
 
 func (s *statsRecorder) offered(action string, n int) {

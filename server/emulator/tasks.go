@@ -45,58 +45,104 @@ type taskStore struct {
 	lastID  int64
 	byID    map[int64]*task
 	byToken map[string]*task
+	// journal, when the emulator has a state directory, learns every
+	// task created and ended.
+	journal *journal
 }
 
 func newTaskStore(first int64) *taskStore {
 	return &taskStore{lastID: max(first, 1) - 1, byID: map[int64]*task{}, byToken: map[string]*task{}}
 }
 
-func (s *taskStore) create(owner string, q *exportQuery, now time.Time) int64 {
+// restore adds the tasks of an earlier run; ids continue above them.
+func (s *taskStore) restore(st *restored, j *journal) {
+	s.journal = j
+	s.lastID = max(s.lastID, st.lastID)
+	for _, t := range st.tasks {
+		s.byID[t.id] = t
+		s.byToken[t.token] = t
+	}
+}
+
+func newTask(id int64, owner string, q *exportQuery, created time.Time, token string) *task {
+	return &task{
+		id:        id,
+		owner:     owner,
+		created:   created,
+		query:     q,
+		willFail:  q.wantsFailure(),
+		token:     token,
+		synthetic: q.syntheticSize(),
+	}
+}
+
+// create records a new task. With a journal the task is durable before
+// create returns, and known to lookups only from then on.
+func (s *taskStore) create(owner string, q *exportQuery, now time.Time) (int64, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.lastID++
-	t := &task{
-		id:       s.lastID,
-		owner:    owner,
-		created:  now,
-		query:    q,
-		willFail: q.wantsFailure(),
-		token:    hex.EncodeToString(b[:]),
+	t := newTask(s.lastID, owner, q, now, hex.EncodeToString(b[:]))
+	s.mu.Unlock()
+	if s.journal != nil {
+		rec := journalRecord{Kind: recordTask, ID: t.id, Owner: owner, Created: now, Token: t.token, Query: q.stored()}
+		if err := s.journal.append(rec); err != nil {
+			return 0, err
+		}
 	}
-	t.synthetic = q.syntheticSize()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.byID[t.id] = t
 	s.byToken[t.token] = t
-	return t.id
+	return t.id, nil
 }
 
-// settleLocked ends t if its pending time has elapsed and returns its state.
-func (t *task) settleLocked(now time.Time, pendingFor time.Duration) string {
+// settleLocked ends t if its pending time has elapsed and returns its state;
+// settled reports that t ended just now, which the journal must learn.
+func (t *task) settleLocked(now time.Time, pendingFor time.Duration) (state string, settled bool) {
 	if t.final == "" && pendingFor >= 0 && now.Sub(t.created) >= pendingFor {
 		t.final = statusFinished
 		if t.willFail {
 			t.final = statusError
 		}
+		settled = true
 	}
 	if t.final == "" {
-		return statusPending
+		return statusPending, false
 	}
-	return t.final
+	return t.final, settled
+}
+
+// recordSettled journals that task id ended by its pending time. A failure
+// only costs the record: the end follows from the creation time again.
+func (s *taskStore) recordSettled(id int64, final string) {
+	if s.journal == nil {
+		return
+	}
+	if err := s.journal.append(journalRecord{Kind: recordEnd, ID: id, Final: final}); err != nil {
+		s.journal.log.Warn("emulator journal: could not record a task's end", "task", id, "err", err)
+	}
 }
 
 // status returns the state and download token of owner's task id.
 func (s *taskStore) status(owner string, id int64, now time.Time, pendingFor time.Duration) (status, token string, found bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t, ok := s.byID[id]
 	if !ok || t.owner != owner {
+		s.mu.Unlock()
 		return "", "", false
 	}
-	return t.settleLocked(now, pendingFor), t.token, true
+	status, settled := t.settleLocked(now, pendingFor)
+	s.mu.Unlock()
+	if settled {
+		s.recordSettled(id, status)
+	}
+	return status, t.token, true
 }
 
-// end moves a PENDING task to final.
+// end moves a PENDING task to final; with a journal, durably before it
+// returns.
 func (s *taskStore) end(id int64, final string, now time.Time, pendingFor time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -104,20 +150,37 @@ func (s *taskStore) end(id int64, final string, now time.Time, pendingFor time.D
 	if !ok {
 		return ErrTaskNotFound
 	}
-	if t.settleLocked(now, pendingFor) != statusPending {
+	if state, settled := t.settleLocked(now, pendingFor); state != statusPending {
+		if settled {
+			s.recordSettled(id, state)
+		}
 		return ErrTaskNotPending
+	}
+	// Admin calls are rare: holding the lock through the fsync keeps the
+	// task pending until its end is durable.
+	if s.journal != nil {
+		if err := s.journal.append(journalRecord{Kind: recordEnd, ID: id, Final: final}); err != nil {
+			return err
+		}
 	}
 	t.final = final
 	return nil
 }
 
-// downloadable returns the FINISHED task owning token, or nil. Expiring
-// download URLs would be enforced here.
+// downloadable returns the FINISHED task owning token, or nil.
 func (s *taskStore) downloadable(token string, now time.Time, pendingFor time.Duration) *task {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t, ok := s.byToken[token]
-	if !ok || t.settleLocked(now, pendingFor) != statusFinished {
+	if !ok {
+		s.mu.Unlock()
+		return nil
+	}
+	state, settled := t.settleLocked(now, pendingFor)
+	s.mu.Unlock()
+	if settled {
+		s.recordSettled(t.id, state)
+	}
+	if state != statusFinished {
 		return nil
 	}
 	return t
