@@ -2,7 +2,6 @@
 SHELL := /bin/bash
 BUF := go tool -modfile=tools/go.mod buf
 GATEWAY_V1 := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
-GATEWAY_V2 := github.com/grpc-ecosystem/grpc-gateway/v2@v2.33.0
 RUN_FLAGS ?=
 
 .DEFAULT_GOAL := help
@@ -43,12 +42,10 @@ bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchregistry
 
 .third_party: go.mod Makefile
-	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/google/rpc .third_party/protoc-gen-openapiv2/options
+	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/google/rpc
 	@v1=$$(go mod download -json $(GATEWAY_V1) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \
-	 v2=$$(go mod download -json $(GATEWAY_V2) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \
 	 install -m 0644 $$v1/third_party/googleapis/google/api/{annotations,http,httpbody}.proto .third_party/google/api/ && \
-	 install -m 0644 $$v1/third_party/googleapis/google/rpc/{status,error_details,code}.proto .third_party/google/rpc/ && \
-	 install -m 0644 $$v2/protoc-gen-openapiv2/options/{annotations,openapiv2}.proto .third_party/protoc-gen-openapiv2/options/
+	 install -m 0644 $$v1/third_party/googleapis/google/rpc/{status,error_details,code}.proto .third_party/google/rpc/
 	@touch .third_party
 
 .PHONY: generate
