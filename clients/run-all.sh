@@ -45,11 +45,11 @@ failed=()
 for c in $CLIENTS; do
   printf '\n== %s client\n' "$c"
   case $c in
-    python)  cmd=(/usr/bin/python3 clients/python/example.py "$CWPEXPORT_GRPC") ;;
-    node)    cmd=(node clients/node/example.js "$CWPEXPORT_GRPC") ;;
-    grpcurl) cmd=(clients/grpcurl/example.sh "$CWPEXPORT_GRPC") ;;
-    curl)    cmd=(clients/curl/example.sh "$CWPEXPORT_REST") ;;
-    cli)     cmd=(env CWPEXPORT_BIN="$work/cwpexport" clients/cli/example.sh "$CWPEXPORT_GRPC") ;;
+    python)  cmd=(/usr/bin/python3 clients/examples/python/example.py "$CWPEXPORT_GRPC") ;;
+    node)    cmd=(node clients/examples/node/example.js "$CWPEXPORT_GRPC") ;;
+    grpcurl) cmd=(clients/examples/grpcurl/example.sh "$CWPEXPORT_GRPC") ;;
+    curl)    cmd=(clients/examples/curl/example.sh "$CWPEXPORT_REST") ;;
+    cli)     cmd=(env CWPEXPORT_BIN="$work/cwpexport" clients/examples/cli/example.sh "$CWPEXPORT_GRPC") ;;
     browser) cmd=(node clients/browser/browser-test.mjs "$CWPEXPORT_REST") ;;
     *) echo "unknown client $c" >&2; exit 2 ;;
   esac

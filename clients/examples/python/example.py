@@ -9,7 +9,7 @@ Needs Debian's python3-grpcio and python3-grpc-tools (run with /usr/bin/python3)
 and the third-party protos that `make generate` copies into .third_party/.
 The stubs are generated into a temporary directory at start:
 
-    /usr/bin/python3 clients/python/example.py [GRPC_ADDR]   # default 127.0.0.1:9090
+    /usr/bin/python3 clients/examples/python/example.py [GRPC_ADDR]   # default 127.0.0.1:9090
 """
 
 import importlib
@@ -20,13 +20,11 @@ import tempfile
 from grpc_tools import protoc
 import grpc
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PROTOS = [
     "cwpexport/v1/license_export.proto",
     "google/api/annotations.proto",
     "google/api/http.proto",
-    "protoc-gen-openapiv2/options/annotations.proto",
-    "protoc-gen-openapiv2/options/openapiv2.proto",
     "google/rpc/status.proto",
     "google/rpc/error_details.proto",
 ]

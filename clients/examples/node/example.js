@@ -6,7 +6,7 @@
 // prints the InvalidArgument's field violations. Exits non-zero if the service
 // does not answer as documented, so it doubles as a test.
 //
-//   (cd clients && npm ci) && node clients/node/example.js [GRPC_ADDR]   # default 127.0.0.1:9090
+//   (cd clients && npm ci) && node clients/examples/node/example.js [GRPC_ADDR]   # default 127.0.0.1:9090
 //
 // Needs the third-party protos that `make generate` copies into .third_party/.
 'use strict';
@@ -17,7 +17,7 @@ const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 
-const root = path.resolve(__dirname, '..', '..');
+const root = path.resolve(__dirname, '..', '..', '..');
 const includeDirs = [path.join(root, 'proto'), path.join(root, '.third_party')];
 const addr = process.argv[2] || process.env.CWPEXPORT_GRPC || '127.0.0.1:9090';
 
