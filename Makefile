@@ -8,7 +8,7 @@ RUN_FLAGS ?=
 
 .PHONY: help
 help: ## Show this help
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
 .PHONY: run
 run: ## Run the service on the embedded cloud emulator (REST :8080, gRPC :9090)
@@ -23,9 +23,20 @@ test: ## Run all tests with the race detector
 	go test -race -count=1 ./...
 
 .PHONY: clients
-clients: .third_party ## Run the Python, Node.js, grpcurl, curl, CLI and browser clients against a fresh service
+clients: ## Run the Python and Node.js packages, grpcurl, curl, CLI and browser clients against a fresh service
 	clients/install-tools.sh
 	clients/run-all.sh
+
+# The client packages' generated code needs Debian's protoc 3.21 and npm
+# (clients/install-tools.sh installs them); `make test` and `make run` do not.
+.PHONY: generate-clients
+generate-clients: ## Regenerate the Python and Node.js packages' code (needs protoc, grpc_python_plugin, npm)
+	clients/generate.sh
+
+.PHONY: checkgenerate-clients
+checkgenerate-clients: generate-clients ## Fail if the client packages' generated code differs from the protos
+	git add -N clients/python/src clients/node/src clients/node/dist && \
+	  git diff --exit-code -- clients/python/src clients/node/src clients/node/dist
 
 # A count, not a duration: a duration's deadline can race the fuzz workers'
 # shutdown and fail a run that found nothing (Go issue 75804, fixed in 1.27).
