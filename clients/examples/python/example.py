@@ -1,43 +1,22 @@
-#!/usr/bin/python3
-"""Python gRPC client of the CWP license export gateway.
+#!/usr/bin/env python3
+"""Python client of the CWP license export gateway, written as a user of the
+cwpexport-client package would (clients/python/README.md):
 
-Starts an export, watches it to FINISHED, then sends an invalid request and
-prints the InvalidArgument's field violations. Exits non-zero if the service
-does not answer as documented, so it doubles as a test.
+    pip install ./clients/python
+    python clients/examples/python/example.py [GRPC_ADDR]   # default 127.0.0.1:9090
 
-Needs Debian's python3-grpcio and python3-grpc-tools (run with /usr/bin/python3)
-and the third-party protos that `make generate` copies into .third_party/.
-The stubs are generated into a temporary directory at start:
-
-    /usr/bin/python3 clients/examples/python/example.py [GRPC_ADDR]   # default 127.0.0.1:9090
+Starts an export, watches it to FINISHED, downloads the file (its SHA-256
+checked), then sends an invalid request and prints the InvalidArgument's
+field violations. Exits non-zero if the service does not answer as
+documented, so CI runs it as a test.
 """
 
-import importlib
 import os
 import sys
 import tempfile
+import uuid
 
-from grpc_tools import protoc
-import grpc
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-PROTOS = [
-    "cwpexport/v1/license_export.proto",
-    "google/api/annotations.proto",
-    "google/api/http.proto",
-    "google/rpc/status.proto",
-    "google/rpc/error_details.proto",
-]
-
-
-def generate_stubs(out):
-    """Generates Python modules for our protos and their imports into out."""
-    include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    args = ["grpc_tools.protoc", "-I" + os.path.join(ROOT, "proto"), "-I" + os.path.join(ROOT, ".third_party"),
-            "-I" + include, "--python_out=" + out, "--grpc_python_out=" + out] + PROTOS
-    if protoc.main(args) != 0:
-        sys.exit("protoc failed (did `make generate` create .third_party/?)")
-    sys.path.insert(0, out)
+from cwpexport_client import Client, InvalidRequest, pb
 
 
 def fail(msg):
@@ -46,57 +25,49 @@ def fail(msg):
 
 def main():
     addr = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CWPEXPORT_GRPC", "127.0.0.1:9090")
-    stubs = tempfile.TemporaryDirectory(prefix="cwpexport-py-")
-    generate_stubs(stubs.name)
-    pb = importlib.import_module("cwpexport.v1.license_export_pb2")
-    rpc = importlib.import_module("cwpexport.v1.license_export_pb2_grpc")
-    status_pb2 = importlib.import_module("google.rpc.status_pb2")
-    details_pb2 = importlib.import_module("google.rpc.error_details_pb2")
+    with Client(addr, token=os.environ.get("CWPEXPORT_TOKEN")) as client:
+        # 1. Start an export. The request id makes a retry return this task
+        #    instead of creating another.
+        request_id = str(uuid.uuid4())
+        task = client.export({"LicenseType": ["1"]}, tags={"team": "python"}, request_id=request_id)
+        print(f"started task {task.task_id} (request id {request_id})")
+        again = client.export({"LicenseType": ["1"]}, tags={"team": "python"}, request_id=request_id)
+        if again.task_id != task.task_id:
+            fail(f"the same request id created task {again.task_id} besides {task.task_id}")
 
-    with grpc.insecure_channel(addr) as channel:
-        stub = rpc.LicenseExportServiceStub(channel)
-
-        # 1. Start an export: the answer carries the task id at once.
-        created = stub.ExportLicenseDetail(pb.ExportLicenseDetailRequest(
-            filters=[pb.Filter(name="LicenseType", values=["1"])]), timeout=10)
-        task_id = created.task.task_id
-        print(f"started task {task_id} (cloud RequestId {created.upstream_request_id})")
-
-        # 2. Watch it: a snapshot, state changes and heartbeats, then the end.
+        # 2. Watch it: a SNAPSHOT, then state changes and heartbeats, to the
+        #    end; a dropped stream is reopened by itself.
         last = None
-        for msg in stub.WatchExportTask(pb.WatchExportTaskRequest(task_id=task_id), timeout=60):
+        for msg in client.watch(task.task_id, on_reconnect=lambda err, n: print(f"  reconnecting ({n}): {err.code()}")):
             last = msg
             print(f"  {pb.WatchEventKind.Name(msg.kind):32} {pb.ExportTaskState.Name(msg.task.state):28} "
-                  f"polls={msg.progress.poll_count} elapsed={msg.progress.task_elapsed.ToTimedelta().total_seconds():.1f}s")
-        if last is None or last.task.state != pb.EXPORT_TASK_STATE_FINISHED or not last.task.download_url:
-            fail(f"the watch did not end at FINISHED with a download URL: {last}")
-        print(f"FINISHED: {last.task.download_url}")
+                  f"polls={msg.progress.poll_count}")
+        if last is None or last.task.state != pb.EXPORT_TASK_STATE_FINISHED:
+            fail(f"the watch did not end at FINISHED: {last}")
 
-        # 3. An invalid request is answered with InvalidArgument and a
-        #    google.rpc.BadRequest listing every field violation.
+        # 3. Download the file through the service; the helper checks its
+        #    SHA-256 against the stream's last message before keeping it.
+        with tempfile.TemporaryDirectory() as tmp:
+            got = client.download(task.task_id, os.path.join(tmp, "licenses.csv"))
+            with open(got.path, encoding="utf-8") as f:
+                header = f.readline()
+            print(f"downloaded {got.file_name}: {got.size} bytes, sha256 {got.sha256}")
+            if not header.startswith("LicenseId,"):
+                fail(f"the file is not the CSV export: {header!r}")
+
+        # 4. An invalid request is answered with InvalidArgument and one field
+        #    violation per problem; it never reaches the cloud.
         try:
-            stub.ExportLicenseDetail(pb.ExportLicenseDetailRequest(
-                filters=[pb.Filter(name="Bogus", values=[])], export_month="2026-13"), timeout=10)
+            client.export({"Bogus": []}, export_month="2026-13")
             fail("an invalid request was accepted")
-        except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.INVALID_ARGUMENT:
-                fail(f"invalid request answered {err.code()}, want INVALID_ARGUMENT")
-            print(f"InvalidArgument: {err.details()}")
-            raw = dict(err.trailing_metadata() or ()).get("grpc-status-details-bin")
-            if raw is None:
-                fail("no grpc-status-details-bin trailer")
-            violations = []
-            for any_detail in status_pb2.Status.FromString(raw).details:
-                bad = details_pb2.BadRequest()
-                if any_detail.Unpack(bad):
-                    violations.extend(bad.field_violations)
-            for v in violations:
+        except InvalidRequest as err:
+            print(f"InvalidArgument: {err}")
+            for v in err.violations:
                 print(f"  {v.field}: {v.description}")
-            fields = {v.field for v in violations}
+            fields = {v.field for v in err.violations}
             for want in ("filters[0].name", "filters[0].values", "export_month"):
                 if want not in fields:
                     fail(f"no field violation for {want}: {sorted(fields)}")
-    stubs.cleanup()
     print("python client: OK")
 
 
