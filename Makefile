@@ -2,14 +2,13 @@
 SHELL := /bin/bash
 BUF := go tool -modfile=tools/go.mod buf
 GATEWAY_V1 := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
-GATEWAY_V2 := github.com/grpc-ecosystem/grpc-gateway/v2@v2.33.0
 RUN_FLAGS ?=
 
 .DEFAULT_GOAL := help
 
 .PHONY: help
 help: ## Show this help
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
 .PHONY: run
 run: ## Run the service on the embedded cloud emulator (REST :8080, gRPC :9090)
@@ -24,9 +23,20 @@ test: ## Run all tests with the race detector
 	go test -race -count=1 ./...
 
 .PHONY: clients
-clients: .third_party ## Run the Python, Node.js, grpcurl, curl, CLI and browser clients against a fresh service
+clients: ## Run the Python and Node.js packages, grpcurl, curl, CLI and browser clients against a fresh service
 	clients/install-tools.sh
 	clients/run-all.sh
+
+# The client packages' generated code needs Debian's protoc 3.21 and npm
+# (clients/install-tools.sh installs them); `make test` and `make run` do not.
+.PHONY: generate-clients
+generate-clients: ## Regenerate the Python and Node.js packages' code (needs protoc, grpc_python_plugin, npm)
+	clients/generate.sh
+
+.PHONY: checkgenerate-clients
+checkgenerate-clients: generate-clients ## Fail if the client packages' generated code differs from the protos
+	git add -N clients/python/src clients/node/src clients/node/dist && \
+	  git diff --exit-code -- clients/python/src clients/node/src clients/node/dist
 
 # A count, not a duration: a duration's deadline can race the fuzz workers'
 # shutdown and fail a run that found nothing (Go issue 75804, fixed in 1.27).
@@ -43,12 +53,10 @@ bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchregistry
 
 .third_party: go.mod Makefile
-	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/google/rpc .third_party/protoc-gen-openapiv2/options
+	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/google/rpc
 	@v1=$$(go mod download -json $(GATEWAY_V1) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \
-	 v2=$$(go mod download -json $(GATEWAY_V2) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \
 	 install -m 0644 $$v1/third_party/googleapis/google/api/{annotations,http,httpbody}.proto .third_party/google/api/ && \
-	 install -m 0644 $$v1/third_party/googleapis/google/rpc/{status,error_details,code}.proto .third_party/google/rpc/ && \
-	 install -m 0644 $$v2/protoc-gen-openapiv2/options/{annotations,openapiv2}.proto .third_party/protoc-gen-openapiv2/options/
+	 install -m 0644 $$v1/third_party/googleapis/google/rpc/{status,error_details,code}.proto .third_party/google/rpc/
 	@touch .third_party
 
 .PHONY: generate

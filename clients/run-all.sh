@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Runs every client example against a real service: builds cwpexportd and the
-# cwpexport CLI, starts the service on free loopback ports on its embedded
-# emulator, runs the Python, Node.js, grpcurl, curl and CLI clients and the
-# headless-Chromium browser test, then stops the service. Each client exits
+# Runs every client against a real service: builds cwpexportd, the cwpexport
+# CLI and cwp-emulator, starts the service on free loopback ports on its
+# embedded emulator, runs the Python and Node.js packages' example programs
+# (each installed into a fresh environment first, as a user would), the
+# grpcurl, curl and CLI examples and the headless-Chromium browser test, then
+# stops the service. "resume" restarts a service of its own under the
+# packages' open watches (clients/examples/resume.sh). Each client exits
 # non-zero when the service does not answer as documented.
 #
-#   clients/run-all.sh            # from anywhere; needs what .ci/run installs
+#   clients/run-all.sh            # from anywhere; needs what clients/install-tools.sh installs
 #   CLIENTS="python curl" clients/run-all.sh   # a subset
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CLIENTS=${CLIENTS:-python node grpcurl curl cli browser}
+CLIENTS=${CLIENTS:-python node resume grpcurl curl cli browser}
 export PATH="$(go env GOPATH)/bin:$PATH"
 
 work=$(mktemp -d /tmp/cwpexport-clients.XXXXXX)
@@ -23,8 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-make .third_party >/dev/null
-go build -o "$work/" ./cmd/cwpexportd ./cmd/cwpexport
+go build -o "$work/" ./cmd/cwpexportd ./cmd/cwpexport ./cmd/cwp-emulator
 
 # Port 0: the kernel picks free ports; the service logs the ones it got.
 "$work/cwpexportd" -grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -data-dir "$work/data" \
@@ -45,11 +47,16 @@ failed=()
 for c in $CLIENTS; do
   printf '\n== %s client\n' "$c"
   case $c in
-    python)  cmd=(/usr/bin/python3 clients/python/example.py "$CWPEXPORT_GRPC") ;;
-    node)    cmd=(node clients/node/example.js "$CWPEXPORT_GRPC") ;;
-    grpcurl) cmd=(clients/grpcurl/example.sh "$CWPEXPORT_GRPC") ;;
-    curl)    cmd=(clients/curl/example.sh "$CWPEXPORT_REST") ;;
-    cli)     cmd=(env CWPEXPORT_BIN="$work/cwpexport" clients/cli/example.sh "$CWPEXPORT_GRPC") ;;
+    # The packages' programs run in fresh environments (a venv, an npm
+    # project) that setup-env.sh makes under $work on first use.
+    python)  cmd=(bash -c 'clients/examples/python/setup-env.sh "$1" && "$1/bin/python" clients/examples/python/example.py "$2"'
+                  _ "$work/env-python" "$CWPEXPORT_GRPC") ;;
+    node)    cmd=(bash -c 'clients/examples/node/setup-env.sh "$1" && node "$1/example.mjs" "$2"'
+                  _ "$work/env-node" "$CWPEXPORT_GRPC") ;;
+    resume)  cmd=(clients/examples/resume.sh "$work") ;;
+    grpcurl) cmd=(clients/examples/grpcurl/example.sh "$CWPEXPORT_GRPC") ;;
+    curl)    cmd=(clients/examples/curl/example.sh "$CWPEXPORT_REST") ;;
+    cli)     cmd=(env CWPEXPORT_BIN="$work/cwpexport" clients/examples/cli/example.sh "$CWPEXPORT_GRPC") ;;
     browser) cmd=(node clients/browser/browser-test.mjs "$CWPEXPORT_REST") ;;
     *) echo "unknown client $c" >&2; exit 2 ;;
   esac

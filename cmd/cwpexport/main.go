@@ -1,7 +1,7 @@
 // Command cwpexport is the command-line client of the CWP license export
 // gateway: `cwpexport export --watch --download out.csv` starts an export,
 // shows its progress and saves the file. `cwpexport help` lists the commands;
-// client/cli documents the exit codes.
+// clients/cli documents the exit codes.
 package main
 
 import (
@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/cwpexport/cwpexport/client/cli"
+	"github.com/cwpexport/cwpexport/clients/cli"
 )
 
 func main() {

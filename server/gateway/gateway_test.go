@@ -1,44 +1,12 @@
 package gateway_test
 
 import (
-	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
-
-func TestOpenAPIDocumentsTheStreams(t *testing.T) {
-	env := testserver.Start(t, testserver.Config{})
-	r := env.Do(t, "GET", "/openapi.json", "")
-	if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		t.Fatalf("/openapi.json answered %d %s", r.Status, r.Header.Get("Content-Type"))
-	}
-	var doc struct {
-		Paths map[string]map[string]struct {
-			Responses map[string]struct {
-				Description string `json:"description"`
-				Schema      struct {
-					Properties map[string]any `json:"properties"`
-				} `json:"schema"`
-				Examples map[string]any `json:"examples"`
-			} `json:"responses"`
-		} `json:"paths"`
-	}
-	if err := json.Unmarshal(r.Body, &doc); err != nil {
-		t.Fatalf("/openapi.json: %v", err)
-	}
-	for path, method := range map[string]string{
-		"/v1/export-tasks/{taskId}:watch":   "get",
-		"/v1/license-detail:exportAndWatch": "post",
-	} {
-		ok := doc.Paths[path][method].Responses["200"]
-		if !strings.Contains(ok.Description, "newline-delimited JSON") || ok.Schema.Properties["result"] == nil || ok.Schema.Properties["error"] == nil || ok.Examples["application/json"] == nil {
-			t.Errorf("%s %s: the 200 response does not document the NDJSON stream: %+v", method, path, ok)
-		}
-	}
-}
 
 func TestPageAndMetricsBesideTheAPI(t *testing.T) {
 	env := testserver.Start(t, testserver.Config{})

@@ -11,7 +11,6 @@
 package cwpexportv1
 
 import (
-	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1364,7 +1363,7 @@ var File_cwpexport_v1_license_export_proto protoreflect.FileDescriptor
 
 const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"\n" +
-	"!cwpexport/v1/license_export.proto\x12\fcwpexport.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"U\n" +
+	"!cwpexport/v1/license_export.proto\x12\fcwpexport.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n" +
 	"\x06Filter\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06values\x18\x02 \x03(\tR\x06values\x12\x1f\n" +
@@ -1471,31 +1470,14 @@ const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"\x1cWATCH_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19WATCH_EVENT_KIND_SNAPSHOT\x10\x01\x12\"\n" +
 	"\x1eWATCH_EVENT_KIND_STATE_CHANGED\x10\x02\x12\x1e\n" +
-	"\x1aWATCH_EVENT_KIND_HEARTBEAT\x10\x032\xce\x1c\n" +
+	"\x1aWATCH_EVENT_KIND_HEARTBEAT\x10\x032\xfc\x06\n" +
 	"\x14LicenseExportService\x12\x90\x01\n" +
 	"\x13ExportLicenseDetail\x12(.cwpexport.v1.ExportLicenseDetailRequest\x1a).cwpexport.v1.ExportLicenseDetailResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/license-detail:export\x12\x7f\n" +
-	"\rGetExportTask\x12\".cwpexport.v1.GetExportTaskRequest\x1a#.cwpexport.v1.GetExportTaskResponse\"%\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/export-tasks/{task_id}\x90\x02\x01\x12\xbe\a\n" +
-	"\x0fWatchExportTask\x12$.cwpexport.v1.WatchExportTaskRequest\x1a%.cwpexport.v1.WatchExportTaskResponse\"\xdb\x06\x92A\xac\x06J\xa9\x06\n" +
-	"\x03200\x12\xa1\x06\n" +
-	"\x9d\x04A stream of newline-delimited JSON objects (Content-Type application/json), one per line, each flushed as it happens (the example is one line): {\"result\": WatchExportTaskResponse} per message, the first a SNAPSHOT, then STATE_CHANGED and HEARTBEAT messages; the body ends after the FINISHED or ERROR message. An error after the stream began (HTTP 200 already sent) arrives as a last line {\"error\": google.rpc.Status}. An invalid task id is answered before the stream with HTTP 400 and a google.rpc.Status body; an unknown task with HTTP 404.\"\xfe\x01\n" +
-	"\x10application/json\x12\xe9\x01{\"result\":{\"kind\":\"WATCH_EVENT_KIND_HEARTBEAT\",\"task\":{\"taskId\":\"7\",\"state\":\"EXPORT_TASK_STATE_PENDING\"},\"progress\":{\"pollCount\":\"3\",\"taskElapsed\":\"5.2s\",\"watchElapsed\":\"5.0s\",\"nextPollTime\":\"2026-01-02T03:04:06Z\",\"pendingTasks\":1}}}\x82\xd3\xe4\x93\x02\"\x12 /v1/export-tasks/{task_id}:watch\x90\x02\x010\x01\x12\xea\f\n" +
-	"\x1bExportLicenseDetailAndWatch\x120.cwpexport.v1.ExportLicenseDetailAndWatchRequest\x1a1.cwpexport.v1.ExportLicenseDetailAndWatchResponse\"\xe3\v\x92A\xb3\vJ\x8d\a\n" +
-	"\x03200\x12\x85\a\n" +
-	"\x83\x05A stream of newline-delimited JSON objects (Content-Type application/json), one per line, each flushed as it happens (the example is one line): {\"result\": ExportLicenseDetailAndWatchResponse} per message; the first carries the new task's id and upstreamRequestId, then STATE_CHANGED and HEARTBEAT messages follow; the body ends after the FINISHED or ERROR message. An error after the stream began (HTTP 200 already sent) arrives as a last line {\"error\": google.rpc.Status}; resume with GET /v1/export-tasks/{taskId}:watch. Invalid input is answered before the stream with HTTP 400 and a google.rpc.Status body carrying a google.rpc.BadRequest.\"\xfc\x01\n" +
-	"\x10application/json\x12\xe7\x01{\"result\":{\"kind\":\"WATCH_EVENT_KIND_SNAPSHOT\",\"task\":{\"taskId\":\"8\",\"state\":\"EXPORT_TASK_STATE_PENDING\"},\"progress\":{\"pollCount\":\"0\",\"nextPollTime\":\"2026-01-02T03:04:06Z\"},\"upstreamRequestId\":\"6f0c9a2e-1b7d-4c1e-9a51-3f0d2b8c4e11\"}}J\xa0\x04\n" +
-	"\x03400\x12\x98\x04\n" +
-	"\xad\x01Invalid input, before the stream begins: a google.rpc.Status with code 3 (INVALID_ARGUMENT) whose details carry a google.rpc.BadRequest with one field violation per problem.\x12\x16\n" +
-	"\x14\x1a\x12.google.rpc.Status\"\xcd\x02\n" +
-	"\x10application/json\x12\xb8\x02{\"code\":3,\"message\":\"invalid request: export_month: must be a month as YYYY-MM (for example 2024-05), got \\\"2026-13\\\"\",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.BadRequest\",\"fieldViolations\":[{\"field\":\"export_month\",\"description\":\"must be a month as YYYY-MM (for example 2024-05), got \\\"2026-13\\\"\"}]}]}\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/license-detail:exportAndWatch0\x01\x12{\n" +
-	"\x0fListExportTasks\x12$.cwpexport.v1.ListExportTasksRequest\x1a%.cwpexport.v1.ListExportTasksResponse\"\x1b\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/export-tasks\x90\x02\x01\x12\xf6\x04\n" +
-	"\x0eDownloadExport\x12#.cwpexport.v1.DownloadExportRequest\x1a$.cwpexport.v1.DownloadExportResponse\"\x96\x04\x92A\xe4\x03:\btext/csv:\x18application/octet-streamJ\xc5\x02\n" +
-	"\x03200\x12\xbd\x02\n" +
-	"\xa9\x02The exported file's exact bytes (not JSON), with Content-Type, Content-Disposition (attachment; filename) and Content-Length when the size is known. A failure after the first byte aborts the connection rather than ending a short body. The gRPC method streams DownloadExportResponse chunks instead.\x12\x0f\n" +
-	"\r\x9a\x02\x01\a\xa2\x02\x06binaryJv\n" +
-	"\x03400\x12o\n" +
-	"UThe task is not FINISHED (FAILED_PRECONDITION): a google.rpc.Status naming its state.\x12\x16\n" +
-	"\x14\x1a\x12.google.rpc.Status\x82\xd3\xe4\x93\x02%\x12#/v1/export-tasks/{task_id}:download\x90\x02\x010\x01B\xe6\x02\x92A\xa5\x02\x12\xfa\x01\n" +
-	"\x1aCWP license export gateway\x12\xd6\x01Starts Tencent Cloud CWP license-detail exports and follows them to a download link. Streaming endpoints answer with newline-delimited JSON: one {\"result\": ...} object per message, or a final {\"error\": ...} object.2\x031.0*\x02\x01\x022\x10application/json:\x10application/jsonZ;github.com/cwpexport/cwpexport/gen/cwpexport/v1;cwpexportv1b\x06proto3"
+	"\rGetExportTask\x12\".cwpexport.v1.GetExportTaskRequest\x1a#.cwpexport.v1.GetExportTaskResponse\"%\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/export-tasks/{task_id}\x90\x02\x01\x12\x8d\x01\n" +
+	"\x0fWatchExportTask\x12$.cwpexport.v1.WatchExportTaskRequest\x1a%.cwpexport.v1.WatchExportTaskResponse\"+\x82\xd3\xe4\x93\x02\"\x12 /v1/export-tasks/{task_id}:watch\x90\x02\x010\x01\x12\xb2\x01\n" +
+	"\x1bExportLicenseDetailAndWatch\x120.cwpexport.v1.ExportLicenseDetailAndWatchRequest\x1a1.cwpexport.v1.ExportLicenseDetailAndWatchResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/license-detail:exportAndWatch0\x01\x12{\n" +
+	"\x0fListExportTasks\x12$.cwpexport.v1.ListExportTasksRequest\x1a%.cwpexport.v1.ListExportTasksResponse\"\x1b\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/export-tasks\x90\x02\x01\x12\x8d\x01\n" +
+	"\x0eDownloadExport\x12#.cwpexport.v1.DownloadExportRequest\x1a$.cwpexport.v1.DownloadExportResponse\".\x82\xd3\xe4\x93\x02%\x12#/v1/export-tasks/{task_id}:download\x90\x02\x010\x01B=Z;github.com/cwpexport/cwpexport/gen/cwpexport/v1;cwpexportv1b\x06proto3"
 
 var (
 	file_cwpexport_v1_license_export_proto_rawDescOnce sync.Once

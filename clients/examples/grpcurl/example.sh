@@ -4,7 +4,7 @@
 # streaming call, then shows an InvalidArgument with its field violations.
 # Exits non-zero if the service does not answer as documented.
 #
-#   clients/grpcurl/example.sh [GRPC_ADDR]   # default 127.0.0.1:9090
+#   clients/examples/grpcurl/example.sh [GRPC_ADDR]   # default 127.0.0.1:9090
 # Needs grpcurl (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4) and jq.
 set -euo pipefail
 ADDR=${1:-${CWPEXPORT_GRPC:-127.0.0.1:9090}}
@@ -12,7 +12,10 @@ SVC=cwpexport.v1.LicenseExportService
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # Reflection lists the service and describes its messages.
-grpcurl -plaintext "$ADDR" list | grep -qx "$SVC" || fail "reflection does not list $SVC"
+# (The list is read whole first: `grep -q` stopping at the match would end
+# grpcurl with SIGPIPE, which pipefail reports as a failure.)
+services=$(grpcurl -plaintext "$ADDR" list)
+grep -qx "$SVC" <<<"$services" || fail "reflection does not list $SVC: $services"
 
 # 1+2. Start an export and follow it: one JSON object per stream message.
 out=$(grpcurl -plaintext -max-time 60 -d '{"filters":[{"name":"LicenseType","values":["1"]}]}' \

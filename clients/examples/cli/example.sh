@@ -3,10 +3,10 @@
 # FINISHED and saves the file, then shows that invalid input exits with 2 and
 # prints the field violations. Exits non-zero on any other answer.
 #
-#   clients/cli/example.sh [GRPC_ADDR]   # default 127.0.0.1:9090
+#   clients/examples/cli/example.sh [GRPC_ADDR]   # default 127.0.0.1:9090
 # CWPEXPORT_BIN names a built cwpexport; otherwise it runs `go run ./cmd/cwpexport`.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 ADDR=${1:-${CWPEXPORT_GRPC:-127.0.0.1:9090}}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 cwpexport() {

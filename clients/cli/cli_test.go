@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cwpexport/cwpexport/client/cli"
+	"github.com/cwpexport/cwpexport/clients/cli"
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/callerauth"

@@ -5,7 +5,7 @@
 # an InvalidArgument (HTTP 400) with its field violations.
 # Exits non-zero if the service does not answer as documented.
 #
-#   clients/curl/example.sh [REST_URL]   # default http://127.0.0.1:8080
+#   clients/examples/curl/example.sh [REST_URL]   # default http://127.0.0.1:8080
 # Needs curl and jq.
 set -euo pipefail
 REST=${1:-${CWPEXPORT_REST:-http://127.0.0.1:8080}}
