@@ -16,7 +16,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!cwpexport/v1/license_export.proto\x12\x0c\x63wpexport.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n\x06\x46ilter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\x12\x13\n\x0b\x65xact_match\x18\x03 \x01(\x08\")\n\x03Tag\x12\x0f\n\x07tag_key\x18\x01 \x01(\t\x12\x11\n\ttag_value\x18\x02 \x01(\t\"\x84\x01\n\x10\x45xportParameters\x12%\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x14.cwpexport.v1.Filter\x12\x12\n\nis_history\x18\x02 \x01(\x08\x12\x1f\n\x04tags\x18\x03 \x03(\x0b\x32\x11.cwpexport.v1.Tag\x12\x14\n\x0c\x65xport_month\x18\x04 \x01(\t\"\x87\x03\n\nExportTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.cwpexport.v1.ExportTaskState\x12\x14\n\x0c\x64ownload_url\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cobserve_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x18last_upstream_request_id\x18\x07 \x01(\t\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x32\n\nparameters\x18\t \x01(\x0b\x32\x1e.cwpexport.v1.ExportParameters\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x0f\n\x07\x63reator\x18\x0b \x01(\t\"\xbc\x02\n\x08Progress\x12\x12\n\npoll_count\x18\x01 \x01(\x03\x12/\n\x0ctask_elapsed\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rwatch_elapsed\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0elast_poll_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0enext_poll_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x19\x63onsecutive_poll_failures\x18\x06 \x01(\x05\x12\x17\n\x0flast_poll_error\x18\x07 \x01(\t\x12\x15\n\rpending_tasks\x18\x08 \x01(\x05\"\xa2\x01\n\x1a\x45xportLicenseDetailRequest\x12%\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x14.cwpexport.v1.Filter\x12\x12\n\nis_history\x18\x02 \x01(\x08\x12\x1f\n\x04tags\x18\x03 \x03(\x0b\x32\x11.cwpexport.v1.Tag\x12\x14\n\x0c\x65xport_month\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"b\n\x1b\x45xportLicenseDetailResponse\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.cwpexport.v1.ExportTask\x12\x1b\n\x13upstream_request_id\x18\x02 \x01(\t\"\'\n\x14GetExportTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"i\n\x15GetExportTaskResponse\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.cwpexport.v1.ExportTask\x12(\n\x08progress\x18\x02 \x01(\x0b\x32\x16.cwpexport.v1.Progress\")\n\x16WatchExportTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x97\x01\n\x17WatchExportTaskResponse\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.cwpexport.v1.WatchEventKind\x12&\n\x04task\x18\x02 \x01(\x0b\x32\x18.cwpexport.v1.ExportTask\x12(\n\x08progress\x18\x03 \x01(\x0b\x32\x16.cwpexport.v1.Progress\"\xaa\x01\n\"ExportLicenseDetailAndWatchRequest\x12%\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x14.cwpexport.v1.Filter\x12\x12\n\nis_history\x18\x02 \x01(\x08\x12\x1f\n\x04tags\x18\x03 \x03(\x0b\x32\x11.cwpexport.v1.Tag\x12\x14\n\x0c\x65xport_month\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\xc0\x01\n#ExportLicenseDetailAndWatchResponse\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.cwpexport.v1.WatchEventKind\x12&\n\x04task\x18\x02 \x01(\x0b\x32\x18.cwpexport.v1.ExportTask\x12(\n\x08progress\x18\x03 \x01(\x0b\x32\x16.cwpexport.v1.Progress\x12\x1b\n\x13upstream_request_id\x18\x04 \x01(\t\"m\n\x16ListExportTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.cwpexport.v1.ExportTaskState\"[\n\x17ListExportTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.cwpexport.v1.ExportTask\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x15\x44ownloadExportRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x83\x01\n\x16\x44ownloadExportResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x11\n\tfile_name\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t*\x90\x01\n\x0f\x45xportTaskState\x12!\n\x1d\x45XPORT_TASK_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPORT_TASK_STATE_PENDING\x10\x01\x12\x1e\n\x1a\x45XPORT_TASK_STATE_FINISHED\x10\x02\x12\x1b\n\x17\x45XPORT_TASK_STATE_ERROR\x10\x03*\x95\x01\n\x0eWatchEventKind\x12 \n\x1cWATCH_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_KIND_SNAPSHOT\x10\x01\x12\"\n\x1eWATCH_EVENT_KIND_STATE_CHANGED\x10\x02\x12\x1e\n\x1aWATCH_EVENT_KIND_HEARTBEAT\x10\x03\x32\xfc\x06\n\x14LicenseExportService\x12\x90\x01\n\x13\x45xportLicenseDetail\x12(.cwpexport.v1.ExportLicenseDetailRequest\x1a).cwpexport.v1.ExportLicenseDetailResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/license-detail:export:\x01*\x12\x7f\n\rGetExportTask\x12\".cwpexport.v1.GetExportTaskRequest\x1a#.cwpexport.v1.GetExportTaskResponse\"%\x90\x02\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/export-tasks/{task_id}\x12\x8d\x01\n\x0fWatchExportTask\x12$.cwpexport.v1.WatchExportTaskRequest\x1a%.cwpexport.v1.WatchExportTaskResponse\"+\x90\x02\x01\x82\xd3\xe4\x93\x02\"\x12 /v1/export-tasks/{task_id}:watch0\x01\x12\xb2\x01\n\x1b\x45xportLicenseDetailAndWatch\x12\x30.cwpexport.v1.ExportLicenseDetailAndWatchRequest\x1a\x31.cwpexport.v1.ExportLicenseDetailAndWatchResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/license-detail:exportAndWatch:\x01*0\x01\x12{\n\x0fListExportTasks\x12$.cwpexport.v1.ListExportTasksRequest\x1a%.cwpexport.v1.ListExportTasksResponse\"\x1b\x90\x02\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/export-tasks\x12\x8d\x01\n\x0e\x44ownloadExport\x12#.cwpexport.v1.DownloadExportRequest\x1a$.cwpexport.v1.DownloadExportResponse\".\x90\x02\x01\x82\xd3\xe4\x93\x02%\x12#/v1/export-tasks/{task_id}:download0\x01\x42=Z;github.com/cwpexport/cwpexport/gen/cwpexport/v1;cwpexportv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!cwpexport/v1/license_export.proto\x12\x0c\x63wpexport.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n\x06\x46ilter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\x12\x13\n\x0b\x65xact_match\x18\x03 \x01(\x08\")\n\x03Tag\x12\x0f\n\x07tag_key\x18\x01 \x01(\t\x12\x11\n\ttag_value\x18\x02 \x01(\t\"\x84\x01\n\x10\x45xportParameters\x12%\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x14.cwpexport.v1.Filter\x12\x12\n\nis_history\x18\x02 \x01(\x08\x12\x1f\n\x04tags\x18\x03 \x03(\x0b\x32\x11.cwpexport.v1.Tag\x12\x14\n\x0c\x65xport_month\x18\x04 \x01(\t\"\x87\x03\n\nExportTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.cwpexport.v1.ExportTaskState\x12\x14\n\x0c\x64ownload_url\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cobserve_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x18last_upstream_request_id\x18\x07 \x01(\t\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x32\n\nparameters\x18\t \x01(\x0b\x32\x1e.cwpexport.v1.ExportParameters\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x0f\n\x07\x63reator\x18\x0b \x01(\t\"\xd6\x02\n\x08Progress\x12\x12\n\npoll_count\x18\x01 \x01(\x03\x12/\n\x0ctask_elapsed\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rwatch_elapsed\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0elast_poll_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0enext_poll_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x19\x63onsecutive_poll_failures\x18\x06 \x01(\x05\x12\x17\n\x0flast_poll_error\x18\x07 \x01(\t\x12\x15\n\rpending_tasks\x18\x08 \x01(\x05\x12\x18\n\x10read_budget_rate\x18\t \x01(\x01\"\xa2\x01\n\x1a\x45xportLicenseDetailRequest\x12%\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x14.cwpexport.v1.Filter\x12\x12\n\nis_history\x18\x02 \x01(\x08\x12\x1f\n\x04tags\x18\x03 \x03(\x0b\x32\x11.cwpexport.v1.Tag\x12\x14\n\x0c\x65xport_month\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"b\n\x1b\x45xportLicenseDetailResponse\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.cwpexport.v1.ExportTask\x12\x1b\n\x13upstream_request_id\x18\x02 \x01(\t\"\'\n\x14GetExportTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"i\n\x15GetExportTaskResponse\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.cwpexport.v1.ExportTask\x12(\n\x08progress\x18\x02 \x01(\x0b\x32\x16.cwpexport.v1.Progress\")\n\x16WatchExportTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x97\x01\n\x17WatchExportTaskResponse\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.cwpexport.v1.WatchEventKind\x12&\n\x04task\x18\x02 \x01(\x0b\x32\x18.cwpexport.v1.ExportTask\x12(\n\x08progress\x18\x03 \x01(\x0b\x32\x16.cwpexport.v1.Progress\"\xaa\x01\n\"ExportLicenseDetailAndWatchRequest\x12%\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x14.cwpexport.v1.Filter\x12\x12\n\nis_history\x18\x02 \x01(\x08\x12\x1f\n\x04tags\x18\x03 \x03(\x0b\x32\x11.cwpexport.v1.Tag\x12\x14\n\x0c\x65xport_month\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\xc0\x01\n#ExportLicenseDetailAndWatchResponse\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.cwpexport.v1.WatchEventKind\x12&\n\x04task\x18\x02 \x01(\x0b\x32\x18.cwpexport.v1.ExportTask\x12(\n\x08progress\x18\x03 \x01(\x0b\x32\x16.cwpexport.v1.Progress\x12\x1b\n\x13upstream_request_id\x18\x04 \x01(\t\"m\n\x16ListExportTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.cwpexport.v1.ExportTaskState\"[\n\x17ListExportTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.cwpexport.v1.ExportTask\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x15\x44ownloadExportRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x83\x01\n\x16\x44ownloadExportResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x11\n\tfile_name\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t*\x90\x01\n\x0f\x45xportTaskState\x12!\n\x1d\x45XPORT_TASK_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPORT_TASK_STATE_PENDING\x10\x01\x12\x1e\n\x1a\x45XPORT_TASK_STATE_FINISHED\x10\x02\x12\x1b\n\x17\x45XPORT_TASK_STATE_ERROR\x10\x03*\x95\x01\n\x0eWatchEventKind\x12 \n\x1cWATCH_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_KIND_SNAPSHOT\x10\x01\x12\"\n\x1eWATCH_EVENT_KIND_STATE_CHANGED\x10\x02\x12\x1e\n\x1aWATCH_EVENT_KIND_HEARTBEAT\x10\x03\x32\xfc\x06\n\x14LicenseExportService\x12\x90\x01\n\x13\x45xportLicenseDetail\x12(.cwpexport.v1.ExportLicenseDetailRequest\x1a).cwpexport.v1.ExportLicenseDetailResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/license-detail:export:\x01*\x12\x7f\n\rGetExportTask\x12\".cwpexport.v1.GetExportTaskRequest\x1a#.cwpexport.v1.GetExportTaskResponse\"%\x90\x02\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/export-tasks/{task_id}\x12\x8d\x01\n\x0fWatchExportTask\x12$.cwpexport.v1.WatchExportTaskRequest\x1a%.cwpexport.v1.WatchExportTaskResponse\"+\x90\x02\x01\x82\xd3\xe4\x93\x02\"\x12 /v1/export-tasks/{task_id}:watch0\x01\x12\xb2\x01\n\x1b\x45xportLicenseDetailAndWatch\x12\x30.cwpexport.v1.ExportLicenseDetailAndWatchRequest\x1a\x31.cwpexport.v1.ExportLicenseDetailAndWatchResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/license-detail:exportAndWatch:\x01*0\x01\x12{\n\x0fListExportTasks\x12$.cwpexport.v1.ListExportTasksRequest\x1a%.cwpexport.v1.ListExportTasksResponse\"\x1b\x90\x02\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/export-tasks\x12\x8d\x01\n\x0e\x44ownloadExport\x12#.cwpexport.v1.DownloadExportRequest\x1a$.cwpexport.v1.DownloadExportResponse\".\x90\x02\x01\x82\xd3\xe4\x93\x02%\x12#/v1/export-tasks/{task_id}:download0\x01\x42=Z;github.com/cwpexport/cwpexport/gen/cwpexport/v1;cwpexportv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cwpexport.v1.license_export_pb2', globals())
@@ -36,10 +36,10 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _LICENSEEXPORTSERVICE.methods_by_name['ListExportTasks']._serialized_options = b'\220\002\001\202\323\344\223\002\022\022\020/v1/export-tasks'
   _LICENSEEXPORTSERVICE.methods_by_name['DownloadExport']._options = None
   _LICENSEEXPORTSERVICE.methods_by_name['DownloadExport']._serialized_options = b'\220\002\001\202\323\344\223\002%\022#/v1/export-tasks/{task_id}:download'
-  _EXPORTTASKSTATE._serialized_start=2457
-  _EXPORTTASKSTATE._serialized_end=2601
-  _WATCHEVENTKIND._serialized_start=2604
-  _WATCHEVENTKIND._serialized_end=2753
+  _EXPORTTASKSTATE._serialized_start=2483
+  _EXPORTTASKSTATE._serialized_end=2627
+  _WATCHEVENTKIND._serialized_start=2630
+  _WATCHEVENTKIND._serialized_end=2779
   _FILTER._serialized_start=146
   _FILTER._serialized_end=205
   _TAG._serialized_start=207
@@ -49,31 +49,31 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _EXPORTTASK._serialized_start=386
   _EXPORTTASK._serialized_end=777
   _PROGRESS._serialized_start=780
-  _PROGRESS._serialized_end=1096
-  _EXPORTLICENSEDETAILREQUEST._serialized_start=1099
-  _EXPORTLICENSEDETAILREQUEST._serialized_end=1261
-  _EXPORTLICENSEDETAILRESPONSE._serialized_start=1263
-  _EXPORTLICENSEDETAILRESPONSE._serialized_end=1361
-  _GETEXPORTTASKREQUEST._serialized_start=1363
-  _GETEXPORTTASKREQUEST._serialized_end=1402
-  _GETEXPORTTASKRESPONSE._serialized_start=1404
-  _GETEXPORTTASKRESPONSE._serialized_end=1509
-  _WATCHEXPORTTASKREQUEST._serialized_start=1511
-  _WATCHEXPORTTASKREQUEST._serialized_end=1552
-  _WATCHEXPORTTASKRESPONSE._serialized_start=1555
-  _WATCHEXPORTTASKRESPONSE._serialized_end=1706
-  _EXPORTLICENSEDETAILANDWATCHREQUEST._serialized_start=1709
-  _EXPORTLICENSEDETAILANDWATCHREQUEST._serialized_end=1879
-  _EXPORTLICENSEDETAILANDWATCHRESPONSE._serialized_start=1882
-  _EXPORTLICENSEDETAILANDWATCHRESPONSE._serialized_end=2074
-  _LISTEXPORTTASKSREQUEST._serialized_start=2076
-  _LISTEXPORTTASKSREQUEST._serialized_end=2185
-  _LISTEXPORTTASKSRESPONSE._serialized_start=2187
-  _LISTEXPORTTASKSRESPONSE._serialized_end=2278
-  _DOWNLOADEXPORTREQUEST._serialized_start=2280
-  _DOWNLOADEXPORTREQUEST._serialized_end=2320
-  _DOWNLOADEXPORTRESPONSE._serialized_start=2323
-  _DOWNLOADEXPORTRESPONSE._serialized_end=2454
-  _LICENSEEXPORTSERVICE._serialized_start=2756
-  _LICENSEEXPORTSERVICE._serialized_end=3648
+  _PROGRESS._serialized_end=1122
+  _EXPORTLICENSEDETAILREQUEST._serialized_start=1125
+  _EXPORTLICENSEDETAILREQUEST._serialized_end=1287
+  _EXPORTLICENSEDETAILRESPONSE._serialized_start=1289
+  _EXPORTLICENSEDETAILRESPONSE._serialized_end=1387
+  _GETEXPORTTASKREQUEST._serialized_start=1389
+  _GETEXPORTTASKREQUEST._serialized_end=1428
+  _GETEXPORTTASKRESPONSE._serialized_start=1430
+  _GETEXPORTTASKRESPONSE._serialized_end=1535
+  _WATCHEXPORTTASKREQUEST._serialized_start=1537
+  _WATCHEXPORTTASKREQUEST._serialized_end=1578
+  _WATCHEXPORTTASKRESPONSE._serialized_start=1581
+  _WATCHEXPORTTASKRESPONSE._serialized_end=1732
+  _EXPORTLICENSEDETAILANDWATCHREQUEST._serialized_start=1735
+  _EXPORTLICENSEDETAILANDWATCHREQUEST._serialized_end=1905
+  _EXPORTLICENSEDETAILANDWATCHRESPONSE._serialized_start=1908
+  _EXPORTLICENSEDETAILANDWATCHRESPONSE._serialized_end=2100
+  _LISTEXPORTTASKSREQUEST._serialized_start=2102
+  _LISTEXPORTTASKSREQUEST._serialized_end=2211
+  _LISTEXPORTTASKSRESPONSE._serialized_start=2213
+  _LISTEXPORTTASKSRESPONSE._serialized_end=2304
+  _DOWNLOADEXPORTREQUEST._serialized_start=2306
+  _DOWNLOADEXPORTREQUEST._serialized_end=2346
+  _DOWNLOADEXPORTRESPONSE._serialized_start=2349
+  _DOWNLOADEXPORTRESPONSE._serialized_end=2480
+  _LICENSEEXPORTSERVICE._serialized_start=2782
+  _LICENSEEXPORTSERVICE._serialized_end=3674
 # @@protoc_insertion_point(module_scope)

@@ -168,13 +168,14 @@ class ListExportTasksResponse(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[ExportTask, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ["consecutive_poll_failures", "last_poll_error", "last_poll_time", "next_poll_time", "pending_tasks", "poll_count", "task_elapsed", "watch_elapsed"]
+    __slots__ = ["consecutive_poll_failures", "last_poll_error", "last_poll_time", "next_poll_time", "pending_tasks", "poll_count", "read_budget_rate", "task_elapsed", "watch_elapsed"]
     CONSECUTIVE_POLL_FAILURES_FIELD_NUMBER: _ClassVar[int]
     LAST_POLL_ERROR_FIELD_NUMBER: _ClassVar[int]
     LAST_POLL_TIME_FIELD_NUMBER: _ClassVar[int]
     NEXT_POLL_TIME_FIELD_NUMBER: _ClassVar[int]
     PENDING_TASKS_FIELD_NUMBER: _ClassVar[int]
     POLL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    READ_BUDGET_RATE_FIELD_NUMBER: _ClassVar[int]
     TASK_ELAPSED_FIELD_NUMBER: _ClassVar[int]
     WATCH_ELAPSED_FIELD_NUMBER: _ClassVar[int]
     consecutive_poll_failures: int
@@ -183,9 +184,10 @@ class Progress(_message.Message):
     next_poll_time: _timestamp_pb2.Timestamp
     pending_tasks: int
     poll_count: int
+    read_budget_rate: float
     task_elapsed: _duration_pb2.Duration
     watch_elapsed: _duration_pb2.Duration
-    def __init__(self, poll_count: _Optional[int] = ..., task_elapsed: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., watch_elapsed: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., last_poll_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., next_poll_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., consecutive_poll_failures: _Optional[int] = ..., last_poll_error: _Optional[str] = ..., pending_tasks: _Optional[int] = ...) -> None: ...
+    def __init__(self, poll_count: _Optional[int] = ..., task_elapsed: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., watch_elapsed: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., last_poll_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., next_poll_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., consecutive_poll_failures: _Optional[int] = ..., last_poll_error: _Optional[str] = ..., pending_tasks: _Optional[int] = ..., read_budget_rate: _Optional[float] = ...) -> None: ...
 
 class Tag(_message.Message):
     __slots__ = ["tag_key", "tag_value"]

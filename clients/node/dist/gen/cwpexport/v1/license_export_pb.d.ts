@@ -235,6 +235,15 @@ export type Progress = Message<"cwpexport.v1.Progress"> & {
      * @generated from field: int32 pending_tasks = 8;
      */
     pendingTasks: number;
+    /**
+     * The read budget now, in polls per second for all tasks together: the
+     * configured rate, or less while the cloud throttles the service's polls
+     * (other programs share the account's quota). With pending_tasks it
+     * explains the poll interval.
+     *
+     * @generated from field: double read_budget_rate = 9;
+     */
+    readBudgetRate: number;
 };
 /**
  * Describes the message cwpexport.v1.Progress.
