@@ -58,12 +58,16 @@ func (s *Service) DownloadExport(req *cwpexportv1.DownloadExportRequest, stream 
 	return s.streamFile(ctx, id, resp, stream)
 }
 
-// downloadURL returns the task's last known download URL, or
+// downloadURL returns the task's last known download URL, NotFound when
+// the caller may not see the task (as for a task that does not exist), or
 // FailedPrecondition when the task is not FINISHED.
 func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
 	row, ok, err := s.opts.Registry.Get(ctx, id)
 	if err != nil {
 		return "", registryError(ctx, err)
+	}
+	if scope := s.scope(ctx); !(ok && scope.Allows(row.Creator) || !ok && scope.All()) {
+		return "", taskNotFound(id)
 	}
 	if ok && row.State == taskstore.StateFinished && row.DownloadURL != "" {
 		return row.DownloadURL, nil

@@ -5,6 +5,7 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -93,7 +93,24 @@ type Options struct {
 	ChunkSize int
 	// Logger receives registry and download failures; nil discards.
 	Logger *slog.Logger
+	// Access tells which tasks a caller may see; nil lets every caller
+	// see every task (callers are not authenticated).
+	Access Authorizer
+	// PageTokenKey authenticates ListExportTasks' page tokens; processes
+	// that share a registry must share it. Default: a random key, valid
+	// for this process only.
+	PageTokenKey []byte
+	// MaxPageBytes bounds a ListExportTasks page's encoded size; default
+	// DefaultMaxPageBytes.
+	MaxPageBytes int
+	// RecordCacheBytes bounds the estimated memory of the registry records
+	// reads keep at hand; default DefaultRecordCacheBytes.
+	RecordCacheBytes int
 }
+
+// DefaultMaxPageBytes bounds a list page well under gRPC's default 4 MiB
+// message limit of clients.
+const DefaultMaxPageBytes = 1 << 20
 
 // Service implements cwpexportv1.LicenseExportServiceServer.
 type Service struct {
@@ -107,7 +124,7 @@ type Service struct {
 	// records caches what the registry holds of a task and never changes
 	// (its parameters, request id, creator, creation time), so that reads
 	// of a task do not query the registry each time.
-	records *lru.Cache[int64, recordInfo]
+	records *recordCache
 	// space keeps creations 1/budget apart when the budget's wait ends late.
 	space pace.Spacer
 }
@@ -158,8 +175,17 @@ func New(opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	records, _ := lru.New[int64, recordInfo](recordCacheSize)
-	svc := &Service{opts: opts, draining: make(chan struct{}), records: records}
+	if len(opts.PageTokenKey) == 0 {
+		opts.PageTokenKey = make([]byte, 32)
+		_, _ = rand.Read(opts.PageTokenKey)
+	}
+	if opts.MaxPageBytes <= 0 {
+		opts.MaxPageBytes = DefaultMaxPageBytes
+	}
+	if opts.RecordCacheBytes <= 0 {
+		opts.RecordCacheBytes = DefaultRecordCacheBytes
+	}
+	svc := &Service{opts: opts, draining: make(chan struct{}), records: newRecordCache(opts.RecordCacheBytes)}
 	if opts.CallerShare < 1 {
 		svc.shares = newCallerShares(opts.CreateBudget.Limit(), opts.CallerShare)
 	}
@@ -207,19 +233,27 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 	if err != nil {
 		return nil, err
 	}
+	info, err := s.visible(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
 	snap, err := s.opts.Tracker.Get(ctx, id)
 	if err != nil {
 		return nil, cloudStatus(ctx, id, err)
 	}
-	return &cwpexportv1.GetExportTaskResponse{Task: s.withRecord(ctx, toTask(snap)), Progress: s.progress(snap, time.Time{})}, nil
+	return &cwpexportv1.GetExportTaskResponse{Task: info.apply(toTask(snap)), Progress: s.progress(snap, time.Time{})}, nil
 }
 
-// WatchExportTask follows a task to its end.
+// WatchExportTask follows a task to its end. It also resumes an
+// ExportLicenseDetailAndWatch stream, under the same authorization.
 func (s *Service) WatchExportTask(req *cwpexportv1.WatchExportTaskRequest, stream cwpexportv1.LicenseExportService_WatchExportTaskServer) error {
 	id, err := parseTaskID(req.GetTaskId())
 	if err != nil {
+		return err
+	}
+	if _, err := s.visible(stream.Context(), id); err != nil {
 		return err
 	}
 	return s.follow(stream.Context(), id, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
