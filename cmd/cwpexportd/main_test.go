@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -33,13 +34,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestSIGTERM: on SIGTERM the daemon ends watch streams with Unavailable and
-// a resume hint, and exits 0.
-func TestSIGTERM(t *testing.T) {
+// runMain starts this test binary as the daemon, in dir (whatever it
+// writes stays out of the source tree), on loopback ports the kernel
+// picks, with JSON logs on the returned stderr, on the embedded emulator,
+// plus args.
+func runMain(t *testing.T, dir, args string) (*exec.Cmd, io.ReadCloser) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Dir = t.TempDir() // whatever the daemon writes stays out of the source tree
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), asDaemon+"=1",
-		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -emulator-pending 1h -data-dir "+t.TempDir(),
+		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -emulator-pending 1h "+args,
 		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "CWPEXPORT_TOKENS=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -48,6 +52,13 @@ func TestSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return cmd, stderr
+}
+
+// TestSIGTERM: on SIGTERM the daemon ends watch streams with Unavailable and
+// a resume hint, and exits 0.
+func TestSIGTERM(t *testing.T) {
+	cmd, stderr := runMain(t, t.TempDir(), "-data-dir "+t.TempDir())
 	defer cmd.Process.Kill()
 	lines := bufio.NewScanner(stderr)
 	var grpcAddr string
@@ -140,18 +151,7 @@ func TestSIGHUPReloadsCallersAndReopensTheAuditLog(t *testing.T) {
 		}
 	}
 	write("alice " + alice + "\nbob " + bob + "\n")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), asDaemon+"=1",
-		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -emulator-pending 1h -data-dir "+dir+"/data -tokens-file "+tokens+" -audit-log "+audit,
-		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "CWPEXPORT_TOKENS=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := runMain(t, dir, "-data-dir "+dir+"/data -tokens-file "+tokens+" -audit-log "+audit)
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	logged := make(chan string, 1000)
 	go func() {
