@@ -126,7 +126,7 @@ task is not known, 6 another error from the service, 130 interrupted.`,
 			default:
 				return exitWith(ExitInvalid, "--output must be text or json, not %q", a.output)
 			}
-			dial, err := a.dialer.dialOptions()
+			dial, err := a.dialer.dialOptions(a.addr)
 			if err != nil {
 				return exitWith(ExitInvalid, "%v", err)
 			}
@@ -144,6 +144,7 @@ task is not known, 6 another error from the service, 130 interrupted.`,
 	root.PersistentFlags().StringVar(&a.dialer.certFile, "cert-file", "", "client certificate (PEM) for mutual TLS")
 	root.PersistentFlags().StringVar(&a.dialer.keyFile, "key-file", "", "client key (PEM) for mutual TLS")
 	root.PersistentFlags().StringVar(&a.dialer.tokenFile, "token-file", "", "file holding the bearer token (default: the "+TokenEnv+" environment variable)")
+	root.PersistentFlags().BoolVar(&a.dialer.plaintextToken, "insecure-plaintext-token", false, "send the bearer token without TLS to an address beyond loopback (anyone on the path can read it)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json (one JSON object per line)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: ExitInvalid, err: err} })
 	root.AddCommand(a.exportCommand(), a.watchCommand(), a.getCommand(), a.listCommand(), a.downloadCommand())

@@ -289,3 +289,12 @@ func TestTLSAndBearerToken(t *testing.T) {
 		t.Errorf("--cert-file without --key-file: exit %d, %s", code, errOut)
 	}
 }
+
+func TestTokenRefusedOverPlaintextToARemoteAddress(t *testing.T) {
+	t.Setenv(cli.TokenEnv, "cli-test-token-0123456789abcdef")
+	var out, errOut bytes.Buffer
+	code := cli.Run(context.Background(), []string{"list", "--addr", "192.0.2.1:9090"}, cli.IO{Stdout: &out, Stderr: &errOut})
+	if code != cli.ExitInvalid || !strings.Contains(errOut.String(), "--insecure-plaintext-token") {
+		t.Errorf("exit %d, %s; want 2 and the flag named", code, errOut.String())
+	}
+}

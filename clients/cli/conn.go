@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -25,10 +27,15 @@ type connFlags struct {
 	certFile  string
 	keyFile   string
 	tokenFile string
+	// plaintextToken allows sending a token without TLS to an address
+	// other hosts may share the path to.
+	plaintextToken bool
 }
 
-// dialOptions turns the flags (and TokenEnv) into gRPC dial options.
-func (f connFlags) dialOptions() ([]grpc.DialOption, error) {
+// dialOptions turns the flags (and TokenEnv) into gRPC dial options for
+// addr. A token is not sent in cleartext beyond loopback unless the
+// flag says so: anyone on the path could read it and call as its owner.
+func (f connFlags) dialOptions(addr string) ([]grpc.DialOption, error) {
 	creds := insecure.NewCredentials()
 	if f.tls || f.caFile != "" || f.certFile != "" {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -64,9 +71,31 @@ func (f connFlags) dialOptions() ([]grpc.DialOption, error) {
 		token = strings.TrimSpace(string(b))
 	}
 	if token != "" {
+		if creds.Info().SecurityProtocol == "insecure" && !isLocal(addr) && !f.plaintextToken {
+			return nil, fmt.Errorf("refusing to send the bearer token without TLS to %s: use --tls or --ca-file, or --insecure-plaintext-token to send it readable by anyone on the path", addr)
+		}
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
 	}
 	return opts, nil
+}
+
+// isLocal reports whether a gRPC target stays on this host: a loopback
+// address, localhost, or a Unix socket. Other names are not resolved: what
+// they resolve to may change.
+func isLocal(target string) bool {
+	if strings.HasPrefix(target, "unix:") || strings.HasPrefix(target, "unix-abstract:") {
+		return true
+	}
+	target = strings.TrimPrefix(strings.TrimPrefix(target, "dns:///"), "passthrough:///")
+	host := target
+	if h, _, err := net.SplitHostPort(target); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // bearer sends the caller's token with every call.
@@ -77,5 +106,6 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 
 // RequireTransportSecurity is false so that a token works against a service
-// on loopback without TLS, as `make run` serves.
+// on loopback without TLS, as `make run` serves; dialOptions refuses it in
+// cleartext beyond loopback.
 func (b bearer) RequireTransportSecurity() bool { return false }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -36,18 +35,7 @@ type embeddedDaemon struct {
 // its exports pending for pending, and reads its addresses from its log.
 func startEmbedded(t *testing.T, dataDir, pending string) *embeddedDaemon {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), asDaemon+"=1",
-		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -emulator-pending "+pending+" -min-poll-interval 100ms -data-dir "+dataDir,
-		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "CWPEXPORT_TOKENS=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := runMain(t, t.TempDir(), "-emulator-pending "+pending+" -min-poll-interval 100ms -data-dir "+dataDir)
 	d := &embeddedDaemon{cmd: cmd, exited: make(chan error, 1)}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()

@@ -10,12 +10,15 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"golang.org/x/term"
 
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/callerauth"
+	"github.com/cwpexport/cwpexport/server/gateway"
+	"github.com/cwpexport/cwpexport/server/limits"
 )
 
 func main() {
@@ -43,7 +46,7 @@ func run() error {
 	flag.StringVar(&o.DataDir, "data-dir", "data", "directory of the task registry (registry.db); one process at a time")
 	flag.DurationVar(&o.MaxFollowAge, "max-follow-age", 0, "stop following a task still pending this long after its creation (default 24h)")
 	logFormat := flag.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
-	tokensFile := flag.String("tokens-file", "", "file of \"caller-name token\" lines; callers must send \"Authorization: Bearer <token>\" (or set CWPEXPORT_TOKENS to \"name=token,...\")")
+	tokensFile := flag.String("tokens-file", "", "callers' file: \"caller-name token\", \"role operator NAME...\" and \"group TEAM NAME...\" lines, reloaded on SIGHUP; callers send \"Authorization: Bearer <token>\" (or set CWPEXPORT_TOKENS to the same entries separated by commas)")
 	flag.StringVar(&o.TLSCertFile, "tls-cert", "", "PEM certificate: serve gRPC and REST over TLS")
 	flag.StringVar(&o.TLSKeyFile, "tls-key", "", "PEM private key of -tls-cert")
 	flag.StringVar(&o.ClientCAFile, "tls-client-ca", "", "PEM CA certificates: require client certificates they signed (mutual TLS)")
@@ -51,12 +54,41 @@ func run() error {
 	flag.IntVar(&o.MaxStreamsPerCaller, "max-streams-per-caller", 1000, "open watch streams per caller (unauthenticated callers count as one)")
 	flag.Float64Var(&o.CallerShare, "caller-share", 0.5, "fraction of -create-rate one authenticated caller may use (1: no per-caller share)")
 	flag.BoolVar(&o.AllowUnauthenticatedRemote, "insecure-allow-unauthenticated-remote", false, "DANGEROUS: serve on a non-loopback address with no caller authentication (no tokens, no mutual TLS)")
+	flag.BoolVar(&o.AllowCleartextTokens, "insecure-allow-cleartext-tokens", false, "DANGEROUS: accept bearer tokens without TLS on a non-loopback address, where anyone on the path can read them")
+	certIdentity := flag.String("tls-client-identity", "cn", "what names a caller in its client certificate under mutual TLS: cn (subject common name) or san (first URI, DNS or e-mail SAN)")
+	flag.Float64Var(&o.ReadsPerCaller, "reads-per-caller", limits.DefaultReadsPerCaller, "GetExportTask and ListExportTasks calls per second per authenticated caller")
+	flag.IntVar(&o.ReadBurst, "read-burst", limits.DefaultReadBurst, "bursts of reads one authenticated caller may make above -reads-per-caller")
+	grpcStreams := flag.Uint("grpc-max-concurrent-streams", app.DefaultGRPCMaxConcurrentStreams, "concurrent streams per gRPC connection")
+	flag.DurationVar(&o.GRPCMaxConnectionAge, "grpc-max-connection-age", app.DefaultGRPCMaxConnectionAge, "a gRPC connection is asked to close (GOAWAY) after this long")
+	flag.DurationVar(&o.GRPCMaxConnectionAgeGrace, "grpc-max-connection-age-grace", app.DefaultGRPCMaxConnectionAgeGrace, "calls still running on a connection that reached its age are cut after this grace")
+	flag.DurationVar(&o.GRPCKeepaliveMinTime, "grpc-keepalive-min-time", app.DefaultGRPCKeepaliveMinTime, "clients pinging more often than this are disconnected (GOAWAY ENHANCE_YOUR_CALM)")
+	flag.IntVar(&o.RESTMaxConns, "rest-max-conns", app.DefaultRESTMaxConns, "open connections the REST port accepts at once (more wait to be accepted)")
+	flag.DurationVar(&o.RESTBodyTimeout, "rest-body-timeout", gateway.DefaultBodyTimeout, "time a REST client has to send its request body (HTTP 408 after)")
+	allowedHosts := flag.String("rest-allowed-hosts", "", "comma-separated host names the REST port answers to besides loopback names (Host and Origin checks; on by default on a loopback address)")
+	auditLog := flag.String("audit-log", "-", "where audit lines (one per export and download) go: a file (appended to, reopened on SIGHUP) or - for stderr")
 	flag.Parse()
 	tokens, err := loadTokens(*tokensFile)
 	if err != nil {
 		return err
 	}
 	o.Tokens = tokens
+	o.GRPCMaxConcurrentStreams = uint32(min(*grpcStreams, 1<<31))
+	if o.CertIdentity, err = callerauth.ParseCertIdentity(*certIdentity); err != nil {
+		return fmt.Errorf("-tls-client-identity: %w", err)
+	}
+	if *allowedHosts != "" {
+		for _, h := range strings.Split(*allowedHosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				o.AllowedHosts = append(o.AllowedHosts, h)
+			}
+		}
+	}
+	audit, err := openAuditLog(*auditLog)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	o.AuditLogger = slog.New(slog.NewJSONHandler(audit, nil))
 	// Credentials come from the environment only, never from flags that
 	// would show in process listings.
 	o.SecretID = os.Getenv("TENCENTCLOUD_SECRET_ID")
@@ -70,6 +102,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, srv, *tokensFile, audit, o.Logger)
 	grpcLis, err := net.Listen("tcp", *grpcAddr)
 	if err != nil {
 		return err
@@ -84,7 +120,7 @@ func run() error {
 	}
 	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "data_dir", o.DataDir)
 	if o.TLSCertFile == "" && o.Tokens == nil {
-		fmt.Fprintf(os.Stderr, "\nTry it:\n  curl -s -X POST http://%s/v1/license-detail:export -d '{}'\n  curl -sN http://%s/v1/export-tasks/TASK_ID:watch\n  grpcurl -plaintext -d '{}' %s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch\n\n",
+		fmt.Fprintf(os.Stderr, "\nTry it:\n  curl -s -X POST http://%s/v1/license-detail:export -H 'Content-Type: application/json' -d '{}'\n  curl -sN http://%s/v1/export-tasks/TASK_ID:watch\n  grpcurl -plaintext -d '{}' %s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch\n\n",
 			restLis.Addr(), restLis.Addr(), grpcLis.Addr())
 	}
 
@@ -105,6 +141,33 @@ func loadTokens(path string) (*callerauth.Tokens, error) {
 		return t, nil
 	}
 	return nil, nil
+}
+
+// reloadOnHUP reloads the callers' configuration from the tokens file and
+// reopens the audit log (after a rotation) on each SIGHUP, until ctx ends.
+// A configuration that does not load is refused and the one in force stays.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv *app.Server, tokensFile string, audit *auditFile, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if err := audit.Reopen(); err != nil {
+			log.Error("SIGHUP: reopen the audit log", "err", err)
+		}
+		if tokensFile == "" {
+			log.Info("SIGHUP: no -tokens-file to reload (CWPEXPORT_TOKENS is read at start-up only)")
+			continue
+		}
+		tokens, err := callerauth.LoadTokens(tokensFile)
+		if err == nil {
+			err = srv.Reload(tokens)
+		}
+		if err != nil {
+			log.Error("SIGHUP: the callers' configuration was not reloaded; the previous one stays in force", "err", err)
+		}
+	}
 }
 
 func newLogger(format string) *slog.Logger {

@@ -5,18 +5,22 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/realip"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -28,6 +32,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/access"
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/calllog"
@@ -36,6 +41,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/metrics"
+	"github.com/cwpexport/cwpexport/server/protocodec"
 	"github.com/cwpexport/cwpexport/server/service"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/tracker"
@@ -109,7 +115,51 @@ type Options struct {
 	// address with neither Tokens nor ClientCAFile; without it Serve
 	// refuses to start.
 	AllowUnauthenticatedRemote bool
+	// AllowCleartextTokens lets the server accept bearer tokens on a
+	// non-loopback address without TLS; without it Serve refuses to start.
+	AllowCleartextTokens bool
+	// CertIdentity is what names a caller in its client certificate under
+	// mutual TLS (ClientCAFile); default callerauth.CertCN.
+	CertIdentity callerauth.CertIdentity
+	// ReadsPerCaller and ReadBurst bound each authenticated caller's
+	// GetExportTask and ListExportTasks calls per second; defaults
+	// limits.DefaultReadsPerCaller and limits.DefaultReadBurst.
+	ReadsPerCaller float64
+	ReadBurst      int
+	// GRPC transport bounds of the gRPC port; zero values take the
+	// defaults named (see grpcTransport).
+	GRPCMaxConcurrentStreams  uint32
+	GRPCMaxConnectionAge      time.Duration
+	GRPCMaxConnectionAgeGrace time.Duration
+	GRPCKeepaliveMinTime      time.Duration
+	// RESTMaxConns bounds the REST port's open connections; default
+	// DefaultRESTMaxConns.
+	RESTMaxConns int
+	// RESTBodyTimeout bounds the time to receive a REST request body;
+	// default gateway.DefaultBodyTimeout.
+	RESTBodyTimeout time.Duration
+	// AllowedHosts are the host names, besides loopback names, that the
+	// REST port answers to. When it listens on loopback, or when names are
+	// given, other Host headers and Origins are refused (DNS rebinding,
+	// cross-site requests).
+	AllowedHosts []string
+	// AuditLogger receives one line per export started and per download
+	// (who, which task, outcome); nil discards.
+	AuditLogger *slog.Logger
+	// MaxPageBytes and RecordCacheBytes bound list pages and the records
+	// cache (see service.Options); zero takes the defaults.
+	MaxPageBytes     int
+	RecordCacheBytes int
 }
+
+// Defaults of the transports' bounds.
+const (
+	DefaultRESTMaxConns              = 4096
+	DefaultGRPCMaxConcurrentStreams  = 1000
+	DefaultGRPCMaxConnectionAge      = time.Hour
+	DefaultGRPCMaxConnectionAgeGrace = 10 * time.Minute
+	DefaultGRPCKeepaliveMinTime      = 10 * time.Second
+)
 
 // Server is a configured service, ready to Serve.
 type Server struct {
@@ -123,6 +173,10 @@ type Server struct {
 	emuLis   net.Listener
 	metrics  *metrics.Metrics
 	streams  *limits.Streams
+	reads    *limits.Reads
+	auth     *callerauth.Authenticator
+	access   *access.Live
+	codec    *protocodec.Codec
 }
 
 // New builds a server. Without credentials it starts the embedded emulator
@@ -143,7 +197,31 @@ func New(opts Options) (*Server, error) {
 	if opts.DataDir == "" {
 		opts.DataDir = "data"
 	}
-	s := &Server{opts: opts, log: opts.Logger}
+	if opts.AuditLogger == nil {
+		opts.AuditLogger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ClientCAFile != "" && opts.CertIdentity == callerauth.CertNone {
+		opts.CertIdentity = callerauth.CertCN
+	}
+	if opts.ClientCAFile == "" {
+		opts.CertIdentity = callerauth.CertNone
+	}
+	if opts.Tokens != nil {
+		if err := opts.checkCallers(opts.Tokens); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{opts: opts, log: opts.Logger, codec: protocodec.New()}
+	s.auth = callerauth.NewAuthenticator(opts.Tokens, opts.CertIdentity)
+	var authz service.Authorizer
+	if s.auth.Enabled() {
+		policy, _ := access.NewPolicy(nil, nil)
+		if opts.Tokens != nil {
+			policy = opts.Tokens.Policy()
+		}
+		s.access = access.NewLive(policy)
+		authz = s.access
+	}
 	cfg := cloud.Config{Region: opts.Region, Endpoint: opts.Endpoint, Scheme: opts.Scheme}
 	switch {
 	case opts.SecretID == "" && opts.SecretKey == "":
@@ -164,17 +242,26 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("open the task registry: %w", err)
 	}
 	s.registry = reg
+	fail := func(err error) (*Server, error) {
+		reg.Close()
+		s.closeEmulator()
+		return nil, err
+	}
+	// The page-token key lives in the registry: every process sharing it
+	// accepts the others' tokens, across restarts.
+	pageKey, err := reg.Secret(context.Background(), "page_token_key", func() []byte { return randomBytes(32) })
+	if err != nil {
+		return fail(fmt.Errorf("read the page-token key: %w", err))
+	}
 	s.metrics = metrics.New()
 	upstream := s.metrics.InstrumentCloud(s.cloud)
 	reads, err := budget.New(budget.Options{Rate: opts.ReadRate})
 	if err != nil {
-		reg.Close()
-		return nil, fmt.Errorf("-read-rate: %w", err)
+		return fail(fmt.Errorf("-read-rate: %w", err))
 	}
 	creates, err := budget.New(budget.Options{Rate: opts.CreateRate})
 	if err != nil {
-		reg.Close()
-		return nil, fmt.Errorf("-create-rate: %w", err)
+		return fail(fmt.Errorf("-create-rate: %w", err))
 	}
 	s.metrics.TrackBudget(metrics.BudgetRead, reads)
 	s.metrics.TrackBudget(metrics.BudgetCreate, creates)
@@ -190,18 +277,23 @@ func New(opts Options) (*Server, error) {
 	})
 	s.metrics.TrackStats(s.tracker)
 	s.service = service.New(service.Options{
-		Cloud:         upstream,
-		Tracker:       s.tracker,
-		CreateBudget:  creates,
-		CreateTimeout: opts.CreateTimeout,
-		Heartbeat:     opts.Heartbeat,
-		BudgetWaited:  s.metrics.CreateBudgetWaited,
-		CallerShare:   opts.CallerShare,
-		Registry:      reg,
-		MaxFollowAge:  opts.MaxFollowAge,
-		Logger:        s.log,
+		Cloud:            upstream,
+		Tracker:          s.tracker,
+		CreateBudget:     creates,
+		CreateTimeout:    opts.CreateTimeout,
+		Heartbeat:        opts.Heartbeat,
+		BudgetWaited:     s.metrics.CreateBudgetWaited,
+		CallerShare:      opts.CallerShare,
+		Registry:         reg,
+		MaxFollowAge:     opts.MaxFollowAge,
+		Logger:           s.log,
+		Access:           authz,
+		PageTokenKey:     pageKey,
+		MaxPageBytes:     opts.MaxPageBytes,
+		RecordCacheBytes: opts.RecordCacheBytes,
 	})
 	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
+	s.reads = limits.NewReads(opts.ReadsPerCaller, opts.ReadBurst)
 	if s.opts.MaxRequestBytes <= 0 {
 		s.opts.MaxRequestBytes = gateway.DefaultMaxBodyBytes
 	}
@@ -237,6 +329,12 @@ func (s *Server) startEmulator(cfg *cloud.Config) error {
 	cfg.Credential = common.NewCredential(id, key)
 	cfg.Endpoint, cfg.Scheme = lis.Addr().String(), "HTTP"
 	return nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
 }
 
 // Emulator returns the embedded emulator, or nil when a real cloud is used.
@@ -277,20 +375,22 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 
 	hs := health.NewServer()
 	hs.SetServingStatus(cwpexportv1.LicenseExportService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
-	if s.opts.Tokens != nil && tlsCfg == nil && (!isLoopback(grpcLis.Addr()) || !isLoopback(restLis.Addr())) {
-		s.log.Warn("bearer tokens travel in cleartext: configure TLS (-tls-cert, -tls-key) on addresses other hosts can reach")
-	}
-	var gsOpts []grpc.ServerOption
+	checkHost := isLoopback(restLis.Addr()) || len(s.opts.AllowedHosts) > 0
+	// The cap counts connections still in their TLS handshake too.
+	restLis = netutil.LimitListener(restLis, s.opts.restMaxConns())
+	gsOpts := s.opts.grpcTransport()
 	if tlsCfg != nil {
 		gsOpts = append(gsOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 		restLis = tls.NewListener(restLis, tlsCfg)
 	}
-	gs := s.grpcServer(hs, gsOpts...)
+	gs := s.grpcServer(hs, false, gsOpts...)
 	// The gateway reaches the service in-process, through a server of its
 	// own without TLS: the REST port does the transport security, and the
 	// interceptors (authentication, limits) run for REST calls as for any.
-	inproc := bufconn.Listen(1 << 20)
-	igs := s.grpcServer(hs)
+	// Only that server trusts what the gateway forwards (the client's
+	// address and certificate identity).
+	inproc := inProcessListener{bufconn.Listen(1 << 20)}
+	igs := s.grpcServer(hs, true)
 	conn, err := grpc.NewClient("passthrough:///in-process",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inproc.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -298,7 +398,12 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		return fmt.Errorf("dial the gRPC server for the gateway: %w", err)
 	}
 	defer conn.Close()
-	handler, err := gateway.New(ctx, conn, gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), Metrics: s.metrics.Handler(), UI: webui.Handler()})
+	gwOpts := gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), BodyTimeout: s.opts.RESTBodyTimeout, Metrics: s.metrics.Handler(), UI: webui.Handler(),
+		CheckHost: checkHost, AllowedHosts: s.opts.AllowedHosts, Logger: s.log}
+	if s.auth.Enabled() {
+		gwOpts.Auth = s.auth
+	}
+	handler, err := gateway.New(ctx, conn, gwOpts)
 	if err != nil {
 		return err
 	}
@@ -366,24 +471,46 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 }
 
 // grpcServer returns a gRPC server of the service with its interceptors:
-// panic recovery outermost, then caller authentication.
-func (s *Server) grpcServer(hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
-	authn := callerauth.Interceptors{Tokens: s.opts.Tokens}
+// metrics and the call log outermost, then the answer to undecodable
+// strings, panic recovery, caller authentication and the per-caller
+// limits. inProcess makes the server the REST gateway's: it trusts the
+// client address and certificate identity the gateway forwards.
+func (s *Server) grpcServer(hs *health.Server, inProcess bool, opts ...grpc.ServerOption) *grpc.Server {
+	authUnary, authStream := s.auth.Interceptors(inProcess)
+	calls := calllog.Logger{Log: s.log, Audit: s.opts.AuditLogger, Transport: calllog.GRPC}
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if inProcess {
+		calls.Transport = calllog.REST
+		// The gateway appends the HTTP client's address to
+		// x-forwarded-for; realip takes that last entry, from this
+		// server's one peer only.
+		trusted := realip.WithTrustedPeers([]netip.Prefix{inProcessPrefix})
+		headers := realip.WithHeaders([]string{realip.XForwardedFor})
+		unary = append(unary, realip.UnaryServerInterceptorOpts(trusted, headers))
+		stream = append(stream, realip.StreamServerInterceptorOpts(trusted, headers))
+	}
+	unary = append(unary,
+		s.metrics.GRPC().UnaryServerInterceptor(),
+		calls.Unary(),
+		s.codec.Unary(),
+		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
+		authUnary,
+		s.reads.Interceptor(),
+	)
+	stream = append(stream,
+		s.metrics.GRPC().StreamServerInterceptor(),
+		calls.Stream(),
+		s.codec.Stream(),
+		recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
+		authStream,
+		s.streams.Interceptor(),
+	)
 	opts = append(opts,
 		grpc.MaxRecvMsgSize(s.opts.MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(
-			s.metrics.GRPC().UnaryServerInterceptor(),
-			calllog.UnaryServerInterceptor(s.log),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
-			authn.Unary(),
-		),
-		grpc.ChainStreamInterceptor(
-			s.metrics.GRPC().StreamServerInterceptor(),
-			calllog.StreamServerInterceptor(s.log),
-			recovery.StreamServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
-			authn.Stream(),
-			s.streams.Interceptor(),
-		),
+		grpc.ForceServerCodecV2(s.codec),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	)
 	gs := grpc.NewServer(opts...)
 	cwpexportv1.RegisterLicenseExportServiceServer(gs, s.service)

@@ -27,8 +27,10 @@ const (
 	statePending  = "EXPORT_TASK_STATE_PENDING"
 )
 
+// fastApp is the service's configuration for tests: short intervals, and a
+// per-caller read rate that lets tests poll for a state.
 func fastApp() app.Options {
-	return app.Options{MinPollInterval: 100 * time.Millisecond, Heartbeat: 200 * time.Millisecond, Freshness: 50 * time.Millisecond}
+	return app.Options{MinPollInterval: 100 * time.Millisecond, Heartbeat: 200 * time.Millisecond, Freshness: 50 * time.Millisecond, ReadsPerCaller: 1000, ReadBurst: 1000}
 }
 
 func start(t *testing.T) *testserver.Env {

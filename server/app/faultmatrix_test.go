@@ -351,6 +351,9 @@ func (r restTransport) do(t *testing.T, method, path, body string, deadline time
 		t.Fatal(err)
 	}
 	req.Header.Set("Grpc-Timeout", fmt.Sprintf("%dm", deadline.Milliseconds()))
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)

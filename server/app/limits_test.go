@@ -56,7 +56,7 @@ func TestStreamsPerCaller(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := res.GetTask().GetTaskId()
-	open := func(token string) (context.CancelFunc, error) {
+	watch := func(token, id string) (context.CancelFunc, error) {
 		ctx, cancel := context.WithCancel(as(token))
 		s, err := env.Client.WatchExportTask(ctx, &cwpexportv1.WatchExportTaskRequest{TaskId: id})
 		if err == nil {
@@ -67,6 +67,7 @@ func TestStreamsPerCaller(t *testing.T) {
 		}
 		return cancel, err
 	}
+	open := func(token string) (context.CancelFunc, error) { return watch(token, id) }
 	for i := range 2 {
 		cancel, err := open(aliceToken)
 		if err != nil {
@@ -83,7 +84,11 @@ func TestStreamsPerCaller(t *testing.T) {
 	if r := do(t, env.HTTP, req); !strings.Contains(string(r.Body), `"code":8`) {
 		t.Errorf("alice's third stream over REST: HTTP %d %s, want ResourceExhausted", r.Status, r.Body)
 	}
-	cancel, err := open(bobToken)
+	own, err := env.Client.ExportLicenseDetail(as(bobToken), &cwpexportv1.ExportLicenseDetailRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel, err := watch(bobToken, own.GetTask().GetTaskId())
 	if err != nil {
 		t.Fatalf("bob is limited by alice's streams: %v", err)
 	}
@@ -106,6 +111,7 @@ func TestCallerShareOfExportBudget(t *testing.T) {
 	}
 	// REST callers are identified by the same tokens.
 	req, _ := http.NewRequest(http.MethodPost, env.RESTURL+"/v1/license-detail:export", strings.NewReader(`{}`))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+aliceToken)
 	if r := do(t, env.HTTP, req); r.Status != http.StatusTooManyRequests || !strings.Contains(string(r.Body), "CALLER_SHARE_EXHAUSTED") {
 		t.Errorf("alice over REST: HTTP %d %s, want 429", r.Status, r.Body)

@@ -221,6 +221,7 @@ func TestCreationBurstOverBudget(t *testing.T) {
 func restCreate(restURL string) (time.Duration, error) {
 	req, _ := http.NewRequest(http.MethodPost, restURL+"/v1/license-detail:export", strings.NewReader(`{}`))
 	req.Header.Set("Grpc-Timeout", "2S")
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err

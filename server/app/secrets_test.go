@@ -94,6 +94,7 @@ func TestSecretsNeverAppear(t *testing.T) {
 			} {
 				r, _ := http.NewRequest(req.method, env.RESTURL+req.path, strings.NewReader(req.body))
 				r.Header.Set("Grpc-Timeout", "300m")
+				r.Header.Set("Content-Type", "application/json")
 				if req.token != "" {
 					r.Header.Set("Authorization", "Bearer "+req.token)
 				}

@@ -6,8 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/cwpexport/cwpexport/server/callerauth"
 )
 
 // tlsConfig builds the servers' TLS configuration from the options, or nil
@@ -39,18 +47,60 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 }
 
 // checkExposure refuses to serve callers on a non-loopback address when
-// nothing authenticates them, unless the operator explicitly allowed it.
+// nothing authenticates them, or when their bearer tokens would cross the
+// network in cleartext, unless the operator explicitly allowed it.
 func (o *Options) checkExposure(addrs ...net.Addr) error {
-	if o.Tokens != nil || o.ClientCAFile != "" || o.AllowUnauthenticatedRemote {
-		return nil
-	}
 	for _, a := range addrs {
-		if !isLoopback(a) {
+		if isLoopback(a) {
+			continue
+		}
+		if o.Tokens == nil && o.ClientCAFile == "" && !o.AllowUnauthenticatedRemote {
 			return fmt.Errorf("refusing to serve on %s, which is reachable from other hosts, without caller authentication: "+
 				"configure bearer tokens (-tokens-file or CWPEXPORT_TOKENS) or mutual TLS (-tls-client-ca), "+
 				"listen on 127.0.0.1, or pass -insecure-allow-unauthenticated-remote to accept anyone who can reach the port", a)
 		}
+		if o.Tokens != nil && o.Tokens.Len() > 0 && o.TLSCertFile == "" && !o.AllowCleartextTokens {
+			return fmt.Errorf("refusing to accept bearer tokens in cleartext on %s, which is reachable from other hosts: "+
+				"configure TLS (-tls-cert, -tls-key), listen on 127.0.0.1, "+
+				"or pass -insecure-allow-cleartext-tokens to let anyone on the network path read the tokens", a)
+		}
 	}
+	return nil
+}
+
+// checkCallers checks a callers' configuration against the options: it
+// must name someone who can call, and without client certificates to name
+// callers, role and group members must be callers with a token.
+func (o *Options) checkCallers(t *callerauth.Tokens) error {
+	if o.ClientCAFile != "" {
+		return nil
+	}
+	if t.Len() == 0 {
+		return errors.New("the callers' configuration holds no tokens, and no client CA (-tls-client-ca) lets certificates name callers: nobody could call")
+	}
+	if u := t.Unlisted(); len(u) > 0 {
+		return fmt.Errorf("roles or groups name callers that have no token: %s (without mutual TLS only tokens name callers)", strings.Join(u, ", "))
+	}
+	return nil
+}
+
+// Reload makes t the callers' configuration in force (tokens, roles and
+// groups) without a restart; calls that started before keep their caller
+// and scope. A configuration that fails the start-up checks is refused and
+// the one in force stays.
+func (s *Server) Reload(t *callerauth.Tokens) error {
+	switch {
+	case t == nil:
+		return errors.New("no callers' configuration to load")
+	case !s.auth.Enabled():
+		return errors.New("callers are not authenticated: restart with -tokens-file (or mutual TLS) to authenticate them")
+	}
+	if err := s.opts.checkCallers(t); err != nil {
+		return err
+	}
+	s.auth.Reload(t)
+	s.access.Set(t.Policy())
+	s.log.Info("callers' configuration reloaded", "tokens", t.Len())
 	return nil
 }
 
@@ -73,3 +123,61 @@ func (s *Server) redact(text string) string {
 	}
 	return text
 }
+
+// grpcTransport returns the gRPC port's transport bounds:
+//   - MaxConcurrentStreams per connection (a client queues streams beyond);
+//   - keepalive enforcement: a client pinging more often than
+//     GRPCKeepaliveMinTime is sent GOAWAY (ENHANCE_YOUR_CALM) and cut;
+//   - MaxConnectionAge, then MaxConnectionAgeGrace for the calls in flight,
+//     so that no connection is held for ever (clients reconnect at once;
+//     a watch cut by the grace ends Unavailable and is resumed);
+//   - server pings every minute, so that a vanished client's streams are
+//     closed within 20s of an unanswered ping.
+func (o *Options) grpcTransport() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(orDefault(o.GRPCMaxConcurrentStreams, DefaultGRPCMaxConcurrentStreams)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             orDefault(o.GRPCKeepaliveMinTime, DefaultGRPCKeepaliveMinTime),
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      orDefault(o.GRPCMaxConnectionAge, DefaultGRPCMaxConnectionAge),
+			MaxConnectionAgeGrace: orDefault(o.GRPCMaxConnectionAgeGrace, DefaultGRPCMaxConnectionAgeGrace),
+			Time:                  time.Minute,
+			Timeout:               20 * time.Second,
+		}),
+	}
+}
+
+func (o *Options) restMaxConns() int { return orDefault(o.RESTMaxConns, DefaultRESTMaxConns) }
+
+func orDefault[T int | uint32 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// inProcessPrefix holds the address the in-process server's one peer, the
+// REST gateway, reports: the IPv6 discard prefix (RFC 6666), which no real
+// peer has.
+var inProcessPrefix = netip.MustParsePrefix("100::/64")
+
+// inProcessListener is the in-process server's listener: its connections
+// report a peer address in inProcessPrefix, which realip trusts to forward
+// the REST client's address.
+type inProcessListener struct{ *bufconn.Listener }
+
+var inProcessAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(inProcessPrefix.Addr().Next(), 0))
+
+func (l inProcessListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return inProcessConn{c}, nil
+}
+
+type inProcessConn struct{ net.Conn }
+
+func (inProcessConn) RemoteAddr() net.Addr { return inProcessAddr }

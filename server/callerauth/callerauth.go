@@ -1,16 +1,16 @@
-// Package callerauth authenticates the service's callers with bearer tokens
+// Package callerauth authenticates the service's callers and puts the
+// caller's name in the request context. A caller is named by a bearer token
 // (gRPC metadata "authorization: Bearer <token>"; grpc-gateway forwards the
-// REST Authorization header as that metadata) and puts the caller's name in
-// the request context.
+// REST Authorization header as that metadata) or, under mutual TLS, by its
+// verified client certificate (see CertIdentity). The configuration (tokens,
+// roles and groups) can be replaced while the service runs.
 package callerauth
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"errors"
-	"fmt"
-	"os"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
 	"strings"
 	"sync/atomic"
 
@@ -19,87 +19,19 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
-// MinTokenLen is the shortest accepted bearer token: shorter ones are
-// guessable.
-const MinTokenLen = 16
-
-// Tokens maps bearer tokens to caller names. Only SHA-256 digests of the
-// tokens are kept, so a dump of the process's memory structures or an
-// accidental %v never shows a token.
-type Tokens struct {
-	byDigest map[[sha256.Size]byte]string
-}
-
-// ParseTokens reads "name token" pairs, one per line or separated by
-// commas; "name=token" is accepted too. Blank lines and lines starting with
-// # are ignored. Names must be unique and tokens at least MinTokenLen bytes.
-// Error messages name the entry by position and caller name, never by token.
-func ParseTokens(text string) (*Tokens, error) {
-	t := &Tokens{byDigest: map[[sha256.Size]byte]string{}}
-	names := map[string]bool{}
-	sc := bufio.NewScanner(strings.NewReader(strings.ReplaceAll(text, ",", "\n")))
-	n := 0
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		n++
-		name, token, ok := strings.Cut(line, "=")
-		if !ok {
-			fields := strings.Fields(line)
-			if len(fields) != 2 {
-				return nil, fmt.Errorf("token entry %d: want \"name token\"", n)
-			}
-			name, token = fields[0], fields[1]
-		}
-		name, token = strings.TrimSpace(name), strings.TrimSpace(token)
-		switch {
-		case name == "":
-			return nil, fmt.Errorf("token entry %d: the caller name is empty", n)
-		case names[name]:
-			return nil, fmt.Errorf("token entry %d: caller %q is listed twice", n, name)
-		case len(token) < MinTokenLen:
-			return nil, fmt.Errorf("token entry %d (caller %q): the token must be at least %d characters", n, name, MinTokenLen)
-		}
-		d := sha256.Sum256([]byte(token))
-		if _, dup := t.byDigest[d]; dup {
-			return nil, fmt.Errorf("token entry %d (caller %q): the token is already given to another caller", n, name)
-		}
-		names[name] = true
-		t.byDigest[d] = name
-	}
-	if n == 0 {
-		return nil, errors.New("no tokens configured")
-	}
-	return t, nil
-}
-
-// LoadTokens reads a tokens file (see ParseTokens).
-func LoadTokens(path string) (*Tokens, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	t, err := ParseTokens(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, nil
-}
-
-// Len is the number of configured tokens.
-func (t *Tokens) Len() int { return len(t.byDigest) }
-
-// lookup returns the caller a token belongs to. Comparing digests through a
-// map does not reveal, by timing, how much of a guessed token was right.
-func (t *Tokens) lookup(token string) (string, bool) {
-	name, ok := t.byDigest[sha256.Sum256([]byte(token))]
-	return name, ok
-}
+// ForwardedIdentity is the metadata key under which the REST gateway tells
+// the in-process gRPC server which caller a REST client's certificate
+// names: that server sees the gateway, not the client's TLS connection. Only
+// the in-process server reads it; grpc-gateway lets no request header set
+// it (an annotator's value replaces any). A binary key: a certificate's
+// name may hold any UTF-8, which text metadata cannot carry.
+const ForwardedIdentity = "x-cwpexport-client-identity-bin"
 
 type callerKey struct{}
 
@@ -140,38 +72,159 @@ func Caller(ctx context.Context) string {
 // orchestrators probe health without credentials.
 const healthService = "grpc.health.v1.Health"
 
-// Interceptors authenticate every call except health checks. With nil
-// tokens, every call passes as the anonymous caller "".
-type Interceptors struct {
-	Tokens *Tokens
+// Authenticator names callers. When the configuration holds tokens, every
+// call must send one, and the token names the caller (a client certificate,
+// if mutual TLS is on too, only admits the connection). Otherwise, when
+// certificates name callers, the verified client certificate does. With
+// neither (and for a nil Authenticator) every call passes as the anonymous
+// caller "".
+type Authenticator struct {
+	tokens atomic.Pointer[Tokens]
+	certs  CertIdentity
 }
 
-func (a Interceptors) authenticate(ctx context.Context) (context.Context, error) {
-	if a.Tokens == nil {
-		return ctx, nil
+// NewAuthenticator returns an Authenticator of tokens (nil: none) and
+// certificate identities (CertNone: none).
+func NewAuthenticator(tokens *Tokens, certs CertIdentity) *Authenticator {
+	a := &Authenticator{certs: certs}
+	a.tokens.Store(tokens)
+	return a
+}
+
+// Enabled reports whether callers are authenticated at all.
+func (a *Authenticator) Enabled() bool {
+	return a != nil && (a.tokens.Load() != nil || a.certs != CertNone)
+}
+
+// Tokens returns the configuration in force, or nil.
+func (a *Authenticator) Tokens() *Tokens { return a.tokens.Load() }
+
+// Reload makes t the configuration in force. Calls already admitted keep
+// their caller; open streams continue.
+func (a *Authenticator) Reload(t *Tokens) { a.tokens.Store(t) }
+
+// certName returns the caller a certificate names, whether there was one.
+type certName func() (name string, found bool, err error)
+
+func (a *Authenticator) identify(authz []string, cert certName) (string, error) {
+	if tokens := a.tokens.Load(); tokens != nil && tokens.Len() > 0 {
+		token, ok := "", false
+		if len(authz) > 0 {
+			token, ok = bearer(authz[0])
+		}
+		if !ok {
+			return "", status.Error(codes.Unauthenticated, "missing credentials: send the header \"Authorization: Bearer <token>\" (gRPC metadata \"authorization\")")
+		}
+		name, ok := tokens.lookup(token)
+		if !ok {
+			return "", status.Error(codes.Unauthenticated, "the bearer token is not valid")
+		}
+		return name, nil
 	}
-	token, err := auth.AuthFromMD(ctx, "bearer")
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "missing credentials: send the header \"Authorization: Bearer <token>\" (gRPC metadata \"authorization\")")
+	name, found, err := cert()
+	switch {
+	case err != nil:
+		return "", status.Error(codes.Unauthenticated, err.Error())
+	case !found:
+		return "", status.Error(codes.Unauthenticated, "missing credentials: present a client certificate")
 	}
-	name, ok := a.Tokens.lookup(token)
-	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "the bearer token is not valid")
+	return name, nil
+}
+
+// bearer takes the token from an Authorization value, as
+// go-grpc-middleware's auth.AuthFromMD does (scheme case-insensitive).
+func bearer(v string) (string, bool) {
+	scheme, token, ok := strings.Cut(v, " ")
+	return token, ok && strings.EqualFold(scheme, "bearer")
+}
+
+// verifiedLeaf returns the client certificate a TLS handshake verified.
+func verifiedLeaf(state *tls.ConnectionState) *x509.Certificate {
+	if state == nil || len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
+		return nil
 	}
-	if sl, ok := ctx.Value(slotKey{}).(*Slot); ok {
-		sl.name.Store(&name)
+	return state.VerifiedChains[0][0]
+}
+
+func (a *Authenticator) fromCert(state *tls.ConnectionState) certName {
+	return func() (string, bool, error) {
+		leaf := verifiedLeaf(state)
+		if leaf == nil {
+			return "", false, nil
+		}
+		name, err := a.certs.Name(leaf)
+		return name, err == nil, err
 	}
-	return WithCaller(ctx, name), nil
+}
+
+func (a *Authenticator) authenticate(inProcess bool) auth.AuthFunc {
+	return func(ctx context.Context) (context.Context, error) {
+		if !a.Enabled() {
+			return ctx, nil
+		}
+		md, _ := metadata.FromIncomingContext(ctx)
+		cert := func() (string, bool, error) { return "", false, nil }
+		switch {
+		case inProcess:
+			cert = func() (string, bool, error) {
+				v := md.Get(ForwardedIdentity)
+				return firstOf(v), firstOf(v) != "", nil
+			}
+		default:
+			if p, ok := peer.FromContext(ctx); ok {
+				if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+					cert = a.fromCert(&info.State)
+				}
+			}
+		}
+		name, err := a.identify(md.Get("authorization"), cert)
+		if err != nil {
+			return nil, err
+		}
+		if sl, ok := ctx.Value(slotKey{}).(*Slot); ok {
+			sl.name.Store(&name)
+		}
+		return WithCaller(ctx, name), nil
+	}
+}
+
+func firstOf(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
 }
 
 func needsAuth(_ context.Context, c interceptors.CallMeta) bool { return c.Service != healthService }
 
-// Unary is the unary server interceptor.
-func (a Interceptors) Unary() grpc.UnaryServerInterceptor {
-	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(a.authenticate), selector.MatchFunc(needsAuth))
+// Interceptors returns the unary and stream server interceptors that
+// authenticate every call except health checks. inProcess marks the server
+// that only the REST gateway reaches: it takes a certificate's caller from
+// ForwardedIdentity, where the other server looks at its own TLS peer.
+func (a *Authenticator) Interceptors(inProcess bool) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	f := a.authenticate(inProcess)
+	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(f), selector.MatchFunc(needsAuth)),
+		selector.StreamServerInterceptor(auth.StreamServerInterceptor(f), selector.MatchFunc(needsAuth))
 }
 
-// Stream is the stream server interceptor.
-func (a Interceptors) Stream() grpc.StreamServerInterceptor {
-	return selector.StreamServerInterceptor(auth.StreamServerInterceptor(a.authenticate), selector.MatchFunc(needsAuth))
+// CheckHTTP authenticates a REST request as the gRPC server will, so that
+// the gateway can refuse it before reading its body; it returns an
+// Unauthenticated status or nil.
+func (a *Authenticator) CheckHTTP(r *http.Request) error {
+	if !a.Enabled() {
+		return nil
+	}
+	_, err := a.identify(r.Header.Values("Authorization"), a.fromCert(r.TLS))
+	return err
+}
+
+// ForwardHTTP returns the metadata by which the REST gateway tells the
+// in-process gRPC server the caller a request's client certificate names
+// (always the key, empty without one, so that nothing else can set it).
+func (a *Authenticator) ForwardHTTP(_ context.Context, r *http.Request) metadata.MD {
+	name := ""
+	if a.Enabled() && a.certs != CertNone {
+		name, _, _ = a.fromCert(r.TLS)()
+	}
+	return metadata.Pairs(ForwardedIdentity, name)
 }

@@ -22,7 +22,7 @@ func BenchmarkUnary(b *testing.B) {
 	resp := &cwpexportv1.GetExportTaskResponse{Task: &cwpexportv1.ExportTask{TaskId: "12"}}
 	failure := status.Error(codes.NotFound, "export task 12 does not exist in the cloud")
 	info := &grpc.UnaryServerInfo{FullMethod: "/cwpexport.v1.LicenseExportService/GetExportTask"}
-	intercept := calllog.UnaryServerInterceptor(slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	intercept := calllog.Logger{Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Transport: calllog.GRPC}.Unary()
 	ctx := context.Background()
 	for _, c := range []struct {
 		name string

@@ -1,18 +1,22 @@
 // Package calllog logs one line per gRPC call (and so per REST call, which
 // the gateway makes over gRPC): method, caller, status code, latency, the
-// task the call was about and, on failures, the cloud's RequestId.
+// task the call was about and, on failures, the cloud's RequestId. Beside
+// it, an audit log gets one line per export started and per download:
+// who, which task, and the outcome, on a logger of its own.
 package calllog
 
 import (
 	"context"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/realip"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -20,48 +24,81 @@ import (
 	"github.com/cwpexport/cwpexport/server/callerauth"
 )
 
-// cloudRequestIDKey is the ErrorInfo metadata key under which the service
-// reports the cloud's RequestId.
-const cloudRequestIDKey = "cloud_request_id"
+// Metadata keys of the service's ErrorInfo read here.
+const (
+	cloudRequestIDKey = "cloud_request_id"
+	taskIDKey         = "task_id"
+)
 
 // healthPrefix marks health checks, logged at debug level: probes would
 // otherwise drown the calls that matter.
 const healthPrefix = "/grpc.health.v1.Health/"
 
-// UnaryServerInterceptor logs each unary call when it ends.
-func UnaryServerInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+// Transports: where a call came from.
+const (
+	// GRPC: a client of the gRPC port; its peer is the connection's.
+	GRPC = "grpc"
+	// REST: the REST gateway, in process; its peer is the HTTP client's
+	// address, which the gateway forwards and realip reads.
+	REST = "rest"
+)
+
+// auditEvents names the calls the audit log records.
+var auditEvents = map[string]string{
+	"/cwpexport.v1.LicenseExportService/ExportLicenseDetail":         "export",
+	"/cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch": "export",
+	"/cwpexport.v1.LicenseExportService/DownloadExport":              "download",
+}
+
+// Logger logs the calls of one gRPC server.
+type Logger struct {
+	// Log receives one "call" line per call.
+	Log *slog.Logger
+	// Audit, when set, receives one "audit" line per export and download.
+	Audit *slog.Logger
+	// Transport is GRPC or REST.
+	Transport string
+}
+
+// Unary logs each unary call when it ends.
+func (l Logger) Unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		ctx, slot := callerauth.WithSlot(ctx)
 		resp, err := handler(ctx, req)
-		taskID := taskIDOf(req)
-		if taskID == "" {
-			taskID = taskIDOf(resp)
+		c := call{method: info.FullMethod, start: start, err: err, taskID: taskIDOf(req), sent: -1, slot: slot, req: req}
+		if c.taskID == "" {
+			c.taskID = taskIDOf(resp)
 		}
-		logCall(ctx, log, info.FullMethod, start, err, taskID, -1, slot)
+		l.log(ctx, c)
 		return resp, err
 	}
 }
 
-// StreamServerInterceptor logs each streaming call when it ends, with the
-// number of messages it sent.
-func StreamServerInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+// Stream logs each streaming call when it ends, with the number of
+// messages it sent.
+func (l Logger) Stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		ctx, slot := callerauth.WithSlot(ss.Context())
 		w := &stream{ServerStream: ss, ctx: ctx}
 		err := handler(srv, w)
-		logCall(ctx, log, info.FullMethod, start, err, w.taskID, w.sent, slot)
+		l.log(ctx, call{method: info.FullMethod, start: start, err: err, taskID: w.taskID, sent: w.sent, slot: slot,
+			req: w.req, bytes: w.bytes, sha256: w.sha256})
 		return err
 	}
 }
 
-// stream notes the task id of the first request or response that names one.
+// stream notes the task id of the first request or response that names one,
+// and what a download sent.
 type stream struct {
 	grpc.ServerStream
 	ctx    context.Context
 	taskID string
 	sent   int
+	req    any
+	bytes  int64
+	sha256 string
 }
 
 // Context carries the slot authentication fills.
@@ -69,8 +106,11 @@ func (s *stream) Context() context.Context { return s.ctx }
 
 func (s *stream) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
-	if err == nil && s.taskID == "" {
-		s.taskID = taskIDOf(m)
+	if err == nil && s.req == nil {
+		s.req = m
+		if s.taskID == "" {
+			s.taskID = taskIDOf(m)
+		}
 	}
 	return err
 }
@@ -81,6 +121,12 @@ func (s *stream) SendMsg(m any) error {
 		s.sent++
 		if s.taskID == "" {
 			s.taskID = taskIDOf(m)
+		}
+		if d, ok := m.(*cwpexportv1.DownloadExportResponse); ok {
+			s.bytes += int64(len(d.GetData()))
+			if d.GetSha256() != "" {
+				s.sha256 = d.GetSha256()
+			}
 		}
 	}
 	return err
@@ -99,33 +145,77 @@ func taskIDOf(m any) string {
 	return ""
 }
 
-func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error, taskID string, sent int, slot *callerauth.Slot) {
-	st := status.Convert(err)
-	peerAddr := caller(ctx)
-	who := slot.Name()
+// call is what the interceptors learnt of one call.
+type call struct {
+	method string
+	start  time.Time
+	err    error
+	taskID string
+	sent   int // -1 for unary calls
+	slot   *callerauth.Slot
+	req    any
+	bytes  int64
+	sha256 string
+}
+
+func (l Logger) log(ctx context.Context, c call) {
+	st := status.Convert(c.err)
+	from := l.peer(ctx)
+	who := c.slot.Name()
 	if who == "" {
-		who = peerAddr
+		who = from
+	}
+	info := errorInfo(st)
+	if c.taskID == "" {
+		c.taskID = info.GetMetadata()[taskIDKey] // a task created, then a failure
 	}
 	attrs := []slog.Attr{
-		slog.String("method", method),
+		slog.String("method", c.method),
 		slog.String("caller", who),
-		slog.String("peer", peerAddr),
+		slog.String("peer", from),
 		slog.String("code", st.Code().String()),
-		slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.Float64("latency_ms", float64(time.Since(c.start).Microseconds())/1000),
 	}
-	if taskID != "" {
-		attrs = append(attrs, slog.String("task_id", taskID))
+	if c.taskID != "" {
+		attrs = append(attrs, slog.String("task_id", c.taskID))
 	}
-	if sent >= 0 {
-		attrs = append(attrs, slog.Int("messages", sent))
+	if c.sent >= 0 {
+		attrs = append(attrs, slog.Int("messages", c.sent))
 	}
-	if err != nil {
+	if c.err != nil {
 		attrs = append(attrs, slog.String("error", st.Message()))
-		if rid := cloudRequestID(st); rid != "" {
+		if rid := info.GetMetadata()[cloudRequestIDKey]; rid != "" {
 			attrs = append(attrs, slog.String("upstream_request_id", rid))
 		}
 	}
-	log.LogAttrs(ctx, level(method, st.Code()), "call", attrs...)
+	l.Log.LogAttrs(ctx, level(c.method, st.Code()), "call", attrs...)
+	if event, ok := auditEvents[c.method]; ok && l.Audit != nil {
+		l.audit(ctx, event, c, st, who, from)
+	}
+}
+
+// audit writes the audit line of an export or a download.
+func (l Logger) audit(ctx context.Context, event string, c call, st *status.Status, who, from string) {
+	attrs := []slog.Attr{
+		slog.String("event", event),
+		slog.String("caller", who),
+		slog.String("peer", from),
+		slog.String("task_id", c.taskID),
+		slog.String("outcome", st.Code().String()),
+	}
+	if r, ok := c.req.(interface{ GetRequestId() string }); ok && r.GetRequestId() != "" {
+		attrs = append(attrs, slog.String("request_id", r.GetRequestId()))
+	}
+	if event == "download" {
+		attrs = append(attrs, slog.Int64("bytes", c.bytes))
+		if c.sha256 != "" {
+			attrs = append(attrs, slog.String("sha256", c.sha256))
+		}
+	}
+	if c.err != nil {
+		attrs = append(attrs, slog.String("error", st.Message()))
+	}
+	l.Audit.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 }
 
 func level(method string, c codes.Code) slog.Level {
@@ -140,14 +230,16 @@ func level(method string, c codes.Code) slog.Level {
 	return slog.LevelWarn
 }
 
-// caller names where the call came from: the HTTP client's address for
-// calls that came through the REST gateway (which forwards it), otherwise
-// the gRPC peer. The log's caller is the authenticated name when there is one.
-func caller(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("x-forwarded-for"); len(v) > 0 && v[0] != "" {
-			return "rest:" + v[0]
+// peer names where the call came from: the HTTP client's address for the
+// REST gateway's calls (forwarded by the gateway, read by realip, which
+// trusts it from the in-process server only), the connection's peer for the
+// gRPC port. Client-sent forwarding metadata on the gRPC port is ignored.
+func (l Logger) peer(ctx context.Context) string {
+	if l.Transport == REST {
+		if ip, ok := realip.FromContext(ctx); ok {
+			return "rest:" + ip.String()
 		}
+		return "rest:unknown"
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		return "grpc:" + p.Addr.String()
@@ -155,13 +247,33 @@ func caller(ctx context.Context) string {
 	return "unknown"
 }
 
-func cloudRequestID(st *status.Status) string {
+func errorInfo(st *status.Status) *errdetails.ErrorInfo {
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			if rid := info.GetMetadata()[cloudRequestIDKey]; rid != "" {
-				return rid
-			}
+			return info
 		}
 	}
-	return ""
+	return nil
+}
+
+// Refused logs a REST request the gateway answered itself, before it became
+// a gRPC call (unauthenticated, a foreign Host, a body too slow, ...), in
+// the shape of a call line; method is the HTTP method and path.
+func Refused(log *slog.Logger, r *http.Request, httpStatus int, st *status.Status) {
+	from := "rest:" + r.RemoteAddr
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		from = "rest:" + host
+	}
+	path := r.URL.Path
+	if len(path) > 200 {
+		path = path[:200] + "…"
+	}
+	log.LogAttrs(r.Context(), slog.LevelWarn, "call",
+		slog.String("method", r.Method+" "+path),
+		slog.String("caller", from),
+		slog.String("peer", from),
+		slog.String("code", st.Code().String()),
+		slog.Int("http_status", httpStatus),
+		slog.String("error", st.Message()),
+	)
 }

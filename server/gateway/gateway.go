@@ -7,6 +7,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -26,10 +28,32 @@ import (
 // DefaultMaxBodyBytes bounds a REST request body.
 const DefaultMaxBodyBytes = 1 << 20
 
+// Authenticator authenticates REST calls before their bodies are read, and
+// tells the in-process gRPC server what it cannot see for itself.
+type Authenticator interface {
+	// CheckHTTP returns an Unauthenticated status, or nil.
+	CheckHTTP(r *http.Request) error
+	// ForwardHTTP returns metadata to add to the gRPC call.
+	ForwardHTTP(ctx context.Context, r *http.Request) metadata.MD
+}
+
 // Options configure the REST handler.
 type Options struct {
 	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyTimeout bounds the time to receive a request body; 0 means
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// Auth, when set, refuses unauthenticated /v1/ calls before their
+	// bodies are read.
+	Auth Authenticator
+	// CheckHost refuses requests whose Host, or Origin when sent, is not a
+	// loopback name or one of AllowedHosts (not /healthz, which probes
+	// call by address).
+	CheckHost    bool
+	AllowedHosts []string
+	// Logger, when set, logs the requests the gateway refuses itself.
+	Logger *slog.Logger
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
 	// UI, when set, is served at GET / and under GET /ui/.
@@ -41,19 +65,26 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
 	marshaler := strictJSON{&runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
 		// Unknown fields are a caller's mistake worth a 400, not
 		// something to drop silently.
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}}
-	mux := runtime.NewServeMux(
+	muxOpts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithHealthzEndpoint(grpc_health_v1.NewHealthClient(conn)),
 		runtime.WithRoutingErrorHandler(routingError),
 		runtime.WithErrorHandler(errorWithRetryAfter),
 		runtime.WithStreamErrorHandler(streamErrorWithRetryAfter),
-	)
+	}
+	if opts.Auth != nil {
+		muxOpts = append(muxOpts, runtime.WithMetadata(opts.Auth.ForwardHTTP))
+	}
+	mux := runtime.NewServeMux(muxOpts...)
 	if err := cwpexportv1.RegisterLicenseExportServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
 	}
@@ -66,17 +97,17 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	}); err != nil {
 		return nil, fmt.Errorf("register /openapi.json: %w", err)
 	}
-	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	g := guard{opts: opts, mux: mux, m: marshaler}
+	api := g.api(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r, w = withRetryAfter(r, w)
-		r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBodyBytes)
 		if err := validPath(r); err != nil {
 			runtime.DefaultHTTPErrorHandler(r.Context(), mux, marshaler, w, r, err)
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 	if opts.Metrics == nil && opts.UI == nil {
-		return api, nil
+		return g.host(api), nil
 	}
 	root := http.NewServeMux()
 	root.Handle("/", api)
@@ -87,7 +118,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		root.Handle("GET /{$}", opts.UI)
 		root.Handle("GET /ui/", opts.UI)
 	}
-	return root, nil
+	return g.host(root), nil
 }
 
 // errorWithRetryAfter answers an error as grpc-gateway does, adding a

@@ -18,7 +18,7 @@ import (
 
 // strictJSON is the JSON marshaler with a stricter request decoder: a body
 // must hold exactly one JSON value (grpc-gateway would silently ignore
-// anything after the first).
+// anything after the first). The guard has read the body within its bounds.
 type strictJSON struct {
 	*runtime.JSONPb
 }
@@ -26,10 +26,6 @@ type strictJSON struct {
 // NewDecoder implements runtime.Marshaler.
 func (m strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 	b, err := io.ReadAll(r)
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return failingDecoder{fmt.Errorf("the request body is larger than the limit of %d bytes", tooLarge.Limit)}
-	}
 	if err != nil {
 		return failingDecoder{err}
 	}

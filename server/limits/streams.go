@@ -1,6 +1,6 @@
-// Package limits bounds what one caller may hold of the service: open
-// streams per caller, as a gRPC stream interceptor placed after caller
-// authentication.
+// Package limits bounds what one caller may take of the service: open
+// streams and the rate of unary reads per caller, as gRPC interceptors
+// placed after caller authentication.
 package limits
 
 import (

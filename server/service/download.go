@@ -73,7 +73,8 @@ func stale(resp *http.Response, err error) bool {
 	return resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound
 }
 
-// downloadURL returns the task's last known download URL, or
+// downloadURL returns the task's last known download URL, NotFound when
+// the caller may not see the task (as for a task that does not exist), or
 // FailedPrecondition when the task is not FINISHED. A task the registry
 // does not record as FINISHED is asked of the tracker, which answers with
 // the cloud's failure's status shortly before the caller's deadline.
@@ -81,6 +82,9 @@ func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
 	row, ok, err := s.opts.Registry.Get(ctx, id)
 	if err != nil {
 		return "", registryError(ctx, err)
+	}
+	if scope := s.scope(ctx); !(ok && scope.Allows(row.Creator) || !ok && scope.All()) {
+		return "", taskNotFound(id)
 	}
 	if ok && row.State == taskstore.StateFinished && row.DownloadURL != "" {
 		return row.DownloadURL, nil

@@ -40,14 +40,24 @@ const (
 	metadataCloudAction         = "cloud_action"
 	metadataTaskID              = "task_id"
 	metadataRetryAfterMillis    = "retry_after_ms"
+	metadataFieldViolations     = "field_violations"
 	msgCredentialsOperatorFixes = "the service's cloud credentials were rejected by the cloud (%s); this is not the caller's fault: an operator must fix the service's configuration"
 )
 
-// invalidArgument is the status of a request that failed validation.
-func invalidArgument(v violations) error {
-	st := status.New(codes.InvalidArgument, fmt.Sprintf("invalid request: %s: %s", v[0].Field, v[0].Description))
+// invalidArgument is the status of a request that failed validation with
+// total violations, of which v lists the first. When some are not listed,
+// the message says how many and ErrorInfo.metadata.field_violations counts
+// them all.
+func invalidArgument(v violations, total int) error {
+	msg := fmt.Sprintf("invalid request: %s: %s", v[0].Field, v[0].Description)
+	var md map[string]string
+	if total > len(v) {
+		msg += fmt.Sprintf(" (%d problems in all; the first %d are listed)", total, len(v))
+		md = map[string]string{metadataFieldViolations: fmt.Sprint(total)}
+	}
+	st := status.New(codes.InvalidArgument, msg)
 	st, _ = st.WithDetails(
-		&errdetails.ErrorInfo{Reason: ReasonInvalidArgument, Domain: Domain},
+		&errdetails.ErrorInfo{Reason: ReasonInvalidArgument, Domain: Domain, Metadata: md},
 		&errdetails.BadRequest{FieldViolations: v},
 	)
 	return st.Err()

@@ -3,9 +3,7 @@ package service
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -465,36 +463,31 @@ func (s *Service) rowTask(r taskstore.Task) *cwpexportv1.ExportTask {
 	return t
 }
 
-// withRecord adds what the registry knows of a task (its parameters,
-// request id and creator) to an answer built from the tracker.
-func (s *Service) withRecord(info recordInfo, t *cwpexportv1.ExportTask) *cwpexportv1.ExportTask {
-	if info.recorded {
-		t.Parameters, t.RequestId, t.Creator, t.CreateTime = info.params, info.requestID, info.creator, info.created
+// record returns what the registry holds of a task, from the cache when it
+// can; a task the registry does not know has recorded false.
+func (s *Service) record(ctx context.Context, id int64) (recordInfo, error) {
+	if info, ok := s.records.Get(id); ok {
+		return info, nil
+	}
+	row, found, err := s.opts.Registry.Get(ctx, id)
+	if err != nil {
+		return recordInfo{}, err
+	}
+	if !found {
+		s.records.AddAbsent(id) // not created through this service
+		return recordInfo{}, nil
+	}
+	return s.remember(row), nil
+}
+
+// apply adds what the registry knows of a task (its parameters, request id,
+// creator and creation time) to an answer built from the tracker.
+func (r recordInfo) apply(t *cwpexportv1.ExportTask) *cwpexportv1.ExportTask {
+	if r.recorded {
+		t.Parameters, t.RequestId, t.Creator, t.CreateTime = r.params, r.requestID, r.creator, r.created
 	}
 	return t
 }
-
-// lookup returns what the registry holds of task id, from the cache when
-// it can. A registry that cannot be read gives an empty record: a read is
-// answered without it rather than failed.
-func (s *Service) lookup(ctx context.Context, id int64) recordInfo {
-	if info, ok := s.records.Get(id); ok {
-		return info
-	}
-	row, found, err := s.opts.Registry.Get(ctx, id)
-	switch {
-	case err != nil:
-		return recordInfo{}
-	case found:
-		return s.remember(row)
-	}
-	info := recordInfo{} // not created through this service
-	s.records.Add(id, info)
-	return info
-}
-
-// recordCacheSize bounds the tasks whose record reads keep in memory.
-const recordCacheSize = 10_000
 
 // recordInfo is what the registry holds of a task and never changes.
 type recordInfo struct {
@@ -519,9 +512,11 @@ func (s *Service) remember(row taskstore.Task) recordInfo {
 	return info
 }
 
-// ListExportTasks lists the tasks this service created, newest first.
+// ListExportTasks lists the tasks this service created that the caller may
+// see, newest first, in pages bounded by count and by size.
 func (s *Service) ListExportTasks(ctx context.Context, req *cwpexportv1.ListExportTasksRequest) (*cwpexportv1.ListExportTasksResponse, error) {
-	var v violations
+	var v fieldErrors
+	caller := callerauth.Caller(ctx)
 	size := int(req.GetPageSize())
 	switch {
 	case size == 0:
@@ -543,61 +538,50 @@ func (s *Service) ListExportTasks(ctx context.Context, req *cwpexportv1.ListExpo
 	}
 	var after *taskstore.Cursor
 	if tok := req.GetPageToken(); tok != "" {
-		c, tokState, err := decodePageToken(tok)
+		c, tokState, err := s.decodePageToken(caller, tok)
 		switch {
 		case err != nil:
-			v.add("page_token", "is not a token this service issued; pass next_page_token from the previous page unchanged")
+			v.add("page_token", "is not a token this service issued to this caller; pass next_page_token from the previous page unchanged")
 		case tokState != state:
 			v.add("page_token", "was issued for a different state filter; use the same state on every page")
 		default:
 			after = &c
 		}
 	}
-	if len(v) > 0 {
-		return nil, invalidArgument(v)
+	if err := v.err(); err != nil {
+		return nil, err
 	}
-	rows, err := s.opts.Registry.List(ctx, taskstore.Query{State: state, After: after, Limit: size + 1})
+	q := taskstore.Query{State: state, After: after, Limit: size + 1}
+	if scope := s.scope(ctx); !scope.All() {
+		q.Creators = scope.Owners()
+		if q.Creators == nil {
+			q.Creators = []string{} // sees nothing
+		}
+	}
+	rows, err := s.opts.Registry.List(ctx, q)
 	if err != nil {
 		return nil, registryError(ctx, err)
 	}
 	resp := &cwpexportv1.ListExportTasksResponse{}
-	if len(rows) > size {
-		rows = rows[:size]
-		last := rows[size-1]
-		resp.NextPageToken = encodePageToken(taskstore.Cursor{Created: last.Created, TaskID: last.TaskID}, state)
+	bytes := 0
+	for i, r := range rows {
+		if i == size {
+			break
+		}
+		t := s.rowTask(r)
+		// Bounded in bytes as well as rows, so that a page always fits in
+		// a gRPC message; one task always fits (MaxParametersBytes).
+		bytes += proto.Size(t)
+		if i > 0 && bytes > s.opts.MaxPageBytes {
+			break
+		}
+		resp.Tasks = append(resp.Tasks, t)
 	}
-	for _, r := range rows {
-		resp.Tasks = append(resp.Tasks, s.rowTask(r))
+	if n := len(resp.Tasks); n < len(rows) {
+		last := rows[n-1]
+		resp.NextPageToken = s.encodePageToken(caller, taskstore.Cursor{Created: last.Created, TaskID: last.TaskID}, state)
 	}
 	return resp, nil
-}
-
-// pageToken is the opaque next_page_token: the position of the last task
-// listed, and the filter it was listed with.
-type pageToken struct {
-	Created int64  `json:"c"`
-	TaskID  int64  `json:"t"`
-	State   string `json:"s,omitempty"`
-}
-
-func encodePageToken(c taskstore.Cursor, state string) string {
-	b, _ := json.Marshal(pageToken{Created: c.Created.UnixMicro(), TaskID: c.TaskID, State: state})
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodePageToken(s string) (taskstore.Cursor, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return taskstore.Cursor{}, "", err
-	}
-	var p pageToken
-	if err := json.Unmarshal(b, &p); err != nil {
-		return taskstore.Cursor{}, "", err
-	}
-	if p.Created <= 0 || p.TaskID <= 0 {
-		return taskstore.Cursor{}, "", errors.New("bad cursor")
-	}
-	return taskstore.Cursor{Created: time.UnixMicro(p.Created), TaskID: p.TaskID}, p.State, nil
 }
 
 // Observed records a poll's outcome in the registry (the tracker's observer

@@ -5,6 +5,7 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -104,7 +104,24 @@ type Options struct {
 	ChunkSize int
 	// Logger receives registry and download failures; nil discards.
 	Logger *slog.Logger
+	// Access tells which tasks a caller may see; nil lets every caller
+	// see every task (callers are not authenticated).
+	Access Authorizer
+	// PageTokenKey authenticates ListExportTasks' page tokens; processes
+	// that share a registry must share it. Default: a random key, valid
+	// for this process only.
+	PageTokenKey []byte
+	// MaxPageBytes bounds a ListExportTasks page's encoded size; default
+	// DefaultMaxPageBytes.
+	MaxPageBytes int
+	// RecordCacheBytes bounds the estimated memory of the registry records
+	// reads keep at hand; default DefaultRecordCacheBytes.
+	RecordCacheBytes int
 }
+
+// DefaultMaxPageBytes bounds a list page well under gRPC's default 4 MiB
+// message limit of clients.
+const DefaultMaxPageBytes = 1 << 20
 
 // Service implements cwpexportv1.LicenseExportServiceServer.
 type Service struct {
@@ -125,7 +142,7 @@ type Service struct {
 	// (its parameters, request id, creator, creation time, and its final
 	// state once it ended), so that reads of a task do not query the
 	// registry each time.
-	records *lru.Cache[int64, recordInfo]
+	records *recordCache
 }
 
 // New returns a Service.
@@ -174,8 +191,17 @@ func New(opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	records, _ := lru.New[int64, recordInfo](recordCacheSize)
-	svc := &Service{opts: opts, draining: make(chan struct{}), records: records, inflight: map[string]chan struct{}{}}
+	if len(opts.PageTokenKey) == 0 {
+		opts.PageTokenKey = make([]byte, 32)
+		_, _ = rand.Read(opts.PageTokenKey)
+	}
+	if opts.MaxPageBytes <= 0 {
+		opts.MaxPageBytes = DefaultMaxPageBytes
+	}
+	if opts.RecordCacheBytes <= 0 {
+		opts.RecordCacheBytes = DefaultRecordCacheBytes
+	}
+	svc := &Service{opts: opts, draining: make(chan struct{}), records: newRecordCache(opts.RecordCacheBytes), inflight: map[string]chan struct{}{}}
 	if opts.CallerShare < 1 {
 		svc.shares = newCallerShares(rate.Limit(opts.CreateBudget.Configured()), opts.CallerShare)
 	}
@@ -205,8 +231,9 @@ func (s *Service) ExportLicenseDetailAndWatch(req *cwpexportv1.ExportLicenseDeta
 		return err
 	}
 	id, _ := parseTaskID(task.GetTaskId())
+	info, _ := s.record(ctx, id) // cached by the creation; a task ends only later
 	first := true
-	return s.follow(ctx, id, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
+	return s.follow(ctx, id, info, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
 		msg := &cwpexportv1.ExportLicenseDetailAndWatchResponse{Kind: kind, Task: t, Progress: p}
 		if first {
 			msg.UpstreamRequestId, first = rid, false
@@ -224,7 +251,10 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 	if err != nil {
 		return nil, err
 	}
-	info := s.lookup(ctx, id)
+	info, err := s.visible(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	if info.final != nil {
 		return &cwpexportv1.GetExportTaskResponse{Task: proto.CloneOf(info.final), Progress: s.progress(s.opts.Tracker.Peek(id), time.Time{})}, nil
 	}
@@ -240,7 +270,7 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 	if snap.Terminal() {
 		s.records.Remove(id) // its final state is being recorded
 	}
-	return &cwpexportv1.GetExportTaskResponse{Task: s.withRecord(info, toTask(snap)), Progress: s.progress(snap, time.Time{})}, nil
+	return &cwpexportv1.GetExportTaskResponse{Task: info.apply(toTask(snap)), Progress: s.progress(snap, time.Time{})}, nil
 }
 
 // lostTask is the answer about a task this service created that the cloud
@@ -250,19 +280,24 @@ func (s *Service) lostTask(info recordInfo, snap tracker.Snapshot, err error) *c
 	if !info.recorded || cloud.KindOf(err) != cloud.KindNotFound {
 		return nil
 	}
-	t := s.withRecord(info, toTask(snap))
+	t := info.apply(toTask(snap))
 	t.State = cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR
 	t.ErrorMessage = "the export cannot be followed: " + lostReason(err)
 	return t
 }
 
-// WatchExportTask follows a task to its end.
+// WatchExportTask follows a task to its end. It also resumes an
+// ExportLicenseDetailAndWatch stream, under the same authorization.
 func (s *Service) WatchExportTask(req *cwpexportv1.WatchExportTaskRequest, stream cwpexportv1.LicenseExportService_WatchExportTaskServer) error {
 	id, err := parseTaskID(req.GetTaskId())
 	if err != nil {
 		return err
 	}
-	return s.follow(stream.Context(), id, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
+	info, err := s.visible(stream.Context(), id)
+	if err != nil {
+		return err
+	}
+	return s.follow(stream.Context(), id, info, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
 		return stream.Send(&cwpexportv1.WatchExportTaskResponse{Kind: kind, Task: t, Progress: p})
 	})
 }
@@ -274,9 +309,8 @@ type sendFunc func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p
 // state is known, a message on every change, heartbeats while pending; it
 // returns after the terminal message, or when ctx ends (closing the
 // caller's interest, so polling stops when nobody else is watching).
-func (s *Service) follow(ctx context.Context, id int64, send sendFunc) error {
+func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send sendFunc) error {
 	start := s.opts.Now()
-	info := s.lookup(ctx, id)
 	if info.final != nil {
 		return send(cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT, proto.CloneOf(info.final), s.progress(s.opts.Tracker.Peek(id), start))
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -23,6 +24,13 @@ const (
 	MaxTagKeyLen   = 127
 	MaxTagValueLen = 255
 	maxTaskIDLen   = 19 // digits of the largest int64
+	// MaxParametersBytes bounds an export's filters and tags together
+	// (protobuf-encoded): what the registry stores, caches and lists for
+	// each task.
+	MaxParametersBytes = 32 << 10
+	// MaxFieldViolations bounds the field violations an error lists; the
+	// rest are counted, so that an error stays small whatever the request.
+	MaxFieldViolations = 20
 )
 
 // filterNames are the filter names the cloud documents.
@@ -42,6 +50,30 @@ func (v *violations) add(field, format string, args ...any) {
 	*v = append(*v, &errdetails.BadRequest_FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
 }
 
+// fieldErrors collects the field violations of one request: the first
+// MaxFieldViolations, and a count of all. A request of thousands of bad
+// values thus costs neither thousands of formatted descriptions nor an
+// answer larger than itself.
+type fieldErrors struct {
+	listed violations
+	total  int
+}
+
+func (f *fieldErrors) add(field, format string, args ...any) {
+	f.total++
+	if len(f.listed) < MaxFieldViolations {
+		f.listed.add(field, format, args...)
+	}
+}
+
+// err returns the InvalidArgument status of the violations, or nil.
+func (f *fieldErrors) err() error {
+	if f.total == 0 {
+		return nil
+	}
+	return invalidArgument(f.listed, f.total)
+}
+
 // exportRequest is the part common to ExportLicenseDetail and
 // ExportLicenseDetailAndWatch requests.
 type exportRequest interface {
@@ -55,7 +87,7 @@ type exportRequest interface {
 // validateExport checks an export request and returns the cloud parameters
 // it stands for, or an InvalidArgument status listing every violation.
 func validateExport(r exportRequest) (cloud.ExportParams, error) {
-	var v violations
+	var v fieldErrors
 	var p cloud.ExportParams
 	if n := len(r.GetFilters()); n > MaxFilters {
 		v.add("filters", "at most %d filters are allowed, got %d", MaxFilters, n)
@@ -113,10 +145,15 @@ func validateExport(r exportRequest) (cloud.ExportParams, error) {
 			v.add("request_id", "must be a UUID such as 123e4567-e89b-12d3-a456-426614174000, got %q", clip(id))
 		}
 	}
+	if v.total == 0 {
+		if n := proto.Size(toParameters(r)); n > MaxParametersBytes {
+			v.add("filters", "the filters and tags together take %d bytes, more than the %d an export may have; split the export", n, MaxParametersBytes)
+		}
+	}
 	p.IsHistory = r.GetIsHistory()
 	p.ExportMonth = r.GetExportMonth()
-	if len(v) > 0 {
-		return cloud.ExportParams{}, invalidArgument(v)
+	if err := v.err(); err != nil {
+		return cloud.ExportParams{}, err
 	}
 	return p, nil
 }
@@ -124,7 +161,7 @@ func validateExport(r exportRequest) (cloud.ExportParams, error) {
 // parseTaskID checks a task id: a positive decimal integer without sign or
 // leading zeros that fits in 63 bits, as the cloud assigns them.
 func parseTaskID(s string) (int64, error) {
-	var v violations
+	var v fieldErrors
 	switch {
 	case s == "":
 		v.add("task_id", "a task id is required")
@@ -133,13 +170,13 @@ func parseTaskID(s string) (int64, error) {
 	case s[0] == '0' || !isDigits(s):
 		v.add("task_id", "must be a positive decimal integer such as 42, got %q", clip(s))
 	}
-	if len(v) > 0 {
-		return 0, invalidArgument(v)
+	if err := v.err(); err != nil {
+		return 0, err
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		v.add("task_id", "must be a positive integer no larger than %d", int64(1<<63-1))
-		return 0, invalidArgument(v)
+		return 0, v.err()
 	}
 	return id, nil
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 )
@@ -23,6 +24,9 @@ func checkInvalidArgument(t *testing.T, err error) {
 	}
 	for _, d := range st.Details() {
 		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+			if n := len(br.GetFieldViolations()); n > MaxFieldViolations {
+				t.Fatalf("%d field violations listed, more than %d", n, MaxFieldViolations)
+			}
 			return
 		}
 	}
@@ -51,6 +55,9 @@ func FuzzValidateExport(f *testing.F) {
 		if err != nil {
 			checkInvalidArgument(t, err)
 			return
+		}
+		if n := proto.Size(toParameters(&req)); n > MaxParametersBytes {
+			t.Fatalf("accepted %d bytes of parameters", n)
 		}
 		if len(p.Filters) > MaxFilters || len(p.Tags) > MaxTags {
 			t.Fatalf("accepted %d filters and %d tags", len(p.Filters), len(p.Tags))

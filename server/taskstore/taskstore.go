@@ -9,6 +9,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -115,6 +116,9 @@ type Cursor struct {
 type Query struct {
 	// State keeps only tasks in this state; empty keeps all.
 	State string
+	// Creators keeps only tasks these callers created; nil keeps all, an
+	// empty list none.
+	Creators []string
 	// After starts the page after this position; nil starts at the newest.
 	After *Cursor
 	// Limit is the page size.
@@ -357,11 +361,28 @@ func (s *SQLite) Following(ctx context.Context) ([]Task, error) {
 // from a cursor (the last task of the previous page), so tasks recorded
 // meanwhile, which are newer, never shift or repeat later pages.
 func (s *SQLite) List(ctx context.Context, q Query) ([]Task, error) {
+	if q.Creators != nil && len(q.Creators) == 0 {
+		return nil, nil
+	}
+	tail, args := listQuery(q)
+	return s.scan(ctx, tail, args...)
+}
+
+// listQuery is the WHERE, ORDER and LIMIT of List.
+func listQuery(q Query) (string, []any) {
 	where := `WHERE task_id IS NOT NULL`
 	var args []any
 	if q.State != "" {
 		where += ` AND state = ?`
 		args = append(args, q.State)
+	}
+	if len(q.Creators) > 0 {
+		// IN on the indexed column, not a function of it: the index on
+		// (creator, created_at, task_id) serves each creator's range.
+		where += ` AND creator IN (?` + strings.Repeat(`, ?`, len(q.Creators)-1) + `)`
+		for _, c := range q.Creators {
+			args = append(args, c)
+		}
 	}
 	if q.After != nil {
 		c := micros(q.After.Created)
@@ -369,7 +390,23 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]Task, error) {
 		args = append(args, c, c, q.After.TaskID)
 	}
 	args = append(args, q.Limit)
-	return s.scan(ctx, where+` ORDER BY created_at DESC, task_id DESC LIMIT ?`, args...)
+	return where + ` ORDER BY created_at DESC, task_id DESC LIMIT ?`, args
+}
+
+func (s *SQLite) Secret(ctx context.Context, name string, generate func() []byte) ([]byte, error) {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO service_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`,
+		name, hex.EncodeToString(generate())); err != nil {
+		return nil, fmt.Errorf("store secret %s: %w", name, err)
+	}
+	var v string
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM service_secrets WHERE name = ?`, name).Scan(&v); err != nil {
+		return nil, fmt.Errorf("read secret %s: %w", name, err)
+	}
+	b, err := hex.DecodeString(v)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s is not hex: %w", name, err)
+	}
+	return b, nil
 }
 
 func (s *SQLite) scanOne(ctx context.Context, where string, args ...any) (Task, bool, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -295,5 +296,69 @@ func TestDamagedRegistryRefusesToOpen(t *testing.T) {
 	}
 	if testing.Verbose() {
 		t.Log(err)
+	}
+}
+
+func TestListFiltersByCreators(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	base := time.Now().UTC().Truncate(time.Microsecond)
+	for i, creator := range []string{"alice", "bob", "carol", "alice", "", "bob"} {
+		if err := s.Insert(ctx, taskstore.Task{TaskID: int64(i + 1), Fingerprint: "f", Parameters: "{}", Creator: creator,
+			Created: base.Add(time.Duration(i) * time.Millisecond), State: taskstore.StatePending}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(q taskstore.Query) []int64 {
+		t.Helper()
+		q.Limit = 100
+		ts, err := s.List(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, x := range ts {
+			out = append(out, x.TaskID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		creators []string
+		want     []int64
+	}{
+		{nil, []int64{6, 5, 4, 3, 2, 1}},
+		{[]string{}, nil},
+		{[]string{"alice"}, []int64{4, 1}},
+		{[]string{"alice", "bob"}, []int64{6, 4, 2, 1}},
+		{[]string{"dave"}, nil},
+	} {
+		if got := ids(taskstore.Query{Creators: c.creators}); !slices.Equal(got, c.want) {
+			t.Errorf("creators %q: %v, want %v", c.creators, got, c.want)
+		}
+	}
+	// Pages continue within the filter.
+	if got := ids(taskstore.Query{Creators: []string{"alice", "bob"}, After: &taskstore.Cursor{Created: base.Add(3 * time.Millisecond), TaskID: 4}}); !slices.Equal(got, []int64{2, 1}) {
+		t.Errorf("second page: %v", got)
+	}
+}
+
+func TestSecretIsKeptAcrossReopens(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	calls := 0
+	gen := func() []byte { calls++; return []byte{byte(calls), 2, 3} }
+	first, err := s.Secret(ctx, "key", gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Secret(ctx, "key", gen)
+	if err != nil || !bytes.Equal(first, again) || !bytes.Equal(first, []byte{1, 2, 3}) {
+		t.Fatalf("second read %x (%v), first %x", again, err, first)
+	}
+	s.Close()
+	reopened, err := open(t, dir).Secret(ctx, "key", gen)
+	if err != nil || !bytes.Equal(reopened, first) {
+		t.Fatalf("after reopening: %x (%v), want %x", reopened, err, first)
 	}
 }

@@ -30,6 +30,9 @@ type PKI struct {
 	// Client is signed by the CA; Rogue is self-signed.
 	Client, Rogue tls.Certificate
 	dir           string
+	ca            *x509.Certificate
+	caKey         *ecdsa.PrivateKey
+	serial        int64
 }
 
 // NewPKI issues the certificates into a temporary directory.
@@ -45,6 +48,7 @@ func NewPKI(t testing.TB) *PKI {
 	}
 	ca, _ := x509.ParseCertificate(caDER)
 	p.Pool.AddCert(ca)
+	p.ca, p.caKey, p.serial = ca, caKey, 100
 	p.CAFile = p.write(t, "ca.pem", "CERTIFICATE", caDER)
 
 	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey) {
@@ -83,6 +87,22 @@ func (p *PKI) write(t testing.TB, name, typ string, der []byte) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// Issue returns a client certificate the CA signed for the subject common
+// name cn, with dnsNames as its DNS subject alternative names.
+func (p *PKI) Issue(t testing.TB, cn string, dnsNames ...string) tls.Certificate {
+	t.Helper()
+	p.serial++
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn}, DNSNames: dnsNames,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // ClientTLS is a client configuration trusting the CA and presenting certs.

@@ -240,6 +240,9 @@ func (e *Env) Stream(t testing.TB, ctx context.Context, method, path, body strin
 	if err != nil {
 		t.Fatalf("request: %v", err)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	e.authorize(req)
 	resp, err := e.HTTP.Do(req)
 	if err != nil {

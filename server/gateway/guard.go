@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cwpexport/cwpexport/server/calllog"
+)
+
+// DefaultBodyTimeout bounds the time to receive a request body.
+const DefaultBodyTimeout = 10 * time.Second
+
+// guard answers, before grpc-gateway sees a request, what can be decided
+// from its head, and reads its body within a time bound:
+//
+//  1. Host and Origin, when checked: a loopback service answers only to
+//     loopback names (and the names configured), so that a DNS-rebinding
+//     page cannot read it and a cross-site page cannot post to it (403);
+//  2. credentials on /v1/, before the body is read (401);
+//  3. a POST's Content-Type, which must be application/json (415): a
+//     browser sends no other type cross-site without a CORS preflight,
+//     which this service does not grant;
+//  4. the body, read whole within BodyTimeout (408) and MaxBodyBytes (413),
+//     so that a client trickling bytes holds a connection for a bounded
+//     time only.
+//
+// Every refusal is a google.rpc.Status body, logged as a call line.
+type guard struct {
+	opts Options
+	mux  *runtime.ServeMux
+	m    runtime.Marshaler
+}
+
+// host applies the Host and Origin checks to every route.
+func (g guard) host(next http.Handler) http.Handler { return g.wrap(next, g.checkHost) }
+
+// api applies the checks of the API's routes and reads their bodies.
+func (g guard) api(next http.Handler) http.Handler { return g.wrap(next, g.checkAPI) }
+
+func (g guard) wrap(next http.Handler, check func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := check(w, r); err != nil {
+			var hs *runtime.HTTPStatusError
+			if errors.As(err, &hs) && hs.HTTPStatus != http.StatusUnauthorized && hs.HTTPStatus != http.StatusForbidden {
+				// The body was not read to its end: the connection cannot
+				// carry another request.
+				w.Header().Set("Connection", "close")
+			}
+			if g.opts.Logger != nil {
+				calllog.Refused(g.opts.Logger, r, hs.HTTPStatus, status.Convert(hs.Err))
+			}
+			runtime.DefaultHTTPErrorHandler(r.Context(), g.mux, g.m, w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func refuse(httpStatus int, code codes.Code, format string, a ...any) error {
+	return &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: status.Errorf(code, format, a...)}
+}
+
+func (g guard) checkHost(_ http.ResponseWriter, r *http.Request) error {
+	if !g.opts.CheckHost || r.URL.Path == "/healthz" {
+		return nil
+	}
+	if !g.hostAllowed(r.Host) {
+		return refuse(http.StatusForbidden, codes.PermissionDenied,
+			"this service does not answer to the host name %q; use localhost or 127.0.0.1, or have the operator allow the name (-rest-allowed-hosts)", clip(r.Host))
+	}
+	if o := r.Header.Get("Origin"); o != "" && !g.originAllowed(o) {
+		return refuse(http.StatusForbidden, codes.PermissionDenied, "requests from pages of %q are not accepted", clip(o))
+	}
+	return nil
+}
+
+func (g guard) checkAPI(w http.ResponseWriter, r *http.Request) error {
+	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		return nil
+	}
+	if g.opts.Auth != nil {
+		if err := g.opts.Auth.CheckHTTP(r); err != nil {
+			return &runtime.HTTPStatusError{HTTPStatus: http.StatusUnauthorized, Err: err}
+		}
+	}
+	if r.Method == http.MethodPost {
+		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "application/json" || (params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
+			return refuse(http.StatusUnsupportedMediaType, codes.InvalidArgument,
+				"the body must be JSON: send the header \"Content-Type: application/json\"")
+		}
+	}
+	return g.readBody(w, r)
+}
+
+// readBody reads the whole body within the time and size bounds and hands
+// the handler a copy: grpc-gateway reads it whole anyway.
+func (g guard) readBody(w http.ResponseWriter, r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(g.opts.BodyTimeout))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes))
+	// Streams answer for as long as they last: no read deadline after this.
+	_ = rc.SetReadDeadline(time.Time{})
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return refuse(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "the request body is larger than the limit of %d bytes", tooLarge.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return refuse(http.StatusRequestTimeout, codes.DeadlineExceeded, "the request body did not arrive within %s", g.opts.BodyTimeout)
+	case err != nil:
+		return refuse(http.StatusBadRequest, codes.InvalidArgument, "the request body could not be read")
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return nil
+}
+
+// hostAllowed reports whether a Host header (or an Origin's host) names
+// this service: a loopback name (which a DNS-rebinding page cannot use:
+// browsers resolve localhost names themselves) or a configured name.
+func (g guard) hostAllowed(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Unmap().IsLoopback() {
+		return true
+	}
+	for _, a := range g.opts.AllowedHosts {
+		if strings.EqualFold(strings.TrimSuffix(a, "."), host) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g guard) originAllowed(origin string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && g.hostAllowed(u.Host)
+}
+
+func clip(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "…"
+	}
+	return s
+}

@@ -1,0 +1,52 @@
+package service
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/cwpexport/cwpexport/server/access"
+	"github.com/cwpexport/cwpexport/server/callerauth"
+)
+
+// Authorizer tells which tasks a caller may see (see package access).
+type Authorizer interface {
+	Scope(caller string) access.Scope
+}
+
+// scope is what ctx's caller may see: everything when the service does not
+// authorize (callers are not authenticated).
+func (s *Service) scope(ctx context.Context) access.Scope {
+	if s.opts.Access == nil {
+		return access.Everything()
+	}
+	return s.opts.Access.Scope(callerauth.Caller(ctx))
+}
+
+// visible returns what the registry holds of task id when ctx's caller may
+// see the task. Otherwise it returns the NotFound of a task that does not
+// exist (AIP-211): a caller learns nothing of a task it may not see, not
+// even that it exists. A task the registry does not know (created outside
+// the service) is visible only to a scope of everything, so that nobody
+// else makes the service poll the cloud for it.
+func (s *Service) visible(ctx context.Context, id int64) (recordInfo, error) {
+	scope := s.scope(ctx)
+	info, err := s.record(ctx, id)
+	switch {
+	case err != nil && scope.All():
+		return recordInfo{}, nil // answer without the record rather than fail a read
+	case err != nil:
+		return recordInfo{}, registryError(ctx, err)
+	case info.recorded && scope.Allows(info.creator), !info.recorded && scope.All():
+		return info, nil
+	}
+	return recordInfo{}, taskNotFound(id)
+}
+
+// taskNotFound is the answer about a task a caller may not see, the same
+// whether the task exists or not.
+func taskNotFound(id int64) error {
+	return withInfo(codes.NotFound, ReasonTaskNotFound, fmt.Sprintf("export task %d was not found", id),
+		map[string]string{metadataTaskID: fmt.Sprint(id)})
+}
