@@ -184,6 +184,7 @@ func New(opts Options) (*Server, error) {
 		Reader:       upstream,
 		ReadBudget:   s.readRate,
 		Logger:       s.log,
+		Budget:       service.BudgetOptions{Calls: s.metrics, ReadRate: opts.ReadRate, CreateRate: opts.CreateRate},
 	})
 	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
 	if s.opts.MaxRequestBytes <= 0 {

@@ -93,6 +93,8 @@ type Options struct {
 	ChunkSize int
 	// Logger receives registry and download failures; nil discards.
 	Logger *slog.Logger
+	// Budget answers GetBudgetStatus (see budget.go).
+	Budget BudgetOptions
 }
 
 // Service implements cwpexportv1.LicenseExportServiceServer.
