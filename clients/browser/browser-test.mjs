@@ -200,9 +200,10 @@ try {
   await page.waitForFunction((n) => document.querySelectorAll('#export-rows tr').length === n, ids.length, {timeout: 15000});
   const listed = await rowIds(page);
   if (listed.join() !== [...ids].reverse().join()) fail(`list order ${listed}, want ${[...ids].reverse()}`);
-  const states = await rowStates(page);
   const want = ['PENDING', 'PENDING', 'ERROR', 'FINISHED', 'FINISHED', 'FINISHED', 'FINISHED'];
-  if (states.join() !== want.join()) fail(`list states ${states}, want ${want}`);
+  await page.waitForFunction((w) => [...document.querySelectorAll('#export-rows .state')].map((s) => s.textContent).join() === w,
+    want.join(), {timeout: 15000}).catch(async () => fail(`list states ${await rowStates(page)}, want ${want}`));
+  const states = await rowStates(page);
   log(`list: ${listed.length} exports newest first: ${states.join(' ')}`);
   await shot(page, 'list.png');
 
