@@ -291,6 +291,7 @@ func New(opts Options) (*Server, error) {
 		PageTokenKey:     pageKey,
 		MaxPageBytes:     opts.MaxPageBytes,
 		RecordCacheBytes: opts.RecordCacheBytes,
+		Budget:           service.BudgetOptions{Calls: s.metrics, Read: reads, Create: creates},
 	})
 	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
 	s.reads = limits.NewReads(opts.ReadsPerCaller, opts.ReadBurst)

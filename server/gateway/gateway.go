@@ -1,6 +1,7 @@
 // Package gateway serves the REST API: grpc-gateway translating JSON over
 // HTTP to the gRPC server (as its client, so streams and interceptors work
-// as for any caller), plus /healthz, /openapi.json and, when configured,
+// as for any caller) with Server-Sent Events on the watch endpoints for
+// clients that ask for them, plus /healthz, /openapi.json and, when configured,
 // /metrics and the browser page at /.
 package gateway
 
@@ -88,7 +89,8 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	if err := cwpexportv1.RegisterLicenseExportServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("register REST handlers: %w", err)
 	}
-	if err := mux.HandlePath(http.MethodGet, downloadPattern, serveDownload(mux, cwpexportv1.NewLicenseExportServiceClient(conn))); err != nil {
+	client := cwpexportv1.NewLicenseExportServiceClient(conn)
+	if err := mux.HandlePath(http.MethodGet, downloadPattern, serveDownload(mux, client)); err != nil {
 		return nil, fmt.Errorf("register the download route: %w", err)
 	}
 	if err := mux.HandlePath(http.MethodGet, "/openapi.json", func(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
@@ -98,10 +100,16 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		return nil, fmt.Errorf("register /openapi.json: %w", err)
 	}
 	g := guard{opts: opts, mux: mux, m: marshaler}
+	sse := events{mux: mux, marshaler: marshaler, client: client}
 	api := g.api(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r, w = withRetryAfter(r, w)
 		if err := validPath(r); err != nil {
 			runtime.DefaultHTTPErrorHandler(r.Context(), mux, marshaler, w, r, err)
+			return
+		}
+		// The watch endpoints answer Server-Sent Events to clients that ask
+		// for them, and newline-delimited JSON to every other.
+		if sse.serve(w, r) {
 			return
 		}
 		mux.ServeHTTP(w, r)

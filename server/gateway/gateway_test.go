@@ -16,10 +16,14 @@ func TestPageAndMetricsBesideTheAPI(t *testing.T) {
 	}
 	// Everything the page loads comes from this service: no CDN.
 	external := regexp.MustCompile(`(src|href)="(https?:)?//`)
-	for _, path := range []string{"/", "/ui/app.js", "/ui/style.css", "/ui/favicon.svg"} {
+	for _, path := range []string{"/", "/ui/app.js", "/ui/api.js", "/ui/stream.js", "/ui/chart.js", "/ui/style.css", "/ui/favicon.svg"} {
 		r := env.Do(t, "GET", path, "")
 		if r.Status != 200 {
 			t.Errorf("%s answered %d", path, r.Status)
+		}
+		// ES modules load only with a JavaScript media type.
+		if strings.HasSuffix(path, ".js") && !strings.HasPrefix(r.Header.Get("Content-Type"), "text/javascript") {
+			t.Errorf("%s answered Content-Type %q", path, r.Header.Get("Content-Type"))
 		}
 		if external.Match(r.Body) {
 			t.Errorf("%s loads something from another origin", path)

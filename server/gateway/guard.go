@@ -158,9 +158,11 @@ func (g guard) originAllowed(origin string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && g.hostAllowed(u.Host)
 }
 
+// clip shortens a caller's text quoted back in an error.
 func clip(s string) string {
 	if len(s) > 100 {
-		return s[:100] + "…"
+		// Cut on a rune boundary: a status message must be valid UTF-8.
+		return strings.ToValidUTF8(s[:100], "") + "…"
 	}
 	return s
 }

@@ -68,5 +68,10 @@ func validPath(r *http.Request) error {
 	if rest, ok := strings.CutPrefix(r.URL.Path, "/v1/export-tasks/"); ok && rest != "" && r.URL.RawQuery != "" {
 		return status.Error(codes.InvalidArgument, "this endpoint takes no query parameters: the task id is part of the path")
 	}
+	// GetBudgetStatus has no request fields, so grpc-gateway parses no
+	// query there at all.
+	if r.URL.Path == "/v1/budget" && r.URL.RawQuery != "" {
+		return status.Error(codes.InvalidArgument, "this endpoint takes no query parameters")
+	}
 	return nil
 }

@@ -45,6 +45,8 @@ type Metrics struct {
 	budgetWait    *prometheus.HistogramVec
 	pollsPerTask  prometheus.Histogram
 	outcomes      *prometheus.CounterVec
+	// recent counts the last minute's cloud calls per second, by action.
+	recent map[string]*secondRing
 }
 
 // New creates the collectors. Call TrackStats to add the tracker's gauges.
@@ -77,6 +79,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "export_outcomes_total",
 			Help: "Tasks that reached a terminal state, by outcome: finished, error (the cloud reported ERROR) or failed (the task could not be followed, e.g. unknown to the cloud).",
 		}, []string{"outcome"}),
+		recent: map[string]*secondRing{
+			cloud.ActionExportTasks:         {},
+			cloud.ActionExportLicenseDetail: {},
+		},
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -165,6 +171,21 @@ func (m *Metrics) Polled(s tracker.Snapshot, settled bool) {
 func (m *Metrics) observeCall(action string, start time.Time, err error) {
 	m.upstreamTime.WithLabelValues(action).Observe(time.Since(start).Seconds())
 	m.upstreamCalls.WithLabelValues(action, resultCode(err)).Inc()
+	if r := m.recent[action]; r != nil {
+		r.add(start, cloud.KindOf(err) == cloud.KindThrottled)
+	}
+}
+
+// CloudCalls returns the calls made to the cloud action in each of the
+// CallWindow whole seconds before now, oldest first (by the second each
+// call started), and how many of them the cloud answered with
+// RequestLimitExceeded.
+func (m *Metrics) CloudCalls(action string, now time.Time) (perSecond []int32, throttled int32) {
+	r := m.recent[action]
+	if r == nil {
+		return make([]int32, CallWindow), 0
+	}
+	return r.window(now)
 }
 
 // resultCode is the cloud's error code, or a fixed word for errors that have

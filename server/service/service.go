@@ -117,6 +117,8 @@ type Options struct {
 	// RecordCacheBytes bounds the estimated memory of the registry records
 	// reads keep at hand; default DefaultRecordCacheBytes.
 	RecordCacheBytes int
+	// Budget answers GetBudgetStatus (see budget.go).
+	Budget BudgetOptions
 }
 
 // DefaultMaxPageBytes bounds a list page well under gRPC's default 4 MiB

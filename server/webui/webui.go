@@ -1,7 +1,8 @@
-// Package webui serves the browser page: a form that starts an export over
-// the REST API's streaming endpoint and shows its progress live, then the
-// download link. Everything is embedded; the page loads nothing from
-// elsewhere.
+// Package webui serves the console page: the exports this service created
+// with their states, one export followed live over Server-Sent Events, the
+// form that starts an export, and the cloud budget drawn from GET
+// /v1/budget. Plain ES modules, no build step; everything is embedded and
+// the page loads nothing from elsewhere.
 package webui
 
 import (

@@ -1359,6 +1359,203 @@ func (x *DownloadExportResponse) GetContentType() string {
 	return ""
 }
 
+// GetBudgetStatusRequest asks for the cloud budget's status; it has no fields.
+type GetBudgetStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBudgetStatusRequest) Reset() {
+	*x = GetBudgetStatusRequest{}
+	mi := &file_cwpexport_v1_license_export_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBudgetStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBudgetStatusRequest) ProtoMessage() {}
+
+func (x *GetBudgetStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cwpexport_v1_license_export_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBudgetStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetBudgetStatusRequest) Descriptor() ([]byte, []int) {
+	return file_cwpexport_v1_license_export_proto_rawDescGZIP(), []int{17}
+}
+
+// GetBudgetStatusResponse is the cloud budget as the service measures it.
+type GetBudgetStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per cloud action the service calls: ExportTasks (the read
+	// budget that polls share) and ExportLicenseDetail (the export budget).
+	Actions []*ActionBudget `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
+	// Number of tasks being polled now, sharing the ExportTasks budget.
+	ReadBudgetTasks int32 `protobuf:"varint,2,opt,name=read_budget_tasks,json=readBudgetTasks,proto3" json:"read_budget_tasks,omitempty"`
+	// End of the measured window: calls_per_second and throttled_calls cover
+	// the whole seconds before this instant.
+	WindowEndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=window_end_time,json=windowEndTime,proto3" json:"window_end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBudgetStatusResponse) Reset() {
+	*x = GetBudgetStatusResponse{}
+	mi := &file_cwpexport_v1_license_export_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBudgetStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBudgetStatusResponse) ProtoMessage() {}
+
+func (x *GetBudgetStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cwpexport_v1_license_export_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBudgetStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetBudgetStatusResponse) Descriptor() ([]byte, []int) {
+	return file_cwpexport_v1_license_export_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetBudgetStatusResponse) GetActions() []*ActionBudget {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+func (x *GetBudgetStatusResponse) GetReadBudgetTasks() int32 {
+	if x != nil {
+		return x.ReadBudgetTasks
+	}
+	return 0
+}
+
+func (x *GetBudgetStatusResponse) GetWindowEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEndTime
+	}
+	return nil
+}
+
+// ActionBudget is one cloud action's request budget and its recent use.
+type ActionBudget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Cloud action name: ExportTasks or ExportLicenseDetail.
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// Calls per second the service was configured to make at most.
+	ConfiguredRate float64 `protobuf:"fixed64,2,opt,name=configured_rate,json=configuredRate,proto3" json:"configured_rate,omitempty"`
+	// Calls per second the service allows itself now; at most the configured
+	// rate, lower while the service holds back after the cloud throttled it.
+	EffectiveRate float64 `protobuf:"fixed64,3,opt,name=effective_rate,json=effectiveRate,proto3" json:"effective_rate,omitempty"`
+	// Calls per second the cloud allows per action, as it documents (20).
+	CloudQuota float64 `protobuf:"fixed64,4,opt,name=cloud_quota,json=cloudQuota,proto3" json:"cloud_quota,omitempty"`
+	// Calls made to the cloud in each of the last 60 whole seconds, oldest
+	// first, whatever their outcome.
+	CallsPerSecond []int32 `protobuf:"varint,5,rep,packed,name=calls_per_second,json=callsPerSecond,proto3" json:"calls_per_second,omitempty"`
+	// Calls in the same 60 seconds that the cloud answered with
+	// RequestLimitExceeded.
+	ThrottledCalls int32 `protobuf:"varint,6,opt,name=throttled_calls,json=throttledCalls,proto3" json:"throttled_calls,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ActionBudget) Reset() {
+	*x = ActionBudget{}
+	mi := &file_cwpexport_v1_license_export_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionBudget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionBudget) ProtoMessage() {}
+
+func (x *ActionBudget) ProtoReflect() protoreflect.Message {
+	mi := &file_cwpexport_v1_license_export_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionBudget.ProtoReflect.Descriptor instead.
+func (*ActionBudget) Descriptor() ([]byte, []int) {
+	return file_cwpexport_v1_license_export_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ActionBudget) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ActionBudget) GetConfiguredRate() float64 {
+	if x != nil {
+		return x.ConfiguredRate
+	}
+	return 0
+}
+
+func (x *ActionBudget) GetEffectiveRate() float64 {
+	if x != nil {
+		return x.EffectiveRate
+	}
+	return 0
+}
+
+func (x *ActionBudget) GetCloudQuota() float64 {
+	if x != nil {
+		return x.CloudQuota
+	}
+	return 0
+}
+
+func (x *ActionBudget) GetCallsPerSecond() []int32 {
+	if x != nil {
+		return x.CallsPerSecond
+	}
+	return nil
+}
+
+func (x *ActionBudget) GetThrottledCalls() int32 {
+	if x != nil {
+		return x.ThrottledCalls
+	}
+	return 0
+}
+
 var File_cwpexport_v1_license_export_proto protoreflect.FileDescriptor
 
 const file_cwpexport_v1_license_export_proto_rawDesc = "" +
@@ -1460,7 +1657,20 @@ const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"total_size\x18\x03 \x01(\x03R\ttotalSize\x12\x16\n" +
 	"\x06sha256\x18\x04 \x01(\tR\x06sha256\x12\x1b\n" +
 	"\tfile_name\x18\x05 \x01(\tR\bfileName\x12!\n" +
-	"\fcontent_type\x18\x06 \x01(\tR\vcontentType*\x90\x01\n" +
+	"\fcontent_type\x18\x06 \x01(\tR\vcontentType\"\x18\n" +
+	"\x16GetBudgetStatusRequest\"\xbf\x01\n" +
+	"\x17GetBudgetStatusResponse\x124\n" +
+	"\aactions\x18\x01 \x03(\v2\x1a.cwpexport.v1.ActionBudgetR\aactions\x12*\n" +
+	"\x11read_budget_tasks\x18\x02 \x01(\x05R\x0freadBudgetTasks\x12B\n" +
+	"\x0fwindow_end_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rwindowEndTime\"\xea\x01\n" +
+	"\fActionBudget\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12'\n" +
+	"\x0fconfigured_rate\x18\x02 \x01(\x01R\x0econfiguredRate\x12%\n" +
+	"\x0eeffective_rate\x18\x03 \x01(\x01R\reffectiveRate\x12\x1f\n" +
+	"\vcloud_quota\x18\x04 \x01(\x01R\n" +
+	"cloudQuota\x12(\n" +
+	"\x10calls_per_second\x18\x05 \x03(\x05R\x0ecallsPerSecond\x12'\n" +
+	"\x0fthrottled_calls\x18\x06 \x01(\x05R\x0ethrottledCalls*\x90\x01\n" +
 	"\x0fExportTaskState\x12!\n" +
 	"\x1dEXPORT_TASK_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19EXPORT_TASK_STATE_PENDING\x10\x01\x12\x1e\n" +
@@ -1470,13 +1680,15 @@ const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"\x1cWATCH_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19WATCH_EVENT_KIND_SNAPSHOT\x10\x01\x12\"\n" +
 	"\x1eWATCH_EVENT_KIND_STATE_CHANGED\x10\x02\x12\x1e\n" +
-	"\x1aWATCH_EVENT_KIND_HEARTBEAT\x10\x032\xfc\x06\n" +
+	"\x1aWATCH_EVENT_KIND_HEARTBEAT\x10\x032\xf3\a\n" +
 	"\x14LicenseExportService\x12\x90\x01\n" +
 	"\x13ExportLicenseDetail\x12(.cwpexport.v1.ExportLicenseDetailRequest\x1a).cwpexport.v1.ExportLicenseDetailResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/license-detail:export\x12\x7f\n" +
 	"\rGetExportTask\x12\".cwpexport.v1.GetExportTaskRequest\x1a#.cwpexport.v1.GetExportTaskResponse\"%\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/export-tasks/{task_id}\x90\x02\x01\x12\x8d\x01\n" +
 	"\x0fWatchExportTask\x12$.cwpexport.v1.WatchExportTaskRequest\x1a%.cwpexport.v1.WatchExportTaskResponse\"+\x82\xd3\xe4\x93\x02\"\x12 /v1/export-tasks/{task_id}:watch\x90\x02\x010\x01\x12\xb2\x01\n" +
 	"\x1bExportLicenseDetailAndWatch\x120.cwpexport.v1.ExportLicenseDetailAndWatchRequest\x1a1.cwpexport.v1.ExportLicenseDetailAndWatchResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/license-detail:exportAndWatch0\x01\x12{\n" +
-	"\x0fListExportTasks\x12$.cwpexport.v1.ListExportTasksRequest\x1a%.cwpexport.v1.ListExportTasksResponse\"\x1b\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/export-tasks\x90\x02\x01\x12\x8d\x01\n" +
+	"\x0fListExportTasks\x12$.cwpexport.v1.ListExportTasksRequest\x1a%.cwpexport.v1.ListExportTasksResponse\"\x1b\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/export-tasks\x90\x02\x01\x12u\n" +
+	"\x0fGetBudgetStatus\x12$.cwpexport.v1.GetBudgetStatusRequest\x1a%.cwpexport.v1.GetBudgetStatusResponse\"\x15\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/budget\x90\x02\x01\x12\x8d\x01\n" +
 	"\x0eDownloadExport\x12#.cwpexport.v1.DownloadExportRequest\x1a$.cwpexport.v1.DownloadExportResponse\".\x82\xd3\xe4\x93\x02%\x12#/v1/export-tasks/{task_id}:download\x90\x02\x010\x01B=Z;github.com/cwpexport/cwpexport/gen/cwpexport/v1;cwpexportv1b\x06proto3"
 
 var (
@@ -1492,7 +1704,7 @@ func file_cwpexport_v1_license_export_proto_rawDescGZIP() []byte {
 }
 
 var file_cwpexport_v1_license_export_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cwpexport_v1_license_export_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_cwpexport_v1_license_export_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_cwpexport_v1_license_export_proto_goTypes = []any{
 	(ExportTaskState)(0),                        // 0: cwpexport.v1.ExportTaskState
 	(WatchEventKind)(0),                         // 1: cwpexport.v1.WatchEventKind
@@ -1513,21 +1725,24 @@ var file_cwpexport_v1_license_export_proto_goTypes = []any{
 	(*ListExportTasksResponse)(nil),             // 16: cwpexport.v1.ListExportTasksResponse
 	(*DownloadExportRequest)(nil),               // 17: cwpexport.v1.DownloadExportRequest
 	(*DownloadExportResponse)(nil),              // 18: cwpexport.v1.DownloadExportResponse
-	(*timestamppb.Timestamp)(nil),               // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),                 // 20: google.protobuf.Duration
+	(*GetBudgetStatusRequest)(nil),              // 19: cwpexport.v1.GetBudgetStatusRequest
+	(*GetBudgetStatusResponse)(nil),             // 20: cwpexport.v1.GetBudgetStatusResponse
+	(*ActionBudget)(nil),                        // 21: cwpexport.v1.ActionBudget
+	(*timestamppb.Timestamp)(nil),               // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),                 // 23: google.protobuf.Duration
 }
 var file_cwpexport_v1_license_export_proto_depIdxs = []int32{
 	2,  // 0: cwpexport.v1.ExportParameters.filters:type_name -> cwpexport.v1.Filter
 	3,  // 1: cwpexport.v1.ExportParameters.tags:type_name -> cwpexport.v1.Tag
 	0,  // 2: cwpexport.v1.ExportTask.state:type_name -> cwpexport.v1.ExportTaskState
-	19, // 3: cwpexport.v1.ExportTask.create_time:type_name -> google.protobuf.Timestamp
-	19, // 4: cwpexport.v1.ExportTask.update_time:type_name -> google.protobuf.Timestamp
-	19, // 5: cwpexport.v1.ExportTask.observe_time:type_name -> google.protobuf.Timestamp
+	22, // 3: cwpexport.v1.ExportTask.create_time:type_name -> google.protobuf.Timestamp
+	22, // 4: cwpexport.v1.ExportTask.update_time:type_name -> google.protobuf.Timestamp
+	22, // 5: cwpexport.v1.ExportTask.observe_time:type_name -> google.protobuf.Timestamp
 	4,  // 6: cwpexport.v1.ExportTask.parameters:type_name -> cwpexport.v1.ExportParameters
-	20, // 7: cwpexport.v1.Progress.task_elapsed:type_name -> google.protobuf.Duration
-	20, // 8: cwpexport.v1.Progress.watch_elapsed:type_name -> google.protobuf.Duration
-	19, // 9: cwpexport.v1.Progress.last_poll_time:type_name -> google.protobuf.Timestamp
-	19, // 10: cwpexport.v1.Progress.next_poll_time:type_name -> google.protobuf.Timestamp
+	23, // 7: cwpexport.v1.Progress.task_elapsed:type_name -> google.protobuf.Duration
+	23, // 8: cwpexport.v1.Progress.watch_elapsed:type_name -> google.protobuf.Duration
+	22, // 9: cwpexport.v1.Progress.last_poll_time:type_name -> google.protobuf.Timestamp
+	22, // 10: cwpexport.v1.Progress.next_poll_time:type_name -> google.protobuf.Timestamp
 	2,  // 11: cwpexport.v1.ExportLicenseDetailRequest.filters:type_name -> cwpexport.v1.Filter
 	3,  // 12: cwpexport.v1.ExportLicenseDetailRequest.tags:type_name -> cwpexport.v1.Tag
 	5,  // 13: cwpexport.v1.ExportLicenseDetailResponse.task:type_name -> cwpexport.v1.ExportTask
@@ -1543,23 +1758,27 @@ var file_cwpexport_v1_license_export_proto_depIdxs = []int32{
 	6,  // 23: cwpexport.v1.ExportLicenseDetailAndWatchResponse.progress:type_name -> cwpexport.v1.Progress
 	0,  // 24: cwpexport.v1.ListExportTasksRequest.state:type_name -> cwpexport.v1.ExportTaskState
 	5,  // 25: cwpexport.v1.ListExportTasksResponse.tasks:type_name -> cwpexport.v1.ExportTask
-	7,  // 26: cwpexport.v1.LicenseExportService.ExportLicenseDetail:input_type -> cwpexport.v1.ExportLicenseDetailRequest
-	9,  // 27: cwpexport.v1.LicenseExportService.GetExportTask:input_type -> cwpexport.v1.GetExportTaskRequest
-	11, // 28: cwpexport.v1.LicenseExportService.WatchExportTask:input_type -> cwpexport.v1.WatchExportTaskRequest
-	13, // 29: cwpexport.v1.LicenseExportService.ExportLicenseDetailAndWatch:input_type -> cwpexport.v1.ExportLicenseDetailAndWatchRequest
-	15, // 30: cwpexport.v1.LicenseExportService.ListExportTasks:input_type -> cwpexport.v1.ListExportTasksRequest
-	17, // 31: cwpexport.v1.LicenseExportService.DownloadExport:input_type -> cwpexport.v1.DownloadExportRequest
-	8,  // 32: cwpexport.v1.LicenseExportService.ExportLicenseDetail:output_type -> cwpexport.v1.ExportLicenseDetailResponse
-	10, // 33: cwpexport.v1.LicenseExportService.GetExportTask:output_type -> cwpexport.v1.GetExportTaskResponse
-	12, // 34: cwpexport.v1.LicenseExportService.WatchExportTask:output_type -> cwpexport.v1.WatchExportTaskResponse
-	14, // 35: cwpexport.v1.LicenseExportService.ExportLicenseDetailAndWatch:output_type -> cwpexport.v1.ExportLicenseDetailAndWatchResponse
-	16, // 36: cwpexport.v1.LicenseExportService.ListExportTasks:output_type -> cwpexport.v1.ListExportTasksResponse
-	18, // 37: cwpexport.v1.LicenseExportService.DownloadExport:output_type -> cwpexport.v1.DownloadExportResponse
-	32, // [32:38] is the sub-list for method output_type
-	26, // [26:32] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	21, // 26: cwpexport.v1.GetBudgetStatusResponse.actions:type_name -> cwpexport.v1.ActionBudget
+	22, // 27: cwpexport.v1.GetBudgetStatusResponse.window_end_time:type_name -> google.protobuf.Timestamp
+	7,  // 28: cwpexport.v1.LicenseExportService.ExportLicenseDetail:input_type -> cwpexport.v1.ExportLicenseDetailRequest
+	9,  // 29: cwpexport.v1.LicenseExportService.GetExportTask:input_type -> cwpexport.v1.GetExportTaskRequest
+	11, // 30: cwpexport.v1.LicenseExportService.WatchExportTask:input_type -> cwpexport.v1.WatchExportTaskRequest
+	13, // 31: cwpexport.v1.LicenseExportService.ExportLicenseDetailAndWatch:input_type -> cwpexport.v1.ExportLicenseDetailAndWatchRequest
+	15, // 32: cwpexport.v1.LicenseExportService.ListExportTasks:input_type -> cwpexport.v1.ListExportTasksRequest
+	19, // 33: cwpexport.v1.LicenseExportService.GetBudgetStatus:input_type -> cwpexport.v1.GetBudgetStatusRequest
+	17, // 34: cwpexport.v1.LicenseExportService.DownloadExport:input_type -> cwpexport.v1.DownloadExportRequest
+	8,  // 35: cwpexport.v1.LicenseExportService.ExportLicenseDetail:output_type -> cwpexport.v1.ExportLicenseDetailResponse
+	10, // 36: cwpexport.v1.LicenseExportService.GetExportTask:output_type -> cwpexport.v1.GetExportTaskResponse
+	12, // 37: cwpexport.v1.LicenseExportService.WatchExportTask:output_type -> cwpexport.v1.WatchExportTaskResponse
+	14, // 38: cwpexport.v1.LicenseExportService.ExportLicenseDetailAndWatch:output_type -> cwpexport.v1.ExportLicenseDetailAndWatchResponse
+	16, // 39: cwpexport.v1.LicenseExportService.ListExportTasks:output_type -> cwpexport.v1.ListExportTasksResponse
+	20, // 40: cwpexport.v1.LicenseExportService.GetBudgetStatus:output_type -> cwpexport.v1.GetBudgetStatusResponse
+	18, // 41: cwpexport.v1.LicenseExportService.DownloadExport:output_type -> cwpexport.v1.DownloadExportResponse
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_cwpexport_v1_license_export_proto_init() }
@@ -1573,7 +1792,7 @@ func file_cwpexport_v1_license_export_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cwpexport_v1_license_export_proto_rawDesc), len(file_cwpexport_v1_license_export_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

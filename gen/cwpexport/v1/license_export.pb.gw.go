@@ -188,6 +188,27 @@ func local_request_LicenseExportService_ListExportTasks_0(ctx context.Context, m
 	return msg, metadata, err
 }
 
+func request_LicenseExportService_GetBudgetStatus_0(ctx context.Context, marshaler runtime.Marshaler, client LicenseExportServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetBudgetStatusRequest
+		metadata runtime.ServerMetadata
+	)
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetBudgetStatus(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_LicenseExportService_GetBudgetStatus_0(ctx context.Context, marshaler runtime.Marshaler, server LicenseExportServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetBudgetStatusRequest
+		metadata runtime.ServerMetadata
+	)
+	msg, err := server.GetBudgetStatus(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_LicenseExportService_DownloadExport_0(ctx context.Context, marshaler runtime.Marshaler, client LicenseExportServiceClient, req *http.Request, pathParams map[string]string) (LicenseExportService_DownloadExportClient, runtime.ServerMetadata, error) {
 	var (
 		protoReq DownloadExportRequest
@@ -296,6 +317,26 @@ func RegisterLicenseExportServiceHandlerServer(ctx context.Context, mux *runtime
 			return
 		}
 		forward_LicenseExportService_ListExportTasks_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_LicenseExportService_GetBudgetStatus_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/cwpexport.v1.LicenseExportService/GetBudgetStatus", runtime.WithHTTPPathPattern("/v1/budget"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_LicenseExportService_GetBudgetStatus_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_LicenseExportService_GetBudgetStatus_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	mux.Handle(http.MethodGet, pattern_LicenseExportService_DownloadExport_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
@@ -429,6 +470,23 @@ func RegisterLicenseExportServiceHandlerClient(ctx context.Context, mux *runtime
 		}
 		forward_LicenseExportService_ListExportTasks_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_LicenseExportService_GetBudgetStatus_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/cwpexport.v1.LicenseExportService/GetBudgetStatus", runtime.WithHTTPPathPattern("/v1/budget"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_LicenseExportService_GetBudgetStatus_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_LicenseExportService_GetBudgetStatus_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodGet, pattern_LicenseExportService_DownloadExport_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -455,6 +513,7 @@ var (
 	pattern_LicenseExportService_WatchExportTask_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "export-tasks", "task_id"}, "watch"))
 	pattern_LicenseExportService_ExportLicenseDetailAndWatch_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "license-detail"}, "exportAndWatch"))
 	pattern_LicenseExportService_ListExportTasks_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "export-tasks"}, ""))
+	pattern_LicenseExportService_GetBudgetStatus_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "budget"}, ""))
 	pattern_LicenseExportService_DownloadExport_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "export-tasks", "task_id"}, "download"))
 )
 
@@ -464,5 +523,6 @@ var (
 	forward_LicenseExportService_WatchExportTask_0             = runtime.ForwardResponseStream
 	forward_LicenseExportService_ExportLicenseDetailAndWatch_0 = runtime.ForwardResponseStream
 	forward_LicenseExportService_ListExportTasks_0             = runtime.ForwardResponseMessage
+	forward_LicenseExportService_GetBudgetStatus_0             = runtime.ForwardResponseMessage
 	forward_LicenseExportService_DownloadExport_0              = runtime.ForwardResponseStream
 )

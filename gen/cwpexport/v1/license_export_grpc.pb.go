@@ -28,6 +28,7 @@ const (
 	LicenseExportService_WatchExportTask_FullMethodName             = "/cwpexport.v1.LicenseExportService/WatchExportTask"
 	LicenseExportService_ExportLicenseDetailAndWatch_FullMethodName = "/cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch"
 	LicenseExportService_ListExportTasks_FullMethodName             = "/cwpexport.v1.LicenseExportService/ListExportTasks"
+	LicenseExportService_GetBudgetStatus_FullMethodName             = "/cwpexport.v1.LicenseExportService/GetBudgetStatus"
 	LicenseExportService_DownloadExport_FullMethodName              = "/cwpexport.v1.LicenseExportService/DownloadExport"
 )
 
@@ -56,6 +57,12 @@ type LicenseExportServiceClient interface {
 	ExportLicenseDetailAndWatch(ctx context.Context, in *ExportLicenseDetailAndWatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportLicenseDetailAndWatchResponse], error)
 	// ListExportTasks lists the tasks this service created, newest first.
 	ListExportTasks(ctx context.Context, in *ListExportTasksRequest, opts ...grpc.CallOption) (*ListExportTasksResponse, error)
+	// GetBudgetStatus reports the cloud's request budget as this service
+	// measures it: per cloud action, the configured and effective rates, the
+	// cloud's quota, the calls made in each of the last 60 seconds and how many
+	// the cloud refused as over its limit; and how many tasks share the read
+	// budget.
+	GetBudgetStatus(ctx context.Context, in *GetBudgetStatusRequest, opts ...grpc.CallOption) (*GetBudgetStatusResponse, error)
 	// DownloadExport streams the exported file of a finished task through the
 	// service. Over REST the body is the file's exact bytes.
 	DownloadExport(ctx context.Context, in *DownloadExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadExportResponse], error)
@@ -137,6 +144,16 @@ func (c *licenseExportServiceClient) ListExportTasks(ctx context.Context, in *Li
 	return out, nil
 }
 
+func (c *licenseExportServiceClient) GetBudgetStatus(ctx context.Context, in *GetBudgetStatusRequest, opts ...grpc.CallOption) (*GetBudgetStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBudgetStatusResponse)
+	err := c.cc.Invoke(ctx, LicenseExportService_GetBudgetStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *licenseExportServiceClient) DownloadExport(ctx context.Context, in *DownloadExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadExportResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &LicenseExportService_ServiceDesc.Streams[2], LicenseExportService_DownloadExport_FullMethodName, cOpts...)
@@ -181,6 +198,12 @@ type LicenseExportServiceServer interface {
 	ExportLicenseDetailAndWatch(*ExportLicenseDetailAndWatchRequest, grpc.ServerStreamingServer[ExportLicenseDetailAndWatchResponse]) error
 	// ListExportTasks lists the tasks this service created, newest first.
 	ListExportTasks(context.Context, *ListExportTasksRequest) (*ListExportTasksResponse, error)
+	// GetBudgetStatus reports the cloud's request budget as this service
+	// measures it: per cloud action, the configured and effective rates, the
+	// cloud's quota, the calls made in each of the last 60 seconds and how many
+	// the cloud refused as over its limit; and how many tasks share the read
+	// budget.
+	GetBudgetStatus(context.Context, *GetBudgetStatusRequest) (*GetBudgetStatusResponse, error)
 	// DownloadExport streams the exported file of a finished task through the
 	// service. Over REST the body is the file's exact bytes.
 	DownloadExport(*DownloadExportRequest, grpc.ServerStreamingServer[DownloadExportResponse]) error
@@ -208,6 +231,9 @@ func (UnimplementedLicenseExportServiceServer) ExportLicenseDetailAndWatch(*Expo
 }
 func (UnimplementedLicenseExportServiceServer) ListExportTasks(context.Context, *ListExportTasksRequest) (*ListExportTasksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListExportTasks not implemented")
+}
+func (UnimplementedLicenseExportServiceServer) GetBudgetStatus(context.Context, *GetBudgetStatusRequest) (*GetBudgetStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBudgetStatus not implemented")
 }
 func (UnimplementedLicenseExportServiceServer) DownloadExport(*DownloadExportRequest, grpc.ServerStreamingServer[DownloadExportResponse]) error {
 	return status.Error(codes.Unimplemented, "method DownloadExport not implemented")
@@ -309,6 +335,24 @@ func _LicenseExportService_ListExportTasks_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LicenseExportService_GetBudgetStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBudgetStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicenseExportServiceServer).GetBudgetStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LicenseExportService_GetBudgetStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicenseExportServiceServer).GetBudgetStatus(ctx, req.(*GetBudgetStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _LicenseExportService_DownloadExport_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(DownloadExportRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -338,6 +382,10 @@ var LicenseExportService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListExportTasks",
 			Handler:    _LicenseExportService_ListExportTasks_Handler,
+		},
+		{
+			MethodName: "GetBudgetStatus",
+			Handler:    _LicenseExportService_GetBudgetStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -17,6 +17,22 @@ WATCH_EVENT_KIND_SNAPSHOT: WatchEventKind
 WATCH_EVENT_KIND_STATE_CHANGED: WatchEventKind
 WATCH_EVENT_KIND_UNSPECIFIED: WatchEventKind
 
+class ActionBudget(_message.Message):
+    __slots__ = ["action", "calls_per_second", "cloud_quota", "configured_rate", "effective_rate", "throttled_calls"]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    CALLS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURED_RATE_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_RATE_FIELD_NUMBER: _ClassVar[int]
+    THROTTLED_CALLS_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    calls_per_second: _containers.RepeatedScalarFieldContainer[int]
+    cloud_quota: float
+    configured_rate: float
+    effective_rate: float
+    throttled_calls: int
+    def __init__(self, action: _Optional[str] = ..., configured_rate: _Optional[float] = ..., effective_rate: _Optional[float] = ..., cloud_quota: _Optional[float] = ..., calls_per_second: _Optional[_Iterable[int]] = ..., throttled_calls: _Optional[int] = ...) -> None: ...
+
 class DownloadExportRequest(_message.Message):
     __slots__ = ["task_id"]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +150,20 @@ class Filter(_message.Message):
     name: str
     values: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, name: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., exact_match: bool = ...) -> None: ...
+
+class GetBudgetStatusRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class GetBudgetStatusResponse(_message.Message):
+    __slots__ = ["actions", "read_budget_tasks", "window_end_time"]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    READ_BUDGET_TASKS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    actions: _containers.RepeatedCompositeFieldContainer[ActionBudget]
+    read_budget_tasks: int
+    window_end_time: _timestamp_pb2.Timestamp
+    def __init__(self, actions: _Optional[_Iterable[_Union[ActionBudget, _Mapping]]] = ..., read_budget_tasks: _Optional[int] = ..., window_end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetExportTaskRequest(_message.Message):
     __slots__ = ["task_id"]

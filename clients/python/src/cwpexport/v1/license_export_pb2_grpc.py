@@ -43,6 +43,11 @@ class LicenseExportServiceStub(object):
                 request_serializer=cwpexport_dot_v1_dot_license__export__pb2.ListExportTasksRequest.SerializeToString,
                 response_deserializer=cwpexport_dot_v1_dot_license__export__pb2.ListExportTasksResponse.FromString,
                 )
+        self.GetBudgetStatus = channel.unary_unary(
+                '/cwpexport.v1.LicenseExportService/GetBudgetStatus',
+                request_serializer=cwpexport_dot_v1_dot_license__export__pb2.GetBudgetStatusRequest.SerializeToString,
+                response_deserializer=cwpexport_dot_v1_dot_license__export__pb2.GetBudgetStatusResponse.FromString,
+                )
         self.DownloadExport = channel.unary_stream(
                 '/cwpexport.v1.LicenseExportService/DownloadExport',
                 request_serializer=cwpexport_dot_v1_dot_license__export__pb2.DownloadExportRequest.SerializeToString,
@@ -98,6 +103,17 @@ class LicenseExportServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBudgetStatus(self, request, context):
+        """GetBudgetStatus reports the cloud's request budget as this service
+        measures it: per cloud action, the configured and effective rates, the
+        cloud's quota, the calls made in each of the last 60 seconds and how many
+        the cloud refused as over its limit; and how many tasks share the read
+        budget.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DownloadExport(self, request, context):
         """DownloadExport streams the exported file of a finished task through the
         service. Over REST the body is the file's exact bytes.
@@ -133,6 +149,11 @@ def add_LicenseExportServiceServicer_to_server(servicer, server):
                     servicer.ListExportTasks,
                     request_deserializer=cwpexport_dot_v1_dot_license__export__pb2.ListExportTasksRequest.FromString,
                     response_serializer=cwpexport_dot_v1_dot_license__export__pb2.ListExportTasksResponse.SerializeToString,
+            ),
+            'GetBudgetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudgetStatus,
+                    request_deserializer=cwpexport_dot_v1_dot_license__export__pb2.GetBudgetStatusRequest.FromString,
+                    response_serializer=cwpexport_dot_v1_dot_license__export__pb2.GetBudgetStatusResponse.SerializeToString,
             ),
             'DownloadExport': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadExport,
@@ -235,6 +256,23 @@ class LicenseExportService(object):
         return grpc.experimental.unary_unary(request, target, '/cwpexport.v1.LicenseExportService/ListExportTasks',
             cwpexport_dot_v1_dot_license__export__pb2.ListExportTasksRequest.SerializeToString,
             cwpexport_dot_v1_dot_license__export__pb2.ListExportTasksResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetBudgetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cwpexport.v1.LicenseExportService/GetBudgetStatus',
+            cwpexport_dot_v1_dot_license__export__pb2.GetBudgetStatusRequest.SerializeToString,
+            cwpexport_dot_v1_dot_license__export__pb2.GetBudgetStatusResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -606,6 +606,100 @@ export type DownloadExportResponse = Message<"cwpexport.v1.DownloadExportRespons
  */
 export declare const DownloadExportResponseSchema: GenMessage<DownloadExportResponse>;
 /**
+ * GetBudgetStatusRequest asks for the cloud budget's status; it has no fields.
+ *
+ * @generated from message cwpexport.v1.GetBudgetStatusRequest
+ */
+export type GetBudgetStatusRequest = Message<"cwpexport.v1.GetBudgetStatusRequest"> & {};
+/**
+ * Describes the message cwpexport.v1.GetBudgetStatusRequest.
+ * Use `create(GetBudgetStatusRequestSchema)` to create a new message.
+ */
+export declare const GetBudgetStatusRequestSchema: GenMessage<GetBudgetStatusRequest>;
+/**
+ * GetBudgetStatusResponse is the cloud budget as the service measures it.
+ *
+ * @generated from message cwpexport.v1.GetBudgetStatusResponse
+ */
+export type GetBudgetStatusResponse = Message<"cwpexport.v1.GetBudgetStatusResponse"> & {
+    /**
+     * One entry per cloud action the service calls: ExportTasks (the read
+     * budget that polls share) and ExportLicenseDetail (the export budget).
+     *
+     * @generated from field: repeated cwpexport.v1.ActionBudget actions = 1;
+     */
+    actions: ActionBudget[];
+    /**
+     * Number of tasks being polled now, sharing the ExportTasks budget.
+     *
+     * @generated from field: int32 read_budget_tasks = 2;
+     */
+    readBudgetTasks: number;
+    /**
+     * End of the measured window: calls_per_second and throttled_calls cover
+     * the whole seconds before this instant.
+     *
+     * @generated from field: google.protobuf.Timestamp window_end_time = 3;
+     */
+    windowEndTime?: Timestamp | undefined;
+};
+/**
+ * Describes the message cwpexport.v1.GetBudgetStatusResponse.
+ * Use `create(GetBudgetStatusResponseSchema)` to create a new message.
+ */
+export declare const GetBudgetStatusResponseSchema: GenMessage<GetBudgetStatusResponse>;
+/**
+ * ActionBudget is one cloud action's request budget and its recent use.
+ *
+ * @generated from message cwpexport.v1.ActionBudget
+ */
+export type ActionBudget = Message<"cwpexport.v1.ActionBudget"> & {
+    /**
+     * Cloud action name: ExportTasks or ExportLicenseDetail.
+     *
+     * @generated from field: string action = 1;
+     */
+    action: string;
+    /**
+     * Calls per second the service was configured to make at most.
+     *
+     * @generated from field: double configured_rate = 2;
+     */
+    configuredRate: number;
+    /**
+     * Calls per second the service allows itself now; at most the configured
+     * rate, lower while the service holds back after the cloud throttled it.
+     *
+     * @generated from field: double effective_rate = 3;
+     */
+    effectiveRate: number;
+    /**
+     * Calls per second the cloud allows per action, as it documents (20).
+     *
+     * @generated from field: double cloud_quota = 4;
+     */
+    cloudQuota: number;
+    /**
+     * Calls made to the cloud in each of the last 60 whole seconds, oldest
+     * first, whatever their outcome.
+     *
+     * @generated from field: repeated int32 calls_per_second = 5;
+     */
+    callsPerSecond: number[];
+    /**
+     * Calls in the same 60 seconds that the cloud answered with
+     * RequestLimitExceeded.
+     *
+     * @generated from field: int32 throttled_calls = 6;
+     */
+    throttledCalls: number;
+};
+/**
+ * Describes the message cwpexport.v1.ActionBudget.
+ * Use `create(ActionBudgetSchema)` to create a new message.
+ */
+export declare const ActionBudgetSchema: GenMessage<ActionBudget>;
+/**
  * ExportTaskState is the cloud's state of an export task.
  *
  * @generated from enum cwpexport.v1.ExportTaskState
@@ -739,6 +833,20 @@ export declare const LicenseExportService: GenService<{
         methodKind: "unary";
         input: typeof ListExportTasksRequestSchema;
         output: typeof ListExportTasksResponseSchema;
+    };
+    /**
+     * GetBudgetStatus reports the cloud's request budget as this service
+     * measures it: per cloud action, the configured and effective rates, the
+     * cloud's quota, the calls made in each of the last 60 seconds and how many
+     * the cloud refused as over its limit; and how many tasks share the read
+     * budget.
+     *
+     * @generated from rpc cwpexport.v1.LicenseExportService.GetBudgetStatus
+     */
+    getBudgetStatus: {
+        methodKind: "unary";
+        input: typeof GetBudgetStatusRequestSchema;
+        output: typeof GetBudgetStatusResponseSchema;
     };
     /**
      * DownloadExport streams the exported file of a finished task through the
