@@ -3,7 +3,7 @@ package tracker
 import "container/heap"
 
 // entryHeap orders scheduled entries by due time.
-type entryHeap []*entry
+type entryHeap []*schedEntry
 
 func (h entryHeap) Len() int           { return len(h) }
 func (h entryHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
@@ -14,7 +14,7 @@ func (h entryHeap) Swap(i, j int) {
 
 // Push and Pop implement heap.Interface; use push, remove and fix.
 func (h *entryHeap) Push(x any) {
-	e := x.(*entry)
+	e := x.(*schedEntry)
 	e.index = len(*h)
 	*h = append(*h, e)
 }
@@ -29,6 +29,6 @@ func (h *entryHeap) Pop() any {
 	return e
 }
 
-func (h *entryHeap) push(e *entry)   { heap.Push(h, e) }
-func (h *entryHeap) remove(e *entry) { heap.Remove(h, e.index) }
-func (h *entryHeap) fix(e *entry)    { heap.Fix(h, e.index) }
+func (h *entryHeap) push(e *schedEntry)   { heap.Push(h, e) }
+func (h *entryHeap) remove(e *schedEntry) { heap.Remove(h, e.index) }
+func (h *entryHeap) fix(e *schedEntry)    { heap.Fix(h, e.index) }

@@ -1,58 +1,108 @@
-// Package tracker keeps one shared observation of each export task and polls
-// the cloud for it on a schedule set by the read budget, whatever the number
-// of callers interested in the task.
+// Package tracker keeps one shared observation of each export task, whatever
+// the number of callers interested in it, and has it polled by a Scheduler.
 //
-// Every watch stream and every GetExportTask of a task reads the same entry;
-// one scheduler goroutine decides when the cloud is asked. With K tasks
-// scheduled and a budget of B reads per second, each task is polled about
-// every max(MinInterval, K/B), keeping the cadence of its due times. Tasks
-// that a caller waits on synchronously (a Get of a stale task, a watch of a
-// task never observed) go first, unless a watched task is a whole
-// MinInterval late; tasks kept only by background interest use what the
-// others leave. Watchers are woken only when what they report changes.
+// Every watch stream and every GetExportTask of a task reads the same entry.
+// The tracker tells its scheduler how strongly it wants each task polled —
+// urgent while a caller waits for an observation (a Get of a stale task, a
+// watch of a task never observed), watched while watch streams follow it,
+// background while the registry follows it — and applies what the polls
+// observe. Watchers are woken only when what they report changes.
+//
+// The scheduler decides when the cloud is asked: Local does it for this
+// process alone; a fleet of processes shares one schedule (package fleet),
+// and then an entry also learns what other processes' polls observed.
 package tracker
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
-
-	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
 )
 
-// Reader reads an export task's state from the cloud.
-type Reader interface {
-	ExportTasks(ctx context.Context, taskID int64) (cloud.TaskStatus, error)
+// Tier is how strongly the tracker wants a task polled; a lower tier is
+// polled first.
+type Tier int
+
+// The tiers.
+const (
+	// TierUrgent: a caller waits for a first or fresh observation.
+	TierUrgent Tier = iota
+	// TierWatched: watch streams follow the task.
+	TierWatched
+	// TierBackground: only background interest (the registry follows it).
+	TierBackground
+	// TierNone: not wanted.
+	TierNone
+)
+
+// Scheduler decides when tasks are polled and makes the polls.
+type Scheduler interface {
+	// Want sets how strongly this process wants task id polled; TierNone
+	// withdraws its interest. It must not block on the network.
+	Want(id int64, tier Tier)
+	// Created tells that task id was created at at: the cloud's answer
+	// said it is pending, so no poll is needed to know that.
+	Created(id int64, at time.Time)
+	// Forget drops what the scheduler keeps of a task nobody wants.
+	Forget(id int64)
+	// Next returns when task id will next be polled (zero when it is not
+	// scheduled) and how many tasks share the read budget.
+	Next(id int64) (time.Time, int)
+	// Lookup returns the latest observation of task id that another
+	// process shares and that is fresh enough to answer a read, if any.
+	Lookup(ctx context.Context, id int64) (Poll, bool)
+	// Rate is the read budget's rate now, in polls per second.
+	Rate() float64
+	// Run polls due tasks until ctx ends, handing report every observation:
+	// of this process's polls, and of other processes' polls of tasks this
+	// process wants.
+	Run(ctx context.Context, report func(Poll))
 }
 
-// Budget paces the polls (the cloud's ExportTasks quota is per account) and
-// learns when the cloud throttles them.
-type Budget interface {
-	// Wait blocks until a poll may start; an error means it must not.
-	Wait(ctx context.Context) error
-	// Throttled reports a poll the cloud refused for its rate limit.
-	Throttled()
-	// Rate is the effective rate now, in polls per second.
-	Rate() float64
+// Poll is what one poll of a task observed.
+type Poll struct {
+	TaskID int64
+	// Local: this process made the poll (and records it: metrics, the
+	// registry).
+	Local bool
+	// Status is the cloud's answer; set when neither Err nor Transient is.
+	Status cloud.TaskStatus
+	// Transient is a failure worth retrying; Err a refusal that ends the
+	// task for its watchers.
+	Transient, Err error
+	// At is when the poll ended; Observed when the cloud last answered
+	// about the task and Changed when its state last changed, when the
+	// scheduler knows them (a shared schedule does).
+	At, Observed, Changed time.Time
+	// Polls is the number of polls of the task so far (by every process
+	// sharing the schedule); Failures the polls in a row that failed.
+	Polls    int64
+	Failures int
+	// NextPoll is when the task is next polled (zero: not scheduled);
+	// Pending, how many tasks share the read budget.
+	NextPoll time.Time
+	Pending  int
+	// Settled: the task's first terminal observation.
+	Settled bool
 }
 
 // Options configure a Tracker. Zero values take the defaults named.
 type Options struct {
-	// Cloud answers the polls.
-	Cloud Reader
-	// Budget paces all polls; nil means budget.New at 18 per second.
-	Budget Budget
-	// MinInterval is the floor between two polls of one task; default 1s.
-	MinInterval time.Duration
-	// BackgroundInterval is the floor for tasks kept only by background
-	// interest; default 10s.
+	// Scheduler polls the tasks; nil means a Local scheduler with the
+	// options below.
+	Scheduler Scheduler
+	// Cloud, Budget, MinInterval, BackgroundInterval, PollTimeout and
+	// MaxBackoff configure the Local scheduler when Scheduler is nil (see
+	// LocalOptions).
+	Cloud              Reader
+	Budget             Budget
+	MinInterval        time.Duration
 	BackgroundInterval time.Duration
+	PollTimeout        time.Duration
+	MaxBackoff         time.Duration
 	// Freshness: an unwatched task observed more recently than this is
 	// answered without asking the cloud; default 1s.
 	Freshness time.Duration
@@ -60,10 +110,6 @@ type Options struct {
 	// (terminal states are answered from it); default 10m. Entries never
 	// observed are dropped as soon as nobody is interested.
 	Retention time.Duration
-	// PollTimeout bounds one cloud call; default 10s.
-	PollTimeout time.Duration
-	// MaxBackoff caps the delay after failed polls; default 30s.
-	MaxBackoff time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives poll failures; nil discards.
@@ -79,10 +125,10 @@ type Observer interface {
 	// read budget before a poll. It runs on the scheduler's path: it must
 	// be quick.
 	BudgetWaited(d time.Duration)
-	// Polled reports the task's snapshot after a poll the cloud answered or
-	// refused; settled is true for the task's first terminal observation
-	// (FINISHED, ERROR, or an error that ends its watches). It runs on the
-	// poll's goroutine, outside the tracker's lock, and may call the
+	// Polled reports the task's snapshot after a poll this process made
+	// that the cloud answered or refused; settled is true for the task's
+	// first terminal observation (FINISHED, ERROR, or an error that ends
+	// its watches). It runs outside the tracker's lock, and may call the
 	// Tracker.
 	Polled(s Snapshot, settled bool)
 }
@@ -93,15 +139,8 @@ func (nopObserver) BudgetWaited(time.Duration) {}
 func (nopObserver) Polled(Snapshot, bool)      {}
 
 func (o *Options) defaults() {
-	if o.Budget == nil {
-		o.Budget = budget.MustNew(budget.Options{Rate: 18})
-	}
-	setDefault(&o.MinInterval, time.Second)
-	setDefault(&o.BackgroundInterval, 10*time.Second)
 	setDefault(&o.Freshness, time.Second)
 	setDefault(&o.Retention, 10*time.Minute)
-	setDefault(&o.PollTimeout, 10*time.Second)
-	setDefault(&o.MaxBackoff, 30*time.Second)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -110,6 +149,13 @@ func (o *Options) defaults() {
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
+	}
+	if o.Scheduler == nil {
+		o.Scheduler = NewLocal(LocalOptions{
+			Cloud: o.Cloud, Budget: o.Budget, MinInterval: o.MinInterval, BackgroundInterval: o.BackgroundInterval,
+			PollTimeout: o.PollTimeout, MaxBackoff: o.MaxBackoff, Now: o.Now, Logger: o.Logger,
+			BudgetWaited: o.Observer.BudgetWaited,
+		})
 	}
 }
 
@@ -160,16 +206,6 @@ func (s Snapshot) Terminal() bool {
 	return s.Err != nil || s.State == cloud.StatusFinished || s.State == cloud.StatusError
 }
 
-// tier orders the scheduled entries: a lower tier is polled first.
-type tier int
-
-const (
-	tierUrgent     tier = iota // a caller waits for a first or fresh observation
-	tierWatched                // watch streams follow the task
-	tierBackground             // only background interest
-	tierNone                   // not scheduled
-)
-
 type entry struct {
 	snap Snapshot
 	// changed is closed and replaced when what watchers are told of
@@ -187,50 +223,47 @@ type entry struct {
 	// them.
 	watchers, waiters int
 	background        bool
-	polling           bool
-	tier              tier
-	due               time.Time
-	index             int // in its tier's heap
-	// cadence is when the last poll was due: the next is due an interval
-	// after it. Zero before the first poll. asked is when it was sent.
-	cadence, asked time.Time
+	// tier is what the scheduler was last told.
+	tier Tier
 	// idle is when the last interest left; the entry is dropped Retention
 	// after it.
 	idle time.Time
-	// retry paces polls after failures and retryAt is the earliest time of
-	// the next one; both are reset by a poll the cloud answers. No change
-	// of interest moves a retry earlier.
-	retry   *backoff.ExponentialBackOff
-	retryAt time.Time
 }
 
 // interested reports whether anyone wants the task followed or answered.
 func (e *entry) interested() bool { return e.watchers > 0 || e.waiters > 0 || e.background }
 
-// urgent reports whether a caller is waiting for an observation.
-func (e *entry) urgent() bool {
-	return e.waiters > 0 || (e.watchers > 0 && e.snap.State == "" && e.snap.Err == nil)
+// want is the tier e's interest and state call for.
+func (e *entry) want() Tier {
+	switch {
+	case e.waiters > 0:
+		// A caller waits for a new answer, even of a terminal task.
+		return TierUrgent
+	case e.snap.Terminal():
+		return TierNone
+	case e.watchers > 0 && e.snap.State == "" && e.snap.Err == nil:
+		return TierUrgent
+	case e.watchers > 0:
+		return TierWatched
+	case e.background:
+		return TierBackground
+	}
+	return TierNone
 }
 
-// Tracker shares task observations among callers and schedules the polls.
+// Tracker shares task observations among callers and has the tasks polled.
 // Run must be running for polls to happen.
 type Tracker struct {
 	opts  Options
+	sched Scheduler
 	mu    sync.Mutex
 	tasks map[int64]*entry
-	heaps [tierNone]entryHeap
-	// wake nudges the scheduler when the schedule changed.
-	wake chan struct{}
-	// inflight tracks polls running; Run waits for them before returning.
-	inflight sync.WaitGroup
-	// polling counts the polls running.
-	polling int
 }
 
 // New returns a tracker; start its scheduler with Run.
 func New(opts Options) *Tracker {
 	opts.defaults()
-	return &Tracker{opts: opts, tasks: map[int64]*entry{}, wake: make(chan struct{}, 1)}
+	return &Tracker{opts: opts, sched: opts.Scheduler, tasks: map[int64]*entry{}}
 }
 
 // Created records a task the service has just created: the cloud's answer
@@ -247,6 +280,7 @@ func (t *Tracker) Created(id int64, requestID string) Snapshot {
 	e.snap.Err, e.snap.LastErr, e.snap.Failures = nil, nil, 0
 	e.snap.RequestID = requestID
 	e.snap.Created, e.snap.Changed, e.snap.Observed = now, now, now
+	t.sched.Created(id, now)
 	return t.snapshotLocked(e)
 }
 
@@ -258,7 +292,7 @@ func (t *Tracker) Watch(id int64) *Watch {
 	now := t.opts.Now()
 	e := t.entryLocked(id, now)
 	e.watchers++
-	t.rescheduleLocked(e, now)
+	t.interestLocked(e, now)
 	return &Watch{t: t, e: e}
 }
 
@@ -273,7 +307,7 @@ func (t *Tracker) Follow(id int64, created time.Time) {
 		e.snap.Created = created
 	}
 	e.background = true
-	t.rescheduleLocked(e, now)
+	t.interestLocked(e, now)
 }
 
 // Unfollow ends background interest in a task.
@@ -282,7 +316,7 @@ func (t *Tracker) Unfollow(id int64) {
 	defer t.mu.Unlock()
 	if e, ok := t.tasks[id]; ok && e.background {
 		e.background = false
-		t.rescheduleLocked(e, t.opts.Now())
+		t.interestLocked(e, t.opts.Now())
 	}
 }
 
@@ -310,19 +344,36 @@ func (t *Tracker) await(ctx context.Context, id int64, force bool) (Snapshot, er
 		t.mu.Unlock()
 		return s, s.Err
 	}
+	t.mu.Unlock()
+	if !force {
+		// Another process may share a fresh observation: no poll needed.
+		if p, ok := t.sched.Lookup(ctx, id); ok {
+			t.apply(p)
+			t.mu.Lock()
+			e = t.entryLocked(id, t.opts.Now())
+			s, answerable := t.snapshotLocked(e), t.answerableLocked(e, t.opts.Now())
+			t.mu.Unlock()
+			if answerable {
+				return s, s.Err
+			}
+		}
+	}
+	t.mu.Lock()
+	now = t.opts.Now()
+	e = t.entryLocked(id, now)
 	if force {
 		// An earlier refusal is no answer to a request for a new one.
 		e.snap.Err = nil
 	}
 	e.waiters++
-	t.rescheduleLocked(e, now)
+	t.interestLocked(e, now)
 	t.mu.Unlock()
 	s, err := (&Watch{t: t, e: e}).await(ctx, now)
 	// The caller's urgency leaves with it; the answer's schedule is the one
 	// left after it.
 	t.mu.Lock()
 	e.waiters--
-	t.rescheduleLocked(e, t.opts.Now())
+	t.interestLocked(e, t.opts.Now())
 	after := t.snapshotLocked(e)
 	t.mu.Unlock()
 	s.NextPoll, s.Pending, s.Rate = after.NextPoll, after.Pending, after.Rate
@@ -378,7 +429,8 @@ func (t *Tracker) Peek(id int64) Snapshot {
 	if e, ok := t.tasks[id]; ok {
 		return t.snapshotLocked(e)
 	}
-	return Snapshot{TaskID: id, Pending: t.scheduledLocked(), Rate: t.opts.Budget.Rate()}
+	_, pending := t.sched.Next(id)
+	return Snapshot{TaskID: id, Pending: pending, Rate: t.sched.Rate()}
 }
 
 // Watch is one caller's interest in a task.
@@ -411,7 +463,7 @@ func (w *Watch) Close() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		w.e.watchers--
-		t.rescheduleLocked(w.e, t.opts.Now())
+		t.interestLocked(w.e, t.opts.Now())
 	})
 }
 
@@ -419,7 +471,8 @@ func (w *Watch) Close() {
 type Stats struct {
 	// Tasks is the number of cached entries.
 	Tasks int
-	// Scheduled is the number of tasks being polled.
+	// Scheduled is the number of tasks being polled (by the whole fleet,
+	// when the schedule is shared).
 	Scheduled int
 	// Watchers is the number of open watches and callers waiting for a
 	// poll.
@@ -431,7 +484,7 @@ func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := Stats{Tasks: len(t.tasks)}
-	s.Scheduled = t.scheduledLocked()
+	_, s.Scheduled = t.sched.Next(0)
 	for _, e := range t.tasks {
 		s.Watchers += e.watchers + e.waiters
 	}
@@ -441,7 +494,7 @@ func (t *Tracker) Stats() Stats {
 func (t *Tracker) entryLocked(id int64, now time.Time) *entry {
 	e, ok := t.tasks[id]
 	if !ok {
-		e = &entry{snap: Snapshot{TaskID: id, Created: now}, changed: make(chan struct{}), polled: make(chan struct{}), tier: tierNone, index: -1, idle: now}
+		e = &entry{snap: Snapshot{TaskID: id, Created: now}, changed: make(chan struct{}), polled: make(chan struct{}), tier: TierNone, idle: now}
 		t.tasks[id] = e
 	}
 	if e.snap.Err != nil && e.watchers == 0 && e.waiters == 0 && now.Sub(e.snap.LastPoll) >= t.opts.Freshness {
@@ -454,184 +507,112 @@ func (t *Tracker) entryLocked(id int64, now time.Time) *entry {
 
 func (t *Tracker) snapshotLocked(e *entry) Snapshot {
 	s := e.snap
-	switch {
-	case e.polling:
-		s.NextPoll = t.opts.Now() // a poll is in flight
-	case e.tier != tierNone:
-		s.NextPoll = e.due
-	}
-	s.Pending = t.scheduledLocked()
-	s.Rate = t.opts.Budget.Rate()
+	s.NextPoll, s.Pending = t.sched.Next(e.snap.TaskID)
+	s.Rate = t.sched.Rate()
 	return s
 }
 
-// scheduledLocked counts the tasks sharing the budget: those waiting for
-// their next poll and those being polled.
-func (t *Tracker) scheduledLocked() int {
-	return len(t.heaps[tierUrgent]) + len(t.heaps[tierWatched]) + len(t.heaps[tierBackground]) + t.polling
-}
-
-// rescheduleLocked puts e in the heap its interest and state call for, due
-// at the earliest time the schedule allows, or drops it when nobody is
-// interested in a task never observed (there is nothing to keep).
-func (t *Tracker) rescheduleLocked(e *entry, now time.Time) {
-	want := tierNone
-	switch {
-	case e.waiters > 0:
-		// A caller waits for a new answer, even of a terminal task.
-		want = tierUrgent
-	case e.snap.Terminal():
-	case e.urgent():
-		want = tierUrgent
-	case e.watchers > 0:
-		want = tierWatched
-	case e.background:
-		want = tierBackground
-	}
+// interestLocked tells the scheduler the tier e now calls for, and drops e
+// when nobody is interested in a task never observed (there is nothing to
+// keep).
+func (t *Tracker) interestLocked(e *entry, now time.Time) {
+	want := e.want()
 	if !e.interested() {
 		e.idle = now
 	}
-	if e.polling {
-		// The poll's completion reschedules; just remember the tier.
+	if want != e.tier || want == TierUrgent {
 		e.tier = want
-		return
+		t.sched.Want(e.snap.TaskID, want)
 	}
-	if want == tierNone {
-		t.unscheduleLocked(e)
-		if !e.interested() && e.snap.State == "" && e.snap.Err == nil {
-			delete(t.tasks, e.snap.TaskID)
-		}
-		return
-	}
-	due := now
-	if last := latest(e.snap.LastPoll, e.snap.Observed); want != tierUrgent && e.snap.Failures == 0 && !last.IsZero() {
-		// A new task's first poll also waits its share: polling it
-		// earlier takes the slot from a task already waiting (measured:
-		// notify latency p50 0.51 → 0.58 of the period with K = 100 and a
-		// new task every second). A task never observed is polled at
-		// once: it is urgent.
-		iv := t.intervalLocked(e, want)
-		next := last.Add(iv)
-		if !e.cadence.IsZero() {
-			// Keep the rhythm of the polls' due times, so that neither the
-			// cloud's answer time nor the wait for the budget stretches
-			// the period.
-			next = latest(next, e.cadence.Add(iv))
-		}
-		due = latest(due, next)
-	}
-	// Whatever the tier and whoever joins or leaves: never ask twice within
-	// the floor, and never before a failed poll's backoff is over.
-	if !e.asked.IsZero() {
-		due = latest(due, e.asked.Add(t.floor(want)))
-	}
-	due = latest(due, e.retryAt)
-	if e.tier == want && e.index >= 0 && !due.Before(e.due) && want != tierUrgent {
-		return // already scheduled no later than needed
-	}
-	t.unscheduleLocked(e)
-	e.tier, e.due = want, due
-	t.heaps[want].push(e)
-	t.nudge()
-}
-
-func latest(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func (t *Tracker) unscheduleLocked(e *entry) {
-	if e.index >= 0 && e.tier != tierNone {
-		t.heaps[e.tier].remove(e)
-	}
-	e.tier = tierNone
-}
-
-// intervalLocked is the time between two polls of one task of tier tr:
-// the floor, or the share of the budget the scheduled tasks leave it.
-func (t *Tracker) intervalLocked(e *entry, tr tier) time.Duration {
-	k := t.scheduledLocked()
-	if e.index < 0 && !e.polling {
-		k++ // e itself, about to be scheduled
-	}
-	share := time.Duration(float64(k) / t.opts.Budget.Rate() * float64(time.Second))
-	return max(t.floor(tr), share)
-}
-
-// floor is the least time between two polls of one task of tier tr.
-func (t *Tracker) floor(tr tier) time.Duration {
-	if tr == tierBackground {
-		return t.opts.BackgroundInterval
-	}
-	return t.opts.MinInterval
-}
-
-func (t *Tracker) nudge() {
-	select {
-	case t.wake <- struct{}{}:
-	default:
+	if !e.interested() && e.snap.State == "" && e.snap.Err == nil {
+		delete(t.tasks, e.snap.TaskID)
+		t.sched.Forget(e.snap.TaskID)
 	}
 }
 
-// budgetRetry is the pause after the budget refused a poll for another
-// reason than the scheduler's end (a shared budget that cannot be reached).
-const budgetRetry = time.Second
-
-// Run schedules polls until ctx ends, then waits for polls in flight. It
-// stops only when ctx ends: a budget that refuses a poll is logged and
-// asked again.
+// Run has the tasks polled until ctx ends, then waits for polls in flight.
 func (t *Tracker) Run(ctx context.Context) {
-	defer t.inflight.Wait()
 	housekeeping := make(chan struct{})
 	go func() { defer close(housekeeping); t.housekeep(ctx) }()
 	defer func() { <-housekeeping }()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		t.mu.Lock()
-		e, wait := t.nextLocked(t.opts.Now())
-		t.mu.Unlock()
-		if e == nil {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.wake:
-			case <-timer.C:
-			}
-			continue
-		}
-		// Take the budget first, then pick again: the most urgent entry
-		// gets the token even if it arrived during the wait.
-		waitStart := time.Now()
-		if err := t.opts.Budget.Wait(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			t.opts.Logger.Error("the read budget refused a poll; polls wait", "err", err, "retry_in", budgetRetry)
-			timer.Reset(budgetRetry)
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-			continue
-		}
-		t.opts.Observer.BudgetWaited(time.Since(waitStart))
-		t.mu.Lock()
-		if e, _ = t.nextLocked(t.opts.Now()); e != nil {
-			t.unscheduleLocked(e)
-			e.tier = tierNone
-			e.cadence, e.asked = e.due, t.opts.Now()
-			e.polling = true
-			t.polling++
-			t.inflight.Add(1)
-			go t.poll(ctx, e)
-		}
-		t.mu.Unlock()
+	t.sched.Run(ctx, t.apply)
+}
+
+// apply records what a poll observed in the task's entry, wakes who must
+// know, and tells the observer about this process's polls.
+func (t *Tracker) apply(p Poll) {
+	t.mu.Lock()
+	e, ok := t.tasks[p.TaskID]
+	var snap Snapshot
+	if ok {
+		snap = t.applyLocked(e, p)
 	}
+	t.mu.Unlock()
+	if !p.Local {
+		return
+	}
+	if !ok {
+		// A task this process polled but holds no entry of (it was swept
+		// during the poll, or the poll was the fleet's).
+		t.sched.Forget(p.TaskID)
+	}
+	if p.Err == nil && p.Transient != nil {
+		return
+	}
+	if !ok {
+		snap = p.snapshot()
+		_, snap.Pending = t.sched.Next(p.TaskID)
+		snap.Rate = t.sched.Rate()
+	}
+	t.opts.Observer.Polled(snap, p.Settled)
+}
+
+func (t *Tracker) applyLocked(e *entry, p Poll) Snapshot {
+	s := &e.snap
+	if p.Polls < s.Polls || (!s.LastPoll.IsZero() && p.At.Before(s.LastPoll)) {
+		return t.snapshotLocked(e) // an older poll's news, arriving late
+	}
+	s.Polls, s.LastPoll, s.Failures = p.Polls, p.At, p.Failures
+	state, url, refused := s.State, s.DownloadURL, s.Err != nil
+	switch {
+	case p.Err != nil:
+		s.Err, s.LastErr = p.Err, p.Err
+		if rid := requestID(p.Err); rid != "" {
+			s.RequestID = rid
+		}
+	case p.Transient != nil:
+		s.LastErr = p.Transient
+	default:
+		observed, changed := latest(p.Observed, p.At), p.Changed
+		if p.Status.Status != s.State && changed.IsZero() {
+			changed = observed
+		}
+		if !changed.IsZero() {
+			s.Changed = changed
+		}
+		s.State, s.DownloadURL, s.RequestID = p.Status.Status, p.Status.DownloadURL, p.Status.RequestID
+		s.Observed, s.Err, s.LastErr = observed, nil, nil
+	}
+	t.interestLocked(e, t.opts.Now())
+	close(e.polled)
+	e.polled = make(chan struct{})
+	if s.State != state || s.DownloadURL != url || (s.Err != nil) != refused {
+		t.changedLocked(e)
+	}
+	return t.snapshotLocked(e)
+}
+
+// snapshot is what a poll alone says of its task.
+func (p Poll) snapshot() Snapshot {
+	s := Snapshot{TaskID: p.TaskID, LastPoll: p.At, Polls: p.Polls, Failures: p.Failures, NextPoll: p.NextPoll, Err: p.Err, LastErr: p.Err}
+	if p.Err == nil && p.Transient == nil {
+		s.State, s.DownloadURL, s.RequestID = p.Status.Status, p.Status.DownloadURL, p.Status.RequestID
+		s.Observed, s.Changed = latest(p.Observed, p.At), p.Changed
+	}
+	if rid := requestID(p.Err); rid != "" {
+		s.RequestID = rid
+	}
+	return s
 }
 
 // housekeep sweeps idle entries on its own schedule, so that a backlog of
@@ -646,108 +627,6 @@ func (t *Tracker) housekeep(ctx context.Context) {
 		case <-tick.C:
 			t.sweep()
 		}
-	}
-}
-
-// nextLocked returns the entry to poll now, or how long to wait for one.
-func (t *Tracker) nextLocked(now time.Time) (*entry, time.Duration) {
-	// Callers waiting go first, but not forever: a watched task a whole
-	// floor interval late takes its turn, so that a stream of Gets of
-	// unwatched tasks cannot starve the watch streams.
-	if h := t.heaps[tierWatched]; len(h) > 0 && now.Sub(h[0].due) >= t.opts.MinInterval && len(t.heaps[tierUrgent]) > 0 {
-		return h[0], 0
-	}
-	wait := time.Hour
-	for i := range t.heaps {
-		h := t.heaps[i]
-		if len(h) == 0 {
-			continue
-		}
-		if d := h[0].due.Sub(now); d > 0 {
-			wait = min(wait, d)
-			continue
-		}
-		return h[0], 0
-	}
-	return nil, wait
-}
-
-func (t *Tracker) poll(ctx context.Context, e *entry) {
-	defer t.inflight.Done()
-	id := e.snap.TaskID
-	pctx, cancel := context.WithTimeout(ctx, t.opts.PollTimeout)
-	st, err := t.opts.Cloud.ExportTasks(pctx, id)
-	if err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
-		// The poll's own timeout, not the caller's: the cloud is slow, a
-		// transient fault like any other.
-		err = &cloud.Error{Action: cloud.ActionExportTasks, Code: cloud.CodeTimeout,
-			Message: fmt.Sprintf("the cloud did not answer within %s", t.opts.PollTimeout)}
-	}
-	cancel()
-
-	var (
-		observed *Snapshot
-		settled  bool
-	)
-	defer func() {
-		// Deferred before the unlock, so it runs after it.
-		if observed != nil {
-			t.opts.Observer.Polled(*observed, settled)
-		}
-	}()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.opts.Now()
-	e.polling = false
-	t.polling--
-	s := &e.snap
-	wasTerminal := s.Terminal()
-	s.Polls++
-	s.LastPoll = now
-	state, url, refused := s.State, s.DownloadURL, s.Err != nil
-	switch {
-	case err == nil:
-		if st.Status != s.State {
-			s.Changed = now
-		}
-		s.State, s.DownloadURL, s.RequestID = st.Status, st.DownloadURL, st.RequestID
-		s.Observed = now
-		s.Failures, s.LastErr, e.retry, e.retryAt = 0, nil, nil, time.Time{}
-	case ctx.Err() != nil:
-		// Shutting down: leave the entry as it was.
-	case cloud.Transient(err):
-		s.Failures++
-		s.LastErr = err
-		if cloud.KindOf(err) == cloud.KindThrottled {
-			// Others use the account's quota too: every poll, not only
-			// this task's, slows down.
-			t.opts.Budget.Throttled()
-		}
-		// Back off with jitter, so that tasks failing together do not
-		// retry together; the first retry comes 1 to 2 floors later.
-		if e.retry == nil {
-			e.retry = &backoff.ExponentialBackOff{InitialInterval: t.opts.MinInterval * 3 / 2, RandomizationFactor: 1.0 / 3, Multiplier: 2, MaxInterval: t.opts.MaxBackoff}
-			e.retry.Reset()
-		}
-		e.retryAt = now.Add(e.retry.NextBackOff())
-		t.opts.Logger.Warn("poll failed; retrying", "task_id", id, "failures", s.Failures, "err", err)
-	default:
-		s.Err = err
-		s.LastErr = err
-		if rid := requestID(err); rid != "" {
-			s.RequestID = rid
-		}
-	}
-	settled = !wasTerminal && s.Terminal()
-	t.rescheduleLocked(e, now)
-	close(e.polled)
-	e.polled = make(chan struct{})
-	if s.State != state || s.DownloadURL != url || (s.Err != nil) != refused {
-		t.changedLocked(e)
-	}
-	if err == nil || s.Err != nil {
-		snap := t.snapshotLocked(e)
-		observed = &snap
 	}
 }
 
@@ -772,11 +651,12 @@ func (t *Tracker) sweep() {
 	now := t.opts.Now()
 	cutoff := now.Add(-t.opts.Retention)
 	for id, e := range t.tasks {
-		if e.interested() || e.polling || e.tier != tierNone {
+		if e.interested() {
 			continue
 		}
 		if e.idle.Before(cutoff) || (e.snap.Err != nil && now.Sub(e.snap.LastPoll) >= t.opts.Freshness) {
 			delete(t.tasks, id)
+			t.sched.Forget(id)
 		}
 	}
 }
