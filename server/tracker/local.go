@@ -360,7 +360,7 @@ func (l *Local) nextLocked(now time.Time) (*schedEntry, time.Duration) {
 // poll asks the cloud for e's state and reports the outcome.
 func (l *Local) poll(ctx context.Context, e *schedEntry, report func(Poll)) {
 	defer l.inflight.Done()
-	st, err := timedRead(ctx, l.opts.Cloud, e.id, l.opts.PollTimeout)
+	st, err := ReadWithin(ctx, l.opts.Cloud, e.id, l.opts.PollTimeout)
 
 	l.mu.Lock()
 	now := l.opts.Now()
@@ -411,10 +411,10 @@ func (l *Local) poll(ctx context.Context, e *schedEntry, report func(Poll)) {
 	report(p)
 }
 
-// timedRead asks the cloud for task id's state within timeout. A call that
+// ReadWithin asks the cloud for task id's state within timeout. A call that
 // outlasts its own timeout (not ctx's end) is a transient failure: the
 // cloud is slow.
-func timedRead(ctx context.Context, r Reader, id int64, timeout time.Duration) (cloud.TaskStatus, error) {
+func ReadWithin(ctx context.Context, r Reader, id int64, timeout time.Duration) (cloud.TaskStatus, error) {
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	st, err := r.ExportTasks(pctx, id)

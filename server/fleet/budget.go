@@ -1,0 +1,255 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cwpexport/cwpexport/server/budget"
+)
+
+// DefaultLateness is L: a replica that would start a call more than L after
+// its slot drops the slot instead; slots are (1s + L)/R apart. Then any two
+// calls start at least 1/R apart, and no 1-second window holds more than R
+// starts, whatever the replicas and their timers do.
+const DefaultLateness = 50 * time.Millisecond
+
+// BudgetOptions configure one action's budget for the fleet.
+type BudgetOptions struct {
+	// Action is the cloud action ("ExportTasks", "ExportLicenseDetail").
+	Action string
+	// Rate is the fleet's configured rate, in calls per second; required.
+	Rate float64
+	// Lateness: see DefaultLateness.
+	Lateness time.Duration
+	// Min, Backoff, Recovery and Hold adapt the rate to a shared quota as
+	// package budget does (see budget.Options); zero values take its
+	// defaults.
+	Min      float64
+	Backoff  float64
+	Recovery time.Duration
+	Hold     time.Duration
+}
+
+func (o *BudgetOptions) defaults() error {
+	if o.Rate <= 0 || math.IsInf(o.Rate, 0) || math.IsNaN(o.Rate) {
+		return errors.New("fleet: the rate must be a positive number of calls per second")
+	}
+	if o.Lateness <= 0 {
+		o.Lateness = DefaultLateness
+	}
+	if o.Min <= 0 {
+		o.Min = o.Rate / 8
+	}
+	if o.Backoff <= 0 || o.Backoff >= 1 {
+		o.Backoff = budget.DefaultBackoff
+	}
+	if o.Recovery <= 0 {
+		o.Recovery = budget.DefaultRecovery
+	}
+	if o.Hold <= 0 {
+		o.Hold = budget.DefaultHold
+	}
+	return nil
+}
+
+// Budget is one cloud action's budget, shared by every replica: start slots
+// handed out by the action's row in fleet_budget, one database round trip
+// per call. It is safe for concurrent use.
+type Budget struct {
+	f    *Fleet
+	opts BudgetOptions
+	// rate is the effective rate last read (float64 bits); throttles, the
+	// fleet's count of refusals last read.
+	rate      atomic.Uint64
+	throttles atomic.Int64
+}
+
+// Budget returns the fleet's budget of an action.
+func (f *Fleet) Budget(opts BudgetOptions) (*Budget, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	b := &Budget{f: f, opts: opts}
+	b.rate.Store(math.Float64bits(opts.Rate))
+	return b, nil
+}
+
+// rateArgs are the adaptation's arguments of fleet_budget_rate, after cut_at,
+// base and ceiling.
+func (b *Budget) rateArgs() []any {
+	return []any{b.opts.Rate, b.opts.Min, b.opts.Backoff, b.opts.Recovery.Seconds()}
+}
+
+// takeSlot takes the next start slot, unless it is more than maxWait away
+// (maxWait < 0: any). It returns the slot and the database's now (or, when
+// refused, the slot it would have been and false).
+const takeSlot = `
+WITH n AS (SELECT clock_timestamp() AS now),
+cur AS (
+  SELECT greatest(next_slot, n.now) AS slot,
+         fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, n.now) AS rate, throttles
+  FROM fleet_budget, n WHERE action = $1 FOR UPDATE
+),
+upd AS (
+  UPDATE fleet_budget b SET next_slot = cur.slot + make_interval(secs => (1 + $6::float8) / cur.rate)
+  FROM cur, n WHERE b.action = $1 AND ($7::float8 < 0 OR cur.slot <= n.now + make_interval(secs => $7::float8))
+  RETURNING cur.slot
+)
+SELECT cur.slot, n.now, cur.rate, cur.throttles, EXISTS (SELECT 1 FROM upd) FROM cur, n`
+
+// Admit waits until a call may start and returns how long it waited. A call
+// that would have to wait past latest fails at once with a
+// *budget.LateError, using nothing of the budget. While the database cannot
+// be reached it fails with an error wrapping ErrUnavailable: no call starts.
+func (b *Budget) Admit(ctx context.Context, latest time.Time) (time.Duration, error) {
+	began := time.Now()
+	for {
+		maxWait := -1.0
+		if !latest.IsZero() {
+			maxWait = max(0, time.Until(latest).Seconds())
+		}
+		var (
+			slot, now time.Time
+			rate      float64
+			throttles int64
+			taken     bool
+		)
+		args := append([]any{b.opts.Action}, b.rateArgs()...)
+		args = append(args, b.opts.Lateness.Seconds(), maxWait)
+		err := b.f.pool.QueryRow(ctx, takeSlot, args...).Scan(&slot, &now, &rate, &throttles, &taken)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = errors.New("no budget row for " + b.opts.Action)
+		}
+		if err := b.f.check(ctx, err); err != nil {
+			return 0, err
+		}
+		received := time.Now()
+		b.rate.Store(math.Float64bits(rate))
+		b.throttles.Store(throttles)
+		wait := slot.Sub(now)
+		if !taken {
+			return 0, &budget.LateError{Delay: wait}
+		}
+		// The slot is in the database's time; the answer came after its now.
+		target := received.Add(wait)
+		if err := sleepUntil(ctx, target); err != nil {
+			return 0, err
+		}
+		if late := time.Since(target); late <= b.opts.Lateness {
+			return time.Since(began), nil
+		}
+		// Woken too late: starting now could crowd the next slot's call
+		// into one window with this one. Take another slot.
+	}
+}
+
+// Wait blocks until a call may start, or ctx ends.
+func (b *Budget) Wait(ctx context.Context) error {
+	_, err := b.Admit(ctx, time.Time{})
+	return err
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// throttle counts a refusal and cuts the rate, unless a replica did within
+// the hold: to Backoff × the rate then, and CUBIC's curve brings it back.
+const throttle = `
+WITH n AS (SELECT clock_timestamp() AS now),
+cur AS (
+  SELECT fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, n.now) AS rate,
+         cut_at IS NULL OR cut_at < n.now - make_interval(secs => $6::float8) AS cut
+  FROM fleet_budget, n WHERE action = $1 FOR UPDATE
+)
+UPDATE fleet_budget b SET throttles = b.throttles + 1,
+  ceiling = CASE WHEN cur.cut THEN cur.rate ELSE b.ceiling END,
+  base    = CASE WHEN cur.cut THEN greatest($3::float8, cur.rate * $4::float8) ELSE b.base END,
+  cut_at  = CASE WHEN cur.cut THEN n.now ELSE b.cut_at END
+FROM cur, n WHERE b.action = $1
+RETURNING fleet_budget_rate(b.cut_at, b.base, b.ceiling, $2, $3, $4, $5, n.now), b.throttles`
+
+// Throttled tells the fleet's budget that the cloud refused a call for its
+// rate limit. It does not block the caller on the database.
+func (b *Budget) Throttled() {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		args := append([]any{b.opts.Action}, b.rateArgs()...)
+		args = append(args, b.opts.Hold.Seconds())
+		var (
+			rate      float64
+			throttles int64
+		)
+		err := b.f.pool.QueryRow(ctx, throttle, args...).Scan(&rate, &throttles)
+		if err := b.f.check(ctx, err); err != nil {
+			b.f.opts.Logger.Warn("record a throttled call in the fleet's budget", "action", b.opts.Action, "err", err)
+			return
+		}
+		b.rate.Store(math.Float64bits(rate))
+		b.throttles.Store(throttles)
+	}()
+}
+
+// readRate reads the budget's effective rate and refusals now.
+const readRate = `
+SELECT fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, clock_timestamp()), throttles
+FROM fleet_budget WHERE action = $1`
+
+// refresh reads the budget's figures, so that Rate follows the fleet's
+// cuts and recoveries when this replica makes no calls.
+func (b *Budget) refresh(ctx context.Context) error {
+	var (
+		rate      float64
+		throttles int64
+	)
+	args := append([]any{b.opts.Action}, b.rateArgs()...)
+	err := b.f.pool.QueryRow(ctx, readRate, args...).Scan(&rate, &throttles)
+	if err := b.f.check(ctx, err); err != nil {
+		return err
+	}
+	b.rate.Store(math.Float64bits(rate))
+	b.throttles.Store(throttles)
+	return nil
+}
+
+func (b *Budget) storeRate(r float64) { b.rate.Store(math.Float64bits(r)) }
+
+// Rate is the fleet's effective rate for the action, as last read.
+func (b *Budget) Rate() float64 { return math.Float64frombits(b.rate.Load()) }
+
+// Configured is the fleet's configured rate for the action.
+func (b *Budget) Configured() float64 { return b.opts.Rate }
+
+// Throttles is the fleet's count of the action's refusals, as last read.
+func (b *Budget) Throttles() int64 { return b.throttles.Load() }
+
+// Follow keeps the budget's figures fresh until ctx ends.
+func (b *Budget) Follow(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = b.refresh(ctx)
+		}
+	}
+}

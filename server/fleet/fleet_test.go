@@ -1,0 +1,326 @@
+package fleet_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
+
+	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/fleet"
+	"github.com/cwpexport/cwpexport/server/tracker"
+)
+
+const (
+	secretID  = "AKIDfleet0000000000000000000000000000"
+	secretKey = "fleet-secret-key-0123456789abcdef"
+)
+
+// database returns the DSN of a fresh database for the test.
+func database(t *testing.T) string {
+	t.Helper()
+	admin := os.Getenv("CWPEXPORT_TEST_PG")
+	if admin == "" {
+		t.Skip("SKIPPED: set CWPEXPORT_TEST_PG")
+	}
+	name := "t_" + strings.ToLower(strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := pgx.ParseConfig(admin)
+	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, name)
+}
+
+// replica is one process's share of the fleet: its pool, its handle.
+type replica struct {
+	pool  *pgxpool.Pool
+	fleet *fleet.Fleet
+}
+
+func join(t *testing.T, dsn, name string) *replica {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	f, err := fleet.Open(context.Background(), pool, fleet.Options{Replica: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &replica{pool: pool, fleet: f}
+}
+
+// TestBudgetHoldsTheRateAcrossReplicas: three replicas taking slots of one
+// budget as fast as they can never start more than R calls in any 1-second
+// window.
+func TestBudgetHoldsTheRateAcrossReplicas(t *testing.T) {
+	dsn := database(t)
+	const rate = 20
+	var (
+		mu     sync.Mutex
+		starts []time.Time
+		wg     sync.WaitGroup
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for i := range 3 {
+		r := join(t, dsn, fmt.Sprint("r", i))
+		b, err := r.fleet.Budget(fleet.BudgetOptions{Action: cloud.ActionExportLicenseDetail, Rate: rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					if err := b.Wait(ctx); err != nil {
+						return
+					}
+					mu.Lock()
+					starts = append(starts, time.Now())
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if len(starts) < rate {
+		t.Fatalf("only %d calls started in 3s", len(starts))
+	}
+	peak := peakPerSecond(starts)
+	if peak > rate {
+		t.Fatalf("%d calls started within one second; the fleet's budget is %d", peak, rate)
+	}
+	t.Logf("%d calls in 3s, peak %d in a 1-s window", len(starts), peak)
+}
+
+func peakPerSecond(ts []time.Time) int {
+	sortTimes(ts)
+	peak, j := 0, 0
+	for i := range ts {
+		for ts[i].Sub(ts[j]) >= time.Second {
+			j++
+		}
+		peak = max(peak, i-j+1)
+	}
+	return peak
+}
+
+func sortTimes(ts []time.Time) {
+	for i := 1; i < len(ts); i++ {
+		for j := i; j > 0 && ts[j].Before(ts[j-1]); j-- {
+			ts[j], ts[j-1] = ts[j-1], ts[j]
+		}
+	}
+}
+
+type env struct {
+	emu   *emulator.Emulator
+	cloud *cloud.Client
+}
+
+func startEmulator(t *testing.T) *env {
+	t.Helper()
+	emu, err := emulator.New(emulator.Options{Credentials: map[string]string{secretID: secretKey}, PendingFor: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = emu.Serve(ctx, lis) }()
+	t.Cleanup(func() { cancel(); <-done })
+	cl := cloud.New(cloud.Config{Credential: common.NewCredential(secretID, secretKey), Endpoint: lis.Addr().String(), Scheme: "HTTP", Timeout: 5 * time.Second})
+	return &env{emu: emu, cloud: cl}
+}
+
+// node is a replica with a tracker on the fleet's schedule.
+func (e *env) node(t *testing.T, dsn, name string) *tracker.Tracker {
+	t.Helper()
+	r := join(t, dsn, name)
+	b, err := r.fleet.Budget(fleet.BudgetOptions{Action: cloud.ActionExportTasks, Rate: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.fleet.Schedule(fleet.ScheduleOptions{Cloud: e.cloud, Budget: b, MinInterval: 200 * time.Millisecond, Freshness: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tracker.New(tracker.Options{Scheduler: s, Freshness: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tr.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return tr
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWatchersOnEveryReplicaShareOnePoller: a task watched on three
+// replicas is polled once per poll, whichever replica polls; every
+// watcher sees the same poll counts and the task finish.
+func TestWatchersOnEveryReplicaShareOnePoller(t *testing.T) {
+	dsn := database(t)
+	e := startEmulator(t)
+	nodes := []*tracker.Tracker{e.node(t, dsn, "a"), e.node(t, dsn, "b"), e.node(t, dsn, "c")}
+	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.TaskID
+	var watches []*tracker.Watch
+	for _, n := range nodes {
+		for range 5 {
+			watches = append(watches, n.Watch(id))
+		}
+	}
+	waitFor(t, "five polls", func() bool { return e.emu.Stats().TaskPolls(id) >= 5 })
+	if err := e.emu.FinishTask(id); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range watches {
+		waitFor(t, "every watcher to see FINISHED", func() bool { s, _ := w.Current(); return s.State == cloud.StatusFinished })
+	}
+	upstream := e.emu.Stats().TaskPolls(id)
+	for i, w := range watches {
+		s, _ := w.Current()
+		if s.Polls != upstream {
+			t.Errorf("watcher %d saw %d polls; the cloud answered %d", i, s.Polls, upstream)
+		}
+		w.Close()
+	}
+}
+
+// TestADeadReplicasPollIsTakenOver: a replica that dies during a poll holds
+// its lease until it expires; then another replica polls the task, and
+// the dead replica's late result, if it came, would be refused by the
+// epoch.
+func TestADeadReplicasPollIsTakenOver(t *testing.T) {
+	dsn := database(t)
+	e := startEmulator(t)
+	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.TaskID
+	// The first poll hangs in the cloud; its replica dies meanwhile.
+	if err := e.emu.InjectFault(emulator.Fault{Kind: emulator.FaultLatency, Action: cloud.ActionExportTasks, Delay: 30 * time.Second, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r := join(t, dsn, "doomed")
+	b, _ := r.fleet.Budget(fleet.BudgetOptions{Action: cloud.ActionExportTasks, Rate: 20})
+	s, _ := r.fleet.Schedule(fleet.ScheduleOptions{Cloud: e.cloud, Budget: b, MinInterval: 200 * time.Millisecond, PollTimeout: time.Second})
+	doomed := tracker.New(tracker.Options{Scheduler: s})
+	ctx, kill := context.WithCancel(context.Background())
+	died := make(chan struct{})
+	go func() { defer close(died); doomed.Run(ctx) }()
+	w := doomed.Watch(id)
+	waitFor(t, "the doomed replica's poll to start", func() bool {
+		var owner string
+		_ = r.pool.QueryRow(context.Background(), `SELECT owner FROM fleet_tasks WHERE task_id = $1`, id).Scan(&owner)
+		return owner == "doomed"
+	})
+	kill()
+	<-died
+	w.Close()
+
+	survivor := e.node(t, dsn, "survivor")
+	sw := survivor.Watch(id)
+	defer sw.Close()
+	waitFor(t, "the survivor to poll the task", func() bool { s, _ := sw.Current(); return s.Polls >= 1 && s.State == cloud.StatusPending })
+	var owner string
+	var epoch int64
+	if err := r.pool.QueryRow(context.Background(), `SELECT owner, epoch FROM fleet_tasks WHERE task_id = $1`, id).Scan(&owner, &epoch); err != nil {
+		t.Fatal(err)
+	}
+	if epoch < 2 {
+		t.Fatalf("epoch %d after a takeover", epoch)
+	}
+	// A result under the dead replica's epoch is refused.
+	tag, err := r.pool.Exec(context.Background(), `UPDATE fleet_tasks SET state = 'ERROR' WHERE task_id = $1 AND epoch = 1 AND owner = 'doomed'`, id)
+	if err != nil || tag.RowsAffected() != 0 {
+		t.Fatalf("a write under the old epoch: %v rows, %v", tag.RowsAffected(), err)
+	}
+}
+
+// TestNoPollsOnceNobodyWatches: when the last watcher on every replica
+// leaves, the fleet stops polling the task.
+func TestNoPollsOnceNobodyWatches(t *testing.T) {
+	dsn := database(t)
+	e := startEmulator(t)
+	a, b := e.node(t, dsn, "a"), e.node(t, dsn, "b")
+	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.TaskID
+	wa, wb := a.Watch(id), b.Watch(id)
+	waitFor(t, "three polls", func() bool { return e.emu.Stats().TaskPolls(id) >= 3 })
+	wa.Close()
+	before := e.emu.Stats().TaskPolls(id)
+	waitFor(t, "polls for the other replica's watcher", func() bool { return e.emu.Stats().TaskPolls(id) >= before+2 })
+	wb.Close()
+	time.Sleep(300 * time.Millisecond) // a poll may be under way
+	stopped := e.emu.Stats().TaskPolls(id)
+	time.Sleep(time.Second) // five floors
+	if after := e.emu.Stats().TaskPolls(id); after > stopped+1 {
+		t.Fatalf("polls went on for nobody: %d -> %d", stopped, after)
+	}
+}
+
+// TestReadsShareTheFleetsObservation: a Get on one replica of a task
+// another replica watches is answered from the shared observation, without
+// a poll of its own.
+func TestReadsShareTheFleetsObservation(t *testing.T) {
+	dsn := database(t)
+	e := startEmulator(t)
+	a, b := e.node(t, dsn, "a"), e.node(t, dsn, "b")
+	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.TaskID
+	w := a.Watch(id)
+	defer w.Close()
+	waitFor(t, "a poll", func() bool { s, _ := w.Current(); return s.Polls >= 1 })
+	for range 50 {
+		s, err := b.Get(context.Background(), id)
+		if err != nil || s.State != cloud.StatusPending {
+			t.Fatalf("get on the other replica: %+v %v", s, err)
+		}
+	}
+	s, _ := w.Current()
+	if up := e.emu.Stats().TaskPolls(id); up > s.Polls+1 {
+		t.Fatalf("50 Gets on another replica made %d polls beside the %d scheduled", up-s.Polls, s.Polls)
+	}
+}
