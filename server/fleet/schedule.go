@@ -177,8 +177,8 @@ func (s *Schedule) Next(id int64) (time.Time, int) {
 	switch {
 	case !ok:
 		return time.Time{}, s.pending
-	case r.leased:
-		return time.Now(), s.pending // a poll is under way
+	case r.leased || r.due.Before(time.Now()):
+		return time.Now(), s.pending // a poll is under way, or about to be
 	}
 	return r.due, s.pending
 }
@@ -479,12 +479,8 @@ func (r *taskRow) poll(pending int) tracker.Poll {
 		p.Transient = &cloud.Error{Action: cloud.ActionExportTasks, Code: r.errCode, Message: r.errText}
 	}
 	if p.Err == nil && r.state != "" {
+		// Known even when the last poll failed: as observed before.
 		p.Status = cloud.TaskStatus{Status: cloud.Status(r.state), DownloadURL: r.url, RequestID: r.rid}
-		if p.Transient != nil {
-			// The last poll failed, but the task's state is still known:
-			// report both, the state as observed before.
-			p.Transient = nil
-		}
 	}
 	return p
 }
@@ -785,8 +781,7 @@ func (s *Schedule) poll(ctx context.Context, l lease, report func(tracker.Poll))
 	p.Local = true
 	switch outcome {
 	case "transient":
-		// The poll itself failed; what it failed with is its news.
-		p.Status, p.Transient = cloud.TaskStatus{}, err
+		p.Transient = err
 	case "refused":
 		p.Err = err
 	}

@@ -68,10 +68,11 @@ type Poll struct {
 	// Local: this process made the poll (and records it: metrics, the
 	// registry).
 	Local bool
-	// Status is the cloud's answer; set when neither Err nor Transient is.
+	// Status is the task's state as last observed: the cloud's answer to
+	// this poll, or (when this poll failed) an earlier one's, if known.
 	Status cloud.TaskStatus
-	// Transient is a failure worth retrying; Err a refusal that ends the
-	// task for its watchers.
+	// Transient is this poll's failure, worth retrying; Err a refusal that
+	// ends the task for its watchers.
 	Transient, Err error
 	// At is when the poll ended; Observed when the cloud last answered
 	// about the task and Changed when its state last changed, when the
@@ -574,24 +575,31 @@ func (t *Tracker) applyLocked(e *entry, p Poll) Snapshot {
 	}
 	s.Polls, s.LastPoll, s.Failures = p.Polls, p.At, p.Failures
 	state, url, refused := s.State, s.DownloadURL, s.Err != nil
-	switch {
-	case p.Err != nil:
+	if p.Err != nil {
 		s.Err, s.LastErr = p.Err, p.Err
 		if rid := requestID(p.Err); rid != "" {
 			s.RequestID = rid
 		}
-	case p.Transient != nil:
+	} else {
+		// A poll that failed may still carry the state observed before
+		// (another process's shared observation); a successful one is
+		// observed when it ended.
+		observed := p.Observed
+		if observed.IsZero() && p.Transient == nil {
+			observed = p.At
+		}
+		if p.Status.Status != "" && !observed.Before(s.Observed) {
+			changed := p.Changed
+			if p.Status.Status != s.State && changed.IsZero() {
+				changed = observed
+			}
+			if !changed.IsZero() {
+				s.Changed = changed
+			}
+			s.State, s.DownloadURL, s.RequestID = p.Status.Status, p.Status.DownloadURL, p.Status.RequestID
+			s.Observed, s.Err = observed, nil
+		}
 		s.LastErr = p.Transient
-	default:
-		observed, changed := latest(p.Observed, p.At), p.Changed
-		if p.Status.Status != s.State && changed.IsZero() {
-			changed = observed
-		}
-		if !changed.IsZero() {
-			s.Changed = changed
-		}
-		s.State, s.DownloadURL, s.RequestID = p.Status.Status, p.Status.DownloadURL, p.Status.RequestID
-		s.Observed, s.Err, s.LastErr = observed, nil, nil
 	}
 	t.interestLocked(e, t.opts.Now())
 	close(e.polled)
@@ -605,7 +613,7 @@ func (t *Tracker) applyLocked(e *entry, p Poll) Snapshot {
 // snapshot is what a poll alone says of its task.
 func (p Poll) snapshot() Snapshot {
 	s := Snapshot{TaskID: p.TaskID, LastPoll: p.At, Polls: p.Polls, Failures: p.Failures, NextPoll: p.NextPoll, Err: p.Err, LastErr: p.Err}
-	if p.Err == nil && p.Transient == nil {
+	if p.Err == nil && p.Status.Status != "" {
 		s.State, s.DownloadURL, s.RequestID = p.Status.Status, p.Status.DownloadURL, p.Status.RequestID
 		s.Observed, s.Changed = latest(p.Observed, p.At), p.Changed
 	}
