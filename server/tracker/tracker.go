@@ -10,6 +10,10 @@
 // task never observed) go first, unless a watched task is a whole
 // MinInterval late; tasks kept only by background interest use what the
 // others leave. Watchers are woken only when what they report changes.
+//
+// Each poll is a root span "poll ExportTasks" with the cloud call as its
+// child; a snapshot names the poll that observed its last change
+// (Snapshot.ChangeSpan), so that what reports the change can link to it.
 package tracker
 
 import (
@@ -21,6 +25,9 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -71,6 +78,8 @@ type Options struct {
 	// Observer is told about the tracker's work (metrics, the registry);
 	// nil ignores.
 	Observer Observer
+	// TracerProvider makes the polls' spans; nil means the global one.
+	TracerProvider trace.TracerProvider
 }
 
 // Observer is told about the tracker's work.
@@ -110,6 +119,9 @@ func (o *Options) defaults() {
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
+	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = otel.GetTracerProvider()
 	}
 }
 
@@ -153,6 +165,10 @@ type Snapshot struct {
 	Pending int
 	// Rate is the poll budget's rate now, in polls per second.
 	Rate float64
+	// ChangeSpan is the span of the poll that observed the last change of
+	// state, download URL or refusal; invalid when no traced poll did
+	// (the change came from the creation, or tracing is off).
+	ChangeSpan trace.SpanContext
 }
 
 // Terminal reports whether the snapshot ends a watch.
@@ -225,12 +241,14 @@ type Tracker struct {
 	inflight sync.WaitGroup
 	// polling counts the polls running.
 	polling int
+	tracer  trace.Tracer
 }
 
 // New returns a tracker; start its scheduler with Run.
 func New(opts Options) *Tracker {
 	opts.defaults()
-	return &Tracker{opts: opts, tasks: map[int64]*entry{}, wake: make(chan struct{}, 1)}
+	return &Tracker{opts: opts, tasks: map[int64]*entry{}, wake: make(chan struct{}, 1),
+		tracer: opts.TracerProvider.Tracer("github.com/cwpexport/cwpexport/server/tracker")}
 }
 
 // Created records a task the service has just created: the cloud's answer
@@ -247,6 +265,7 @@ func (t *Tracker) Created(id int64, requestID string) Snapshot {
 	e.snap.Err, e.snap.LastErr, e.snap.Failures = nil, nil, 0
 	e.snap.RequestID = requestID
 	e.snap.Created, e.snap.Changed, e.snap.Observed = now, now, now
+	e.snap.ChangeSpan = trace.SpanContext{}
 	return t.snapshotLocked(e)
 }
 
@@ -675,7 +694,15 @@ func (t *Tracker) nextLocked(now time.Time) (*entry, time.Duration) {
 func (t *Tracker) poll(ctx context.Context, e *entry) {
 	defer t.inflight.Done()
 	id := e.snap.TaskID
-	pctx, cancel := context.WithTimeout(ctx, t.opts.PollTimeout)
+	// A poll serves whoever follows the task, not one request: it is a
+	// trace of its own, which the watches that report it link to.
+	sctx, span := t.tracer.Start(ctx, "poll "+cloud.ActionExportTasks, trace.WithNewRoot(), trace.WithAttributes(
+		attribute.Int64(cloud.AttrTaskID, id),
+		// From when it was due to when it was sent: the wait for the read
+		// budget and for the other tasks' turns.
+		attribute.Float64("cwpexport.poll.late_ms", float64(e.asked.Sub(e.cadence).Microseconds())/1000),
+	))
+	pctx, cancel := context.WithTimeout(sctx, t.opts.PollTimeout)
 	st, err := t.opts.Cloud.ExportTasks(pctx, id)
 	if err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
 		// The poll's own timeout, not the caller's: the cloud is slow, a
@@ -691,6 +718,7 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	)
 	defer func() {
 		// Deferred before the unlock, so it runs after it.
+		span.End()
 		if observed != nil {
 			t.opts.Observer.Polled(*observed, settled)
 		}
@@ -730,7 +758,7 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 			e.retry.Reset()
 		}
 		e.retryAt = now.Add(e.retry.NextBackOff())
-		t.opts.Logger.Warn("poll failed; retrying", "task_id", id, "failures", s.Failures, "err", err)
+		t.opts.Logger.WarnContext(sctx, "poll failed; retrying", "task_id", id, "failures", s.Failures, "err", err)
 	default:
 		s.Err = err
 		s.LastErr = err
@@ -742,9 +770,16 @@ func (t *Tracker) poll(ctx context.Context, e *entry) {
 	t.rescheduleLocked(e, now)
 	close(e.polled)
 	e.polled = make(chan struct{})
-	if s.State != state || s.DownloadURL != url || (s.Err != nil) != refused {
+	changed := s.State != state || s.DownloadURL != url || (s.Err != nil) != refused
+	if changed {
+		s.ChangeSpan = span.SpanContext()
 		t.changedLocked(e)
 	}
+	span.SetAttributes(
+		attribute.Int64("cwpexport.poll.number", s.Polls),
+		attribute.Bool("cwpexport.poll.changed", changed),
+		attribute.Int("cwpexport.poll.failures", s.Failures),
+	)
 	if err == nil || s.Err != nil {
 		snap := t.snapshotLocked(e)
 		observed = &snap
