@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/limits"
+	"github.com/cwpexport/cwpexport/server/telemetry"
 )
 
 func main() {
@@ -98,6 +100,16 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Traces go where the OTEL_* environment variables say; none is off.
+	tracing, err := telemetry.FromEnv(ctx, o.Logger)
+	if err != nil {
+		return err
+	}
+	defer flushTraces(tracing, o.Logger)
+	o.TracerProvider = tracing.Provider
+	if tracing.Provider != nil {
+		o.Logger.Info("exporting traces", "exporters", tracing.Exporters)
+	}
 	srv, err := app.New(o)
 	if err != nil {
 		return err
@@ -167,6 +179,16 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv *app.Server, tok
 		if err != nil {
 			log.Error("SIGHUP: the callers' configuration was not reloaded; the previous one stays in force", "err", err)
 		}
+	}
+}
+
+// flushTraces exports the spans still buffered, within a bound: an exit
+// must not hang on an unreachable collector.
+func flushTraces(t *telemetry.Tracing, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		log.Warn("traces lost at exit", "err", err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/realip"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -44,6 +45,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/protocodec"
 	"github.com/cwpexport/cwpexport/server/service"
 	"github.com/cwpexport/cwpexport/server/taskstore"
+	"github.com/cwpexport/cwpexport/server/telemetry"
 	"github.com/cwpexport/cwpexport/server/tracker"
 	"github.com/cwpexport/cwpexport/server/webui"
 )
@@ -150,6 +152,11 @@ type Options struct {
 	// cache (see service.Options); zero takes the defaults.
 	MaxPageBytes     int
 	RecordCacheBytes int
+	// TracerProvider, when set, traces the service (see tracing.go): a
+	// span per gRPC and REST call continuing the caller's W3C trace
+	// context, child spans for budget waits and cloud calls, a span per
+	// poll. Nil turns tracing off: no instrumentation is installed.
+	TracerProvider trace.TracerProvider
 }
 
 // Defaults of the transports' bounds.
@@ -200,6 +207,9 @@ func New(opts Options) (*Server, error) {
 	if opts.AuditLogger == nil {
 		opts.AuditLogger = slog.New(slog.DiscardHandler)
 	}
+	// Lines logged within a traced call carry its trace and span ids.
+	opts.Logger = slog.New(telemetry.LogHandler(opts.Logger.Handler()))
+	opts.AuditLogger = slog.New(telemetry.LogHandler(opts.AuditLogger.Handler()))
 	if opts.ClientCAFile != "" && opts.CertIdentity == callerauth.CertNone {
 		opts.CertIdentity = callerauth.CertCN
 	}
@@ -222,7 +232,7 @@ func New(opts Options) (*Server, error) {
 		s.access = access.NewLive(policy)
 		authz = s.access
 	}
-	cfg := cloud.Config{Region: opts.Region, Endpoint: opts.Endpoint, Scheme: opts.Scheme}
+	cfg := cloud.Config{Region: opts.Region, Endpoint: opts.Endpoint, Scheme: opts.Scheme, TracerProvider: s.tracerProvider()}
 	switch {
 	case opts.SecretID == "" && opts.SecretKey == "":
 		if err := s.startEmulator(&cfg); err != nil {
@@ -255,25 +265,26 @@ func New(opts Options) (*Server, error) {
 	}
 	s.metrics = metrics.New()
 	upstream := s.metrics.InstrumentCloud(s.cloud)
-	reads, err := budget.New(budget.Options{Rate: opts.ReadRate})
+	reads, err := budget.New(budget.Options{Rate: opts.ReadRate, Action: cloud.ActionExportTasks, TracerProvider: s.tracerProvider()})
 	if err != nil {
 		return fail(fmt.Errorf("-read-rate: %w", err))
 	}
-	creates, err := budget.New(budget.Options{Rate: opts.CreateRate})
+	creates, err := budget.New(budget.Options{Rate: opts.CreateRate, Action: cloud.ActionExportLicenseDetail, TracerProvider: s.tracerProvider()})
 	if err != nil {
 		return fail(fmt.Errorf("-create-rate: %w", err))
 	}
 	s.metrics.TrackBudget(metrics.BudgetRead, reads)
 	s.metrics.TrackBudget(metrics.BudgetCreate, creates)
 	s.tracker = tracker.New(tracker.Options{
-		Cloud:       upstream,
-		Budget:      reads,
-		MinInterval: opts.MinPollInterval,
-		MaxBackoff:  opts.MaxPollBackoff,
-		PollTimeout: opts.PollTimeout,
-		Freshness:   opts.Freshness,
-		Logger:      s.log,
-		Observer:    trackerObserver{s},
+		Cloud:          upstream,
+		Budget:         reads,
+		MinInterval:    opts.MinPollInterval,
+		MaxBackoff:     opts.MaxPollBackoff,
+		PollTimeout:    opts.PollTimeout,
+		Freshness:      opts.Freshness,
+		Logger:         s.log,
+		Observer:       trackerObserver{s},
+		TracerProvider: s.tracerProvider(),
 	})
 	s.metrics.TrackStats(s.tracker)
 	s.service = service.New(service.Options{
@@ -392,15 +403,22 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	// address and certificate identity).
 	inproc := inProcessListener{bufconn.Listen(1 << 20)}
 	igs := s.grpcServer(hs, true)
-	conn, err := grpc.NewClient("passthrough:///in-process",
+	dialOpts := []grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inproc.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}
+	if h := s.clientStatsHandler(); h != nil {
+		// A REST call's trace continues into its gRPC handling.
+		dialOpts = append(dialOpts, grpc.WithStatsHandler(h))
+	}
+	conn, err := grpc.NewClient("passthrough:///in-process", dialOpts...)
 	if err != nil {
 		return fmt.Errorf("dial the gRPC server for the gateway: %w", err)
 	}
 	defer conn.Close()
 	gwOpts := gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), BodyTimeout: s.opts.RESTBodyTimeout, Metrics: s.metrics.Handler(), UI: webui.Handler(),
-		CheckHost: checkHost, AllowedHosts: s.opts.AllowedHosts, Logger: s.log}
+		CheckHost: checkHost, AllowedHosts: s.opts.AllowedHosts, Logger: s.log,
+		TracerProvider: s.opts.TracerProvider, Propagator: telemetry.Propagator()}
 	if s.auth.Enabled() {
 		gwOpts.Auth = s.auth
 	}
@@ -507,6 +525,9 @@ func (s *Server) grpcServer(hs *health.Server, inProcess bool, opts ...grpc.Serv
 		authStream,
 		s.streams.Interceptor(),
 	)
+	if h := s.serverStatsHandler(); h != nil {
+		opts = append(opts, grpc.StatsHandler(h))
+	}
 	opts = append(opts,
 		grpc.MaxRecvMsgSize(s.opts.MaxRequestBytes),
 		grpc.ForceServerCodecV2(s.codec),

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
@@ -41,9 +43,10 @@ func (l *lockedBuffer) String() string {
 
 // TestSecretsNeverAppear drives the service through every fault kind, bad
 // and missing tokens, and rejected session credentials, capturing the
-// service's and the emulator's debug logs, gRPC's own logs, and every
-// answer callers receive over gRPC and REST; none may contain the cloud
-// SecretKey, the session token or a caller's bearer token.
+// service's and the emulator's debug logs, gRPC's own logs, every span the
+// service makes (as an exporter writes them), and every answer callers
+// receive over gRPC and REST; none may contain the cloud SecretKey, the
+// session token or a caller's bearer token.
 func TestSecretsNeverAppear(t *testing.T) {
 	const sessionToken = "session-token-SECRET-0123456789abcdef"
 	out := &lockedBuffer{}
@@ -115,9 +118,15 @@ func TestSecretsNeverAppear(t *testing.T) {
 			env.Emulator.ClearFaults()
 		}
 	}
+	spans, err := stdouttrace.New(stdouttrace.WithWriter(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
 	appOpts := func() app.Options {
 		o := fastApp()
-		o.Tokens, o.Logger = testTokens(t), logger()
+		o.Tokens, o.Logger, o.TracerProvider = testTokens(t), logger(), tp
 		return o
 	}
 	t.Run("faults", func(t *testing.T) {
@@ -135,8 +144,10 @@ func TestSecretsNeverAppear(t *testing.T) {
 	})
 
 	text := out.String()
-	if !strings.Contains(text, "UPSTREAM_UNAVAILABLE") || !strings.Contains(text, "api request") || !strings.Contains(text, "the bearer token is not valid") {
-		t.Fatalf("the capture misses expected output (%d bytes); the test is not seeing what it should: %v %v %v", len(text), strings.Contains(text, "UPSTREAM_UNAVAILABLE"), strings.Contains(text, "api request"), strings.Contains(text, "the bearer token is not valid"))
+	for _, want := range []string{"UPSTREAM_UNAVAILABLE", "api request", "the bearer token is not valid", `"cwp.outcome"`, `"AuthFailure.SignatureFailure"`} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("the capture (%d bytes) misses %q: the test is not seeing what it should", len(text), want)
+		}
 	}
 	for name, secret := range map[string]string{
 		"SecretKey": testserver.SecretKey, "session token": sessionToken,

@@ -13,6 +13,9 @@
 // Each call also starts at least 1/rate after the previous one: a token
 // bucket grants on its schedule even when a wait ended late (a busy machine
 // wakes timers late), and the cloud counts calls per 1-second window.
+//
+// A wait made on behalf of a traced call is a span of its own, a child of
+// the call's span, named after the action the budget paces.
 package budget
 
 import (
@@ -23,6 +26,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 )
 
@@ -52,13 +59,19 @@ type Options struct {
 	Hold     time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Action names the cloud action the budget paces in its spans
+	// ("budget ExportTasks"); default "cloud".
+	Action string
+	// TracerProvider makes the spans of waits; nil means the global one.
+	TracerProvider trace.TracerProvider
 }
 
 // Local is one action's budget in one process. It is safe for concurrent
 // use.
 type Local struct {
-	opts Options
-	lim  *rate.Limiter
+	opts   Options
+	lim    *rate.Limiter
+	tracer trace.Tracer
 
 	mu sync.Mutex
 	// last is when the last call started (for the spacing).
@@ -93,7 +106,13 @@ func New(opts Options) (*Local, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Local{opts: opts, lim: rate.NewLimiter(rate.Limit(opts.Rate), 1)}, nil
+	if opts.Action == "" {
+		opts.Action = "cloud"
+	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = otel.GetTracerProvider()
+	}
+	return &Local{opts: opts, lim: rate.NewLimiter(rate.Limit(opts.Rate), 1), tracer: opts.TracerProvider.Tracer(tracerName)}, nil
 }
 
 // MustNew is New for rates known to be valid.
@@ -126,7 +145,51 @@ func (b *Local) Wait(ctx context.Context) error {
 // the call must wait, latest is set and the call could not start by then,
 // it returns a *LateError at once, without waiting and without using the
 // budget. It returns ctx's error if ctx ends first.
+//
+// When ctx carries a span, the wait is a child span "budget <action>" with
+// the time waited (cwpexport.budget.waited_ms) and, when the call may not
+// start, the reason as its error status. A wait outside any span (the
+// tracker's scheduler, which picks the task after the wait) makes none:
+// a root span per wait would follow nothing.
 func (b *Local) Admit(ctx context.Context, latest time.Time) (time.Duration, error) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return b.admit(ctx, latest)
+	}
+	ctx, span := b.tracer.Start(ctx, "budget "+b.opts.Action, trace.WithAttributes(
+		attribute.String(AttrAction, b.opts.Action),
+		attribute.Float64(AttrRate, b.Rate()),
+	))
+	defer span.End()
+	waited, err := b.admit(ctx, latest)
+	span.SetAttributes(attribute.Float64(AttrWaitedMillis, float64(waited.Microseconds())/1000))
+	if err != nil {
+		var late *LateError
+		if errors.As(err, &late) {
+			span.SetAttributes(attribute.Float64(AttrLateMillis, float64(late.Delay.Microseconds())/1000))
+		}
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	return waited, err
+}
+
+// Attributes of the budget's spans.
+const (
+	// AttrAction is the cloud action the budget paces.
+	AttrAction = "cwp.action"
+	// AttrRate is the budget's effective rate when the wait began, in
+	// calls per second.
+	AttrRate = "cwpexport.budget.rate"
+	// AttrWaitedMillis is how long the call waited, in milliseconds.
+	AttrWaitedMillis = "cwpexport.budget.waited_ms"
+	// AttrLateMillis is, for a call refused because it could not start in
+	// time, how long it would have waited.
+	AttrLateMillis = "cwpexport.budget.would_wait_ms"
+)
+
+// tracerName is the instrumentation scope of the budget's spans.
+const tracerName = "github.com/cwpexport/cwpexport/server/budget"
+
+func (b *Local) admit(ctx context.Context, latest time.Time) (time.Duration, error) {
 	now := b.opts.Now()
 	b.adapt(now)
 	r := b.lim.ReserveN(now, 1)

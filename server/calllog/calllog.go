@@ -3,6 +3,10 @@
 // task the call was about and, on failures, the cloud's RequestId. Beside
 // it, an audit log gets one line per export started and per download:
 // who, which task, and the outcome, on a logger of its own.
+//
+// Every line is logged with the call's context (the REST request's, for
+// refusals), so that a handler reading it adds the call's trace and span ids
+// (telemetry.LogHandler, which the server installs).
 package calllog
 
 import (

@@ -1,11 +1,16 @@
 // Package cloud calls Tencent Cloud CWP's export actions through the official
 // Go SDK's common client, which signs every request (TC3-HMAC-SHA256).
+//
+// Each call is a client span "cwp <action>" (see trace.go) with the task id,
+// the cloud's RequestId and the outcome, and an event for each retry of a
+// request that never reached the cloud.
 package cloud
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -13,6 +18,9 @@ import (
 	tcerr "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/errors"
 	tchttp "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/http"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Service and Version name the CWP API for the SDK.
@@ -20,6 +28,10 @@ const (
 	Service = "cwp"
 	Version = "2018-02-28"
 )
+
+// DefaultEndpoint is the API host the SDK calls when Config.Endpoint is
+// empty.
+const DefaultEndpoint = "cwp.tencentcloudapi.com"
 
 // The cloud actions this package calls.
 const (
@@ -48,12 +60,17 @@ type Config struct {
 	RetryInitial  time.Duration
 	RetryMax      time.Duration
 	RetryMaxTries int
+	// TracerProvider makes the calls' spans; nil means the global one.
+	TracerProvider trace.TracerProvider
 }
 
 // Client calls the two CWP export actions. It is safe for concurrent use.
 type Client struct {
-	sdk *common.Client
-	cfg Config
+	sdk    *common.Client
+	cfg    Config
+	tracer trace.Tracer
+	// host is the cloud's host, named in spans.
+	host string
 }
 
 // New returns a client for cfg.
@@ -85,7 +102,17 @@ func New(cfg Config) *Client {
 	if cfg.RetryMaxTries <= 0 {
 		cfg.RetryMaxTries = DefaultRetryMaxTries
 	}
-	return &Client{sdk: common.NewCommonClient(cfg.Credential, cfg.Region, prof), cfg: cfg}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	host := DefaultEndpoint
+	if cfg.Endpoint != "" {
+		host = cfg.Endpoint
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return &Client{sdk: common.NewCommonClient(cfg.Credential, cfg.Region, prof), cfg: cfg, tracer: cfg.TracerProvider.Tracer(tracerName), host: host}
 }
 
 // Filter is one export condition, named as the cloud names it.
@@ -135,8 +162,10 @@ type TaskStatus struct {
 // ExportLicenseDetail starts an export and returns the new task's id. It is
 // retried only when the request cannot have reached the cloud (NotSent): a
 // blind retry could create a second task.
-func (c *Client) ExportLicenseDetail(ctx context.Context, p ExportParams) (Created, error) {
-	return retry(ctx, &c.cfg, NotSent, func() (Created, error) { return c.exportLicenseDetail(ctx, p) })
+func (c *Client) ExportLicenseDetail(ctx context.Context, p ExportParams) (created Created, err error) {
+	ctx, span := c.start(ctx, ActionExportLicenseDetail)
+	defer func() { end(span, created.TaskID, created.RequestID, err) }()
+	return retry(ctx, &c.cfg, NotSent, retried(span), func() (Created, error) { return c.exportLicenseDetail(ctx, p) })
 }
 
 func (c *Client) exportLicenseDetail(ctx context.Context, p ExportParams) (Created, error) {
@@ -182,8 +211,15 @@ func (c *Client) exportLicenseDetail(ctx context.Context, p ExportParams) (Creat
 // the cloud are retried here; other transient failures are retried by the
 // caller's schedule (the tracker), so that every attempt that reaches the
 // cloud is paced by the read budget.
-func (c *Client) ExportTasks(ctx context.Context, taskID int64) (TaskStatus, error) {
-	return retry(ctx, &c.cfg, NotSent, func() (TaskStatus, error) { return c.exportTasks(ctx, taskID) })
+func (c *Client) ExportTasks(ctx context.Context, taskID int64) (st TaskStatus, err error) {
+	ctx, span := c.start(ctx, ActionExportTasks, attribute.Int64(AttrTaskID, taskID))
+	defer func() {
+		if err == nil {
+			span.SetAttributes(attribute.String(AttrTaskStatus, string(st.Status)))
+		}
+		end(span, 0, st.RequestID, err)
+	}()
+	return retry(ctx, &c.cfg, NotSent, retried(span), func() (TaskStatus, error) { return c.exportTasks(ctx, taskID) })
 }
 
 func (c *Client) exportTasks(ctx context.Context, taskID int64) (TaskStatus, error) {

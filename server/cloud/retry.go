@@ -33,11 +33,12 @@ func NotSent(err error) bool {
 
 // retry runs call until it succeeds, fails with an error retryable does not
 // accept, runs out of tries, or the next attempt would start after ctx's
-// deadline. Delays grow exponentially with jitter.
-func retry[T any](ctx context.Context, cfg *Config, retryable func(error) bool, call func() (T, error)) (T, error) {
+// deadline. Delays grow exponentially with jitter; notify is told of each
+// retry before its delay.
+func retry[T any](ctx context.Context, cfg *Config, retryable func(error) bool, notify backoff.Notify, call func() (T, error)) (T, error) {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval = cfg.RetryInitial, cfg.RetryMax
-	opts := []backoff.RetryOption{backoff.WithBackOff(b), backoff.WithMaxTries(uint(cfg.RetryMaxTries))}
+	opts := []backoff.RetryOption{backoff.WithBackOff(b), backoff.WithMaxTries(uint(cfg.RetryMaxTries)), backoff.WithNotify(notify)}
 	if d, ok := ctx.Deadline(); ok {
 		// Stop with the last real error rather than a context error when
 		// the wait would outlast the caller.

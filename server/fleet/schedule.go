@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgxlisten"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/tracker"
@@ -51,6 +54,8 @@ type ScheduleOptions struct {
 	// BudgetWaited, when set, is told how long each poll waited for its
 	// slot.
 	BudgetWaited func(time.Duration)
+	// TracerProvider makes the polls' spans; nil means the global one.
+	TracerProvider trace.TracerProvider
 }
 
 func (o *ScheduleOptions) defaults() {
@@ -65,6 +70,9 @@ func (o *ScheduleOptions) defaults() {
 	}
 	if o.BudgetWaited == nil {
 		o.BudgetWaited = func(time.Duration) {}
+	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = otel.GetTracerProvider()
 	}
 }
 
@@ -99,6 +107,7 @@ type Schedule struct {
 	pending int
 
 	writeWake, readWake, claimWake chan struct{}
+	tracer                         trace.Tracer
 }
 
 // rowSchedule is what Next reports of a task.
@@ -118,6 +127,7 @@ func (f *Fleet) Schedule(opts ScheduleOptions) (*Schedule, error) {
 		want: map[int64]tracker.Tier{}, dirty: map[int64]bool{}, created: map[int64]bool{},
 		reads: map[int64]bool{}, rows: map[int64]rowSchedule{},
 		writeWake: make(chan struct{}, 1), readWake: make(chan struct{}, 1), claimWake: make(chan struct{}, 1),
+		tracer: opts.TracerProvider.Tracer(tracker.TracerName),
 	}, nil
 }
 
@@ -431,7 +441,7 @@ func (h feedHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
 
 // taskColumns are what a row says of a task's latest poll.
 const taskColumns = `t.task_id, t.state, t.download_url, t.request_id, t.refusal_code, t.refusal, t.error_code, t.error,
-	t.polls, t.failures, t.last_poll, t.observed, t.changed, t.due, coalesce(t.lease_until > clock_timestamp(), false)`
+	t.polls, t.failures, t.last_poll, t.observed, t.changed, t.due, coalesce(t.lease_until > clock_timestamp(), false), t.poll_span`
 
 // taskRow is one row of fleet_tasks as read.
 type taskRow struct {
@@ -443,11 +453,12 @@ type taskRow struct {
 	lastPoll, observed, changed            *time.Time
 	due                                    time.Time
 	leased                                 bool
+	span                                   string
 }
 
 func (r *taskRow) scan(row pgx.Row, extra ...any) error {
 	return row.Scan(append([]any{&r.id, &r.state, &r.url, &r.rid, &r.refusalCode, &r.refusal, &r.errCode, &r.errText,
-		&r.polls, &r.failures, &r.lastPoll, &r.observed, &r.changed, &r.due, &r.leased}, extra...)...)
+		&r.polls, &r.failures, &r.lastPoll, &r.observed, &r.changed, &r.due, &r.leased, &r.span}, extra...)...)
 }
 
 // observed reports whether the row holds an observation to report.
@@ -456,7 +467,7 @@ func (r *taskRow) observedAny() bool { return r.polls > 0 || r.state != "" || r.
 // poll is what the row says of the task's latest poll, as the tracker
 // reads it.
 func (r *taskRow) poll(pending int) tracker.Poll {
-	p := tracker.Poll{TaskID: r.id, Polls: r.polls, Failures: r.failures, Pending: pending, NextPoll: r.due}
+	p := tracker.Poll{TaskID: r.id, Polls: r.polls, Failures: r.failures, Pending: pending, NextPoll: r.due, Span: parseSpan(r.span)}
 	if r.leased {
 		p.NextPoll = time.Now()
 	}
@@ -612,7 +623,7 @@ UPDATE fleet_tasks t SET owner = $1, epoch = t.epoch + 1, cadence = t.due, asked
   lease_until = slot.slot + make_interval(secs => $8::float8)
 FROM cand, slot WHERE t.task_id = cand.task_id
 RETURNING t.task_id, t.epoch, cand.tier, slot.slot, (SELECT now FROM n), slot.rate,
-  t.state IN ('FINISHED', 'ERROR') OR t.refusal_code <> '', t.failures`
+  t.state, t.download_url, t.refusal_code <> '', t.failures`
 
 // nextDue is how long until the fleet's next task is due (null: none).
 const nextDue = `
@@ -627,8 +638,15 @@ type lease struct {
 	id       int64
 	epoch    int64
 	tier     tracker.Tier
-	ended    bool
+	state    cloud.Status
+	url      string
+	refused  bool
 	failures int
+}
+
+// ended reports whether the task had ended before the poll.
+func (l lease) ended() bool {
+	return l.refused || l.state == cloud.StatusFinished || l.state == cloud.StatusError
 }
 
 // claimLoop takes and starts polls until ctx ends; polls run on wg.
@@ -646,7 +664,7 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 		)
 		err := s.f.pool.QueryRow(ctx, claim, s.f.opts.Replica, s.opts.MinInterval.Seconds(),
 			budgetArgs[0], budgetArgs[1], budgetArgs[2], budgetArgs[3], s.opts.Budget.opts.Lateness.Seconds(), leaseFor.Seconds()).
-			Scan(&l.id, &l.epoch, &tier, &slot, &now, &rate, &l.ended, &l.failures)
+			Scan(&l.id, &l.epoch, &tier, &slot, &now, &rate, &l.state, &l.url, &l.refused, &l.failures)
 		if errors.Is(err, pgx.ErrNoRows) {
 			found, err = false, nil
 		}
@@ -675,9 +693,10 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 			s.release(ctx, l)
 			continue
 		}
-		s.opts.BudgetWaited(time.Since(began))
+		waited := time.Since(began)
+		s.opts.BudgetWaited(waited)
 		wg.Add(1)
-		go func() { defer wg.Done(); s.poll(ctx, l, report) }()
+		go func() { defer wg.Done(); s.poll(ctx, l, waited, report) }()
 	}
 }
 
@@ -723,6 +742,7 @@ WITH upd AS (
     error_code = CASE WHEN $2 = 'ok' THEN '' ELSE $6 END,
     error = CASE WHEN $2 = 'ok' THEN '' ELSE $7 END,
     retry_at = CASE WHEN $2 = 'transient' THEN clock_timestamp() + make_interval(secs => $8::float8) END,
+    poll_span = $13,
     due = greatest(clock_timestamp(),
       CASE WHEN $2 = 'ok' THEN cadence + make_interval(secs => $9::float8) END,
       asked + make_interval(secs => $10::float8),
@@ -733,8 +753,16 @@ WITH upd AS (
 SELECT t.*, pg_notify('` + Channel + `', t.task_id::text)::text FROM upd AS t`
 
 // poll asks the cloud for the leased task's state and writes the outcome.
-func (s *Schedule) poll(ctx context.Context, l lease, report func(tracker.Poll)) {
-	st, err := tracker.ReadWithin(ctx, s.opts.Cloud, l.id, s.opts.PollTimeout)
+func (s *Schedule) poll(ctx context.Context, l lease, late time.Duration, report func(tracker.Poll)) {
+	sctx, span := tracker.StartPoll(ctx, s.tracer, l.id, late)
+	// Ended before the poll is reported, on every path.
+	ended := false
+	defer func() {
+		if !ended {
+			span.End()
+		}
+	}()
+	st, err := tracker.ReadWithin(sctx, s.opts.Cloud, l.id, s.opts.PollTimeout)
 	if ctx.Err() != nil {
 		return
 	}
@@ -748,7 +776,7 @@ func (s *Schedule) poll(ctx context.Context, l lease, report func(tracker.Poll))
 			s.opts.Budget.Throttled()
 		}
 		backoff = s.backoff(l.failures + 1)
-		s.opts.Logger.Warn("poll failed; retrying", "task_id", l.id, "failures", l.failures+1, "err", err)
+		s.opts.Logger.WarnContext(sctx, "poll failed; retrying", "task_id", l.id, "failures", l.failures+1, "err", err)
 	default:
 		outcome = "refused"
 	}
@@ -762,7 +790,7 @@ func (s *Schedule) poll(ctx context.Context, l lease, report func(tracker.Poll))
 		notify string
 	)
 	qerr := r.scan(s.f.pool.QueryRow(wctx, result, l.id, outcome, string(st.Status), st.DownloadURL, rid, code, text,
-		backoff.Seconds(), s.interval(l.tier).Seconds(), s.floor(l.tier).Seconds(), l.epoch, s.f.opts.Replica), &notify)
+		backoff.Seconds(), s.interval(l.tier).Seconds(), s.floor(l.tier).Seconds(), l.epoch, s.f.opts.Replica, formatSpan(span.SpanContext())), &notify)
 	if errors.Is(qerr, pgx.ErrNoRows) {
 		s.opts.Logger.Warn("fleet: a poll's lease was taken over before its result was written; the result is dropped", "task_id", l.id)
 		return
@@ -785,8 +813,35 @@ func (s *Schedule) poll(ctx context.Context, l lease, report func(tracker.Poll))
 	case "refused":
 		p.Err = err
 	}
-	p.Settled = !l.ended && (p.Err != nil || st.Status == cloud.StatusFinished || st.Status == cloud.StatusError)
+	p.Settled = !l.ended() && (p.Err != nil || st.Status == cloud.StatusFinished || st.Status == cloud.StatusError)
+	p.Change = p.Err != nil != l.refused || (outcome == "ok" && (st.Status != l.state || st.DownloadURL != l.url))
+	tracker.EndPoll(span, p)
+	span.End()
+	ended = true
 	report(p)
+}
+
+// formatSpan writes a span's trace and span ids for the row, so that other
+// replicas' watches can link to it.
+func formatSpan(sc trace.SpanContext) string {
+	if !sc.IsValid() {
+		return ""
+	}
+	return sc.TraceID().String() + "-" + sc.SpanID().String()
+}
+
+// parseSpan reads what formatSpan wrote.
+func parseSpan(s string) trace.SpanContext {
+	tid, sid, ok := strings.Cut(s, "-")
+	if !ok {
+		return trace.SpanContext{}
+	}
+	t, err1 := trace.TraceIDFromHex(tid)
+	sp, err2 := trace.SpanIDFromHex(sid)
+	if err1 != nil || err2 != nil {
+		return trace.SpanContext{}
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: t, SpanID: sp, TraceFlags: trace.FlagsSampled, Remote: true})
 }
 
 // backoff is the delay before the retry after n failed polls in a row:

@@ -77,8 +77,10 @@ func (e events) serve(w http.ResponseWriter, r *http.Request) bool {
 	}
 	switch {
 	case r.Method == http.MethodGet && watchTaskID(r.URL.Path) != "":
+		setRoute(r.Context(), watchPattern)
 		e.watch(w, r, watchTaskID(r.URL.Path))
 	case r.Method == http.MethodPost && r.URL.Path == exportAndWatchPath:
+		setRoute(r.Context(), exportAndWatchPath)
 		e.exportAndWatch(w, r)
 	default:
 		return false

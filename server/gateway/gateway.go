@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health/grpc_health_v1"
@@ -59,6 +61,10 @@ type Options struct {
 	Metrics http.Handler
 	// UI, when set, is served at GET / and under GET /ui/.
 	UI http.Handler
+	// TracerProvider, when set, makes a span per request (see trace.go),
+	// continuing the trace context Propagator reads from the request.
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // New returns the REST handler, calling the gRPC server over conn.
@@ -84,6 +90,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	}
 	if opts.Auth != nil {
 		muxOpts = append(muxOpts, runtime.WithMetadata(opts.Auth.ForwardHTTP))
+	}
+	if opts.TracerProvider != nil {
+		muxOpts = append(muxOpts, runtime.WithMiddlewares(routeMiddleware))
 	}
 	mux := runtime.NewServeMux(muxOpts...)
 	if err := cwpexportv1.RegisterLicenseExportServiceHandler(ctx, mux, conn); err != nil {
@@ -115,7 +124,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		mux.ServeHTTP(w, r)
 	}))
 	if opts.Metrics == nil && opts.UI == nil {
-		return g.host(api), nil
+		return g.outer(api), nil
 	}
 	root := http.NewServeMux()
 	root.Handle("/", api)
@@ -126,7 +135,20 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		root.Handle("GET /{$}", opts.UI)
 		root.Handle("GET /ui/", opts.UI)
 	}
-	return g.host(root), nil
+	return g.outer(root), nil
+}
+
+// outer applies the Host checks and, when configured, the request's span:
+// outermost, so that refused requests are traced too.
+func (g guard) outer(h http.Handler) http.Handler {
+	h = g.host(h)
+	if g.opts.TracerProvider != nil {
+		if g.opts.Propagator == nil {
+			g.opts.Propagator = propagation.TraceContext{}
+		}
+		h = traced(h, g.opts)
+	}
+	return h
 }
 
 // errorWithRetryAfter answers an error as grpc-gateway does, adding a

@@ -140,7 +140,7 @@ func (s *Service) fetch(ctx context.Context, id int64, url string) (*http.Respon
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		s.opts.Logger.Warn("fetch an exported file", "task_id", id, "err", err)
+		s.opts.Logger.WarnContext(ctx, "fetch an exported file", "task_id", id, "err", err)
 		return nil, unreachable{downloadFailed(id, "the object storage could not be reached")}
 	}
 	return resp, nil
@@ -180,7 +180,7 @@ func (s *Service) streamFile(ctx context.Context, id int64, resp *http.Response,
 			if ctx.Err() != nil {
 				return contextStatus(ctx, ctx.Err())
 			}
-			s.opts.Logger.Warn("read an exported file", "task_id", id, "offset", off, "err", rerr)
+			s.opts.Logger.WarnContext(ctx, "read an exported file", "task_id", id, "offset", off, "err", rerr)
 			return downloadFailed(id, fmt.Sprintf("the transfer from the object storage broke off after %d bytes", off))
 		}
 	}

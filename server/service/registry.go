@@ -201,7 +201,7 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 		case errors.Is(err, taskstore.ErrLostReservation):
 			continue
 		case err != nil:
-			s.opts.Logger.Error("record a creation before calling the cloud", "request_id", row.RequestID, "err", err)
+			s.opts.Logger.ErrorContext(ctx, "record a creation before calling the cloud", "request_id", row.RequestID, "err", err)
 			return taskstore.Task{}, registryError(ctx, err)
 		case !fresh:
 			// Another process recorded the request id first.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -324,6 +326,7 @@ func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send se
 		sent      bool
 		lastState cloud.Status
 		beat      bool
+		linked    trace.SpanContext
 	)
 	for {
 		snap, changed := w.Current()
@@ -333,8 +336,11 @@ func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send se
 				if !sent {
 					kind = cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT
 				}
+				linkPoll(ctx, linked, snap, kind)
 				return send(kind, t, s.progress(snap, start))
 			}
+			// The stream ends with the refusal that poll received.
+			linkPoll(ctx, linked, snap, cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_UNSPECIFIED)
 			return cloudStatus(ctx, id, snap.Err)
 		}
 		var kind cwpexportv1.WatchEventKind
@@ -350,6 +356,7 @@ func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send se
 		}
 		beat = false
 		if kind != cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_UNSPECIFIED {
+			linked = linkPoll(ctx, linked, snap, kind)
 			if err := send(kind, toTask(snap), s.progress(snap, start)); err != nil {
 				return err
 			}
@@ -369,6 +376,22 @@ func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send se
 			beat = true
 		}
 	}
+}
+
+// linkPoll links the watch's span to the poll that observed what a message
+// reports (kind; unspecified for the refusal that ends the stream), once
+// per poll: the poll is a trace of its own, made for every watcher of the
+// task. It returns the poll linked last.
+func linkPoll(ctx context.Context, linked trace.SpanContext, snap tracker.Snapshot, kind cwpexportv1.WatchEventKind) trace.SpanContext {
+	if !snap.ChangeSpan.IsValid() || snap.ChangeSpan.Equal(linked) {
+		return linked
+	}
+	attrs := []attribute.KeyValue{attribute.String(cloud.AttrTaskStatus, string(snap.State))}
+	if kind != cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_UNSPECIFIED {
+		attrs = append(attrs, attribute.String("cwpexport.watch.kind", kind.String()))
+	}
+	trace.SpanFromContext(ctx).AddLink(trace.Link{SpanContext: snap.ChangeSpan, Attributes: attrs})
+	return snap.ChangeSpan
 }
 
 // create validates an export request, waits for the export budget and

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -53,6 +56,8 @@ type LocalOptions struct {
 	// BudgetWaited, when set, is told how long each poll waited for the
 	// budget. It runs on the scheduler's path: it must be quick.
 	BudgetWaited func(time.Duration)
+	// TracerProvider makes the polls' spans; nil means the global one.
+	TracerProvider trace.TracerProvider
 }
 
 func (o *LocalOptions) defaults() {
@@ -72,6 +77,9 @@ func (o *LocalOptions) defaults() {
 	if o.BudgetWaited == nil {
 		o.BudgetWaited = func(time.Duration) {}
 	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = otel.GetTracerProvider()
+	}
 }
 
 // Local schedules the polls of this process alone. With K tasks scheduled
@@ -89,6 +97,7 @@ type Local struct {
 	// polling counts the polls running; inflight lets Run wait for them.
 	polling  int
 	inflight sync.WaitGroup
+	tracer   trace.Tracer
 }
 
 // schedEntry is the schedule's state of one task.
@@ -110,6 +119,7 @@ type schedEntry struct {
 	// status is the last state observed; refused, whether the last poll
 	// was a refusal (both to tell a task's first terminal observation).
 	status  cloud.Status
+	url     string
 	refused bool
 	// retry paces polls after failures and retryAt is the earliest time of
 	// the next one; both are reset by a poll the cloud answers. No change
@@ -121,7 +131,7 @@ type schedEntry struct {
 // NewLocal returns a scheduler for this process; start it with Run.
 func NewLocal(opts LocalOptions) *Local {
 	opts.defaults()
-	return &Local{opts: opts, tasks: map[int64]*schedEntry{}, wake: make(chan struct{}, 1)}
+	return &Local{opts: opts, tasks: map[int64]*schedEntry{}, wake: make(chan struct{}, 1), tracer: opts.TracerProvider.Tracer(TracerName)}
 }
 
 func (l *Local) entryLocked(id int64) *schedEntry {
@@ -360,7 +370,10 @@ func (l *Local) nextLocked(now time.Time) (*schedEntry, time.Duration) {
 // poll asks the cloud for e's state and reports the outcome.
 func (l *Local) poll(ctx context.Context, e *schedEntry, report func(Poll)) {
 	defer l.inflight.Done()
-	st, err := ReadWithin(ctx, l.opts.Cloud, e.id, l.opts.PollTimeout)
+	sctx, span := StartPoll(ctx, l.tracer, e.id, e.asked.Sub(e.cadence))
+	// The span ends before the poll is reported: what reports it links to
+	// a span already recorded.
+	st, err := ReadWithin(sctx, l.opts.Cloud, e.id, l.opts.PollTimeout)
 
 	l.mu.Lock()
 	now := l.opts.Now()
@@ -369,16 +382,18 @@ func (l *Local) poll(ctx context.Context, e *schedEntry, report func(Poll)) {
 	if ctx.Err() != nil {
 		// Shutting down: leave the entry as it was.
 		l.mu.Unlock()
+		span.End()
 		return
 	}
 	e.polls++
 	e.lastPoll = now
 	wasTerminal := e.refused || e.status == cloud.StatusFinished || e.status == cloud.StatusError
+	status, url, refused := e.status, e.url, e.refused
 	p := Poll{TaskID: e.id, Local: true, At: now, Polls: e.polls}
 	switch {
 	case err == nil:
 		p.Status = st
-		e.status, e.refused, e.observed = st.Status, false, now
+		e.status, e.url, e.refused, e.observed = st.Status, st.DownloadURL, false, now
 		e.failures, e.retry, e.retryAt = 0, nil, time.Time{}
 	case cloud.Transient(err):
 		e.failures++
@@ -395,19 +410,23 @@ func (l *Local) poll(ctx context.Context, e *schedEntry, report func(Poll)) {
 			e.retry.Reset()
 		}
 		e.retryAt = now.Add(e.retry.NextBackOff())
-		l.opts.Logger.Warn("poll failed; retrying", "task_id", e.id, "failures", e.failures, "err", err)
+		l.opts.Logger.WarnContext(sctx, "poll failed; retrying", "task_id", e.id, "failures", e.failures, "err", err)
 	default:
 		p.Err = err
 		e.refused = true
 	}
 	p.Failures = e.failures
 	p.Settled = !wasTerminal && (e.refused || e.status == cloud.StatusFinished || e.status == cloud.StatusError)
+	p.Change = e.status != status || e.url != url || e.refused != refused
 	l.rescheduleLocked(e, now)
 	p.NextPoll, p.Pending = time.Time{}, l.scheduledLocked()
 	if e.queued != TierNone {
 		p.NextPoll = e.due
 	}
 	l.mu.Unlock()
+	p.Span = span.SpanContext()
+	EndPoll(span, p)
+	span.End()
 	report(p)
 }
 
@@ -423,4 +442,27 @@ func ReadWithin(ctx context.Context, r Reader, id int64, timeout time.Duration) 
 			Message: fmt.Sprintf("the cloud did not answer within %s", timeout)}
 	}
 	return st, err
+}
+
+// TracerName names the tracer of the polls' spans.
+const TracerName = "github.com/cwpexport/cwpexport/server/tracker"
+
+// StartPoll starts a poll's span. A poll serves whoever follows the task,
+// not one request: it is a trace of its own, which the watches that report
+// it link to. late is from when the poll was due to when it was sent: the
+// wait for the read budget and for the other tasks' turns.
+func StartPoll(ctx context.Context, tracer trace.Tracer, id int64, late time.Duration) (context.Context, trace.Span) {
+	return tracer.Start(ctx, "poll "+cloud.ActionExportTasks, trace.WithNewRoot(), trace.WithAttributes(
+		attribute.Int64(cloud.AttrTaskID, id),
+		attribute.Float64("cwpexport.poll.late_ms", float64(late.Microseconds())/1000),
+	))
+}
+
+// EndPoll records what the poll observed on its span (the caller ends it).
+func EndPoll(span trace.Span, p Poll) {
+	span.SetAttributes(
+		attribute.Int64("cwpexport.poll.number", p.Polls),
+		attribute.Bool("cwpexport.poll.changed", p.Change),
+		attribute.Int("cwpexport.poll.failures", p.Failures),
+	)
 }

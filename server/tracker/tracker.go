@@ -11,6 +11,10 @@
 // The scheduler decides when the cloud is asked: Local does it for this
 // process alone; a fleet of processes shares one schedule (package fleet),
 // and then an entry also learns what other processes' polls observed.
+//
+// Each poll is a root span "poll ExportTasks" with the cloud call as its
+// child; a snapshot names the poll that observed its last change
+// (Snapshot.ChangeSpan), so that what reports the change can link to it.
 package tracker
 
 import (
@@ -18,6 +22,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cwpexport/cwpexport/server/cloud"
 )
@@ -86,8 +92,11 @@ type Poll struct {
 	// Pending, how many tasks share the read budget.
 	NextPoll time.Time
 	Pending  int
-	// Settled: the task's first terminal observation.
-	Settled bool
+	// Settled: the task's first terminal observation; Change: the poll
+	// changed what watchers are told (state, download URL or refusal).
+	Settled, Change bool
+	// Span is the poll's span, when it was traced.
+	Span trace.SpanContext
 }
 
 // Options configure a Tracker. Zero values take the defaults named.
@@ -118,6 +127,9 @@ type Options struct {
 	// Observer is told about the tracker's work (metrics, the registry);
 	// nil ignores.
 	Observer Observer
+	// TracerProvider makes the Local scheduler's poll spans; nil means the
+	// global one.
+	TracerProvider trace.TracerProvider
 }
 
 // Observer is told about the tracker's work.
@@ -155,7 +167,7 @@ func (o *Options) defaults() {
 		o.Scheduler = NewLocal(LocalOptions{
 			Cloud: o.Cloud, Budget: o.Budget, MinInterval: o.MinInterval, BackgroundInterval: o.BackgroundInterval,
 			PollTimeout: o.PollTimeout, MaxBackoff: o.MaxBackoff, Now: o.Now, Logger: o.Logger,
-			BudgetWaited: o.Observer.BudgetWaited,
+			BudgetWaited: o.Observer.BudgetWaited, TracerProvider: o.TracerProvider,
 		})
 	}
 }
@@ -200,6 +212,10 @@ type Snapshot struct {
 	Pending int
 	// Rate is the poll budget's rate now, in polls per second.
 	Rate float64
+	// ChangeSpan is the span of the poll that observed the last change of
+	// state, download URL or refusal; invalid when no traced poll did
+	// (the change came from the creation, or tracing is off).
+	ChangeSpan trace.SpanContext
 }
 
 // Terminal reports whether the snapshot ends a watch.
@@ -281,6 +297,7 @@ func (t *Tracker) Created(id int64, requestID string) Snapshot {
 	e.snap.Err, e.snap.LastErr, e.snap.Failures = nil, nil, 0
 	e.snap.RequestID = requestID
 	e.snap.Created, e.snap.Changed, e.snap.Observed = now, now, now
+	e.snap.ChangeSpan = trace.SpanContext{}
 	t.sched.Created(id, now)
 	return t.snapshotLocked(e)
 }
@@ -605,6 +622,7 @@ func (t *Tracker) applyLocked(e *entry, p Poll) Snapshot {
 	close(e.polled)
 	e.polled = make(chan struct{})
 	if s.State != state || s.DownloadURL != url || (s.Err != nil) != refused {
+		s.ChangeSpan = p.Span
 		t.changedLocked(e)
 	}
 	return t.snapshotLocked(e)

@@ -55,6 +55,9 @@ CREATE TABLE fleet_tasks (
     error        TEXT        NOT NULL DEFAULT '',
     polls        BIGINT      NOT NULL DEFAULT 0,
     failures     INTEGER     NOT NULL DEFAULT 0,
+    -- The trace and span ids of the latest poll's span (hex), for the
+    -- watches on every replica that report what it observed.
+    poll_span    TEXT        NOT NULL DEFAULT '',
     last_poll    TIMESTAMPTZ,
     observed     TIMESTAMPTZ,
     changed      TIMESTAMPTZ
