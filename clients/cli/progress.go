@@ -140,7 +140,9 @@ func (a *app) reconnecting(live *liveLine, taskID string, err error, wait time.D
 	what := fmt.Sprintf("reconnecting in %s (attempt %d) after %s", wait.Round(10*time.Millisecond), attempt, briefly(err))
 	switch {
 	case live != nil:
-		live.note(what)
+		// The line stays up while the attempt runs (gRPC may retry it): no
+		// countdown that would go stale.
+		live.note(fmt.Sprintf("reconnecting (attempt %d) after %s", attempt, briefly(err)))
 	case a.output == "json":
 		fmt.Fprintf(a.io.Stderr, "cwpexport: task %s: %s\n", orUnknown(taskID), what)
 	default:
