@@ -110,12 +110,10 @@ func (a *app) download(ctx context.Context, task *cwpexportv1.ExportTask, path s
 		}
 		wait, ok := r.next(err)
 		if !ok || ctx.Err() != nil {
-			if why := r.gaveUp(); why != "" {
-				a.notice(nil, "cwpexport: stopped restarting the download of task %s: %s", task.GetTaskId(), why)
-			}
+			a.gaveUp(nil, r, "restarting the download of task "+task.GetTaskId())
 			return err
 		}
-		a.notice(nil, "download of task %s broke off after %d bytes (%s); starting again from the beginning in %s (attempt %d)",
+		a.notice("download of task %s broke off after %d bytes (%s); starting again from the beginning in %s (attempt %d)",
 			task.GetTaskId(), n, briefly(err), wait.Round(10*time.Millisecond), r.attempt)
 		if err := sleep(ctx, wait); err != nil {
 			return err

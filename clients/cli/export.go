@@ -136,9 +136,7 @@ func (a *app) create(ctx context.Context, req *cwpexportv1.ExportLicenseDetailRe
 		}
 		wait, ok := r.next(err)
 		if !ok || ctx.Err() != nil {
-			if why := r.gaveUp(); why != "" {
-				fmt.Fprintf(a.io.Stderr, "cwpexport: stopped retrying the export (request id %s): %s\n", req.GetRequestId(), why)
-			}
+			a.gaveUp(nil, r, "retrying the export with request id "+req.GetRequestId())
 			return nil, err
 		}
 		fmt.Fprintf(a.io.Stderr, "cwpexport: retrying the export with request id %s in %s (attempt %d) after %s\n",

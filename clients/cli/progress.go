@@ -79,9 +79,7 @@ func (a *app) followTask(ctx context.Context, taskID string, create openFunc) (*
 		}
 		wait, ok := r.next(err)
 		if !ok {
-			if why := r.gaveUp(); why != "" {
-				a.notice(live, "cwpexport: stopped reconnecting to task %s: %s", orUnknown(taskID), why)
-			}
+			a.gaveUp(live, r, "reconnecting to task "+orUnknown(taskID))
 			return last, err
 		}
 		a.reconnecting(live, taskID, err, wait, r.attempt)
@@ -152,15 +150,25 @@ func (a *app) reconnecting(live *liveLine, taskID string, err error, wait time.D
 
 // notice prints a line about the command's own progress: on stdout in
 // text, on stderr beside JSON (whose stdout holds only messages).
-func (a *app) notice(live *liveLine, format string, args ...any) {
-	if live != nil {
-		live.stop()
-	}
+func (a *app) notice(format string, args ...any) {
 	w := a.io.Stdout
 	if a.output == "json" {
 		w = a.io.Stderr
 	}
 	fmt.Fprintf(w, format+"\n", args...)
+}
+
+// gaveUp says on stderr, before the error itself, why the retries of r
+// stopped, when there were any.
+func (a *app) gaveUp(live *liveLine, r *retrier, what string) {
+	why := r.gaveUp()
+	if why == "" {
+		return
+	}
+	if live != nil {
+		live.stop()
+	}
+	fmt.Fprintf(a.io.Stderr, "cwpexport: stopped %s: %s\n", what, why)
 }
 
 func orUnknown(taskID string) string {

@@ -109,6 +109,32 @@ func TestExportWatchResumesAfterAKill(t *testing.T) {
 	}
 }
 
+// TestReconnectionIsBounded kills the service for good under two watches:
+// one with --reconnect-timeout 0 stops at the break, the other gives up
+// after its bound and says so; both exit as an unreachable service does.
+func TestReconnectionIsBounded(t *testing.T) {
+	c := startCloud(t, nil)
+	svc := startService(t, c)
+	res, err := svc.client(t).ExportLicenseDetail(context.Background(), &cwpexportv1.ExportLicenseDetailRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.GetTask().GetTaskId()
+	off := launch(t, "watch", id, "--addr", svc.grpcAddr, "--reconnect-timeout", "0")
+	bounded := launch(t, "watch", id, "--addr", svc.grpcAddr, "--reconnect-timeout", "2s")
+	off.waitFor(t, "SNAPSHOT", 1)
+	bounded.waitFor(t, "SNAPSHOT", 1)
+	svc.stop(t, syscall.SIGKILL)
+
+	if code := off.exit(t); code != cli.ExitUnreachable || strings.Contains(off.out.String(), "RECONNECTING") {
+		t.Errorf("--reconnect-timeout 0: exit %d, want %d without reconnecting\n%s\nstderr: %s", code, cli.ExitUnreachable, off.out, off.errOut)
+	}
+	if code := bounded.exit(t); code != cli.ExitUnreachable || !strings.Contains(bounded.out.String(), "RECONNECTING") ||
+		!strings.Contains(bounded.errOut.String(), "cwpexport: stopped reconnecting to task "+id+": gave up after ") {
+		t.Errorf("--reconnect-timeout 2s: exit %d, want %d after reconnecting\n%s\nstderr: %s", code, cli.ExitUnreachable, bounded.out, bounded.errOut)
+	}
+}
+
 // TestDownloadStartsAgainAfterABreak cuts the first transfer of the file
 // from the object storage short, so that the service ends DownloadExport
 // with Unavailable after the first chunks; the CLI starts the download again
