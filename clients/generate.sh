@@ -10,6 +10,8 @@
 #       clients/node/package-lock.json), with google/api and google/rpc from
 #       the pinned google-proto-files package.
 #   clients/node/dist/                 tsc of clients/node/src.
+#   clients/python/src/cwpexport_client/service_config.json
+#       a copy of clients/service-config.json, which the helper dials with.
 #
 # Needs Debian's protobuf-compiler, libprotobuf-dev and
 # protobuf-compiler-grpc, and npm; neither Go nor the network beyond npm.
@@ -36,6 +38,10 @@ protoc -I proto -I "$WKT" -I "$GAPI" \
   --python_out="$py" --pyi_out="$py" \
   --plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" --grpc_python_out="$py" \
   "$API"
+
+# The helper's copy of the clients' gRPC service config: a package ships
+# only what lies under its own directory.
+install -m 0644 clients/service-config.json "$py"/cwpexport_client/service_config.json
 
 # Node.js/TypeScript: protobuf-es code for the API and the googleapis files
 # it uses (the annotations it imports, and google.rpc for error details).

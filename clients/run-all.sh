@@ -5,7 +5,7 @@
 # (each installed into a fresh environment first, as a user would), the
 # grpcurl, curl and CLI examples and the headless-Chromium browser test, then
 # stops the service. "resume" restarts a service of its own under the
-# packages' open watches (clients/examples/resume.sh). Each client exits
+# packages' and the CLI's open watches (clients/examples/resume.sh). Each client exits
 # non-zero when the service does not answer as documented.
 #
 #   clients/run-all.sh            # from anywhere; needs what clients/install-tools.sh installs

@@ -10,7 +10,9 @@
 // states updating live; an export started from the form followed over a
 // real EventSource to FINISHED and downloaded; field violations next to the
 // form; the budget chart's non-zero calls; the followed stream resuming
-// after a restart of the service; and with tokens, one question for the
+// after a restart of the service, and after a SIGKILL behind a load
+// balancer that answers 502 meanwhile (no second export; the list and the
+// budget recover); and with tokens, one question for the
 // token, kept in sessionStorage, the stream read with fetch and the header.
 // Screenshots of each view go to clients/browser/artifacts/ (git-ignored).
 //
@@ -27,6 +29,7 @@ import {dirname, join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {randomBytes} from 'node:crypto';
 import {createInterface} from 'node:readline';
+import http from 'node:http';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -132,6 +135,42 @@ async function endTask(emu, id, how) {
   if (!r.ok) fail(`emulator ${how} ${id}: ${r.status} ${await r.text()}`);
 }
 
+// startBalancer stands in for an L7 load balancer in front of the
+// service's REST port, as a fleet has: it forwards each request and streams
+// the answer, cuts the answer when the replica's connection breaks, and
+// answers 502 Bad Gateway with a page of its own while no replica can be
+// reached, as nginx or Envoy do. `refused` counts those 502s.
+async function startBalancer(target) {
+  const up = new URL(target);
+  const lb = {refused: 0};
+  const server = http.createServer((req, res) => {
+    const fwd = http.request({host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers}, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+      r.on('close', () => {
+        if (!r.complete) res.destroy();
+      });
+    });
+    fwd.on('error', () => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      lb.refused++;
+      res.writeHead(502, {'Content-Type': 'text/html'});
+      res.end('<html><body><h1>502 Bad Gateway</h1></body></html>');
+    });
+    req.pipe(fwd);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  lb.url = 'http://127.0.0.1:' + server.address().port;
+  lb.close = () => {
+    server.closeAllConnections();
+    server.close();
+  };
+  return lb;
+}
+
 // ---- The browser.
 
 const browser = await chromium.launch({
@@ -141,17 +180,21 @@ const browser = await chromium.launch({
 
 // watchPage records what a page did that the test checks at the end.
 function watchPage(page, origin) {
-  const seen = {foreign: [], errors: [], streams: [], exportBodies: [], urls: []};
+  const seen = {foreign: [], errors: [], streams: [], exportBodies: [], urls: [], budgetAnswers: []};
   page.on('request', (r) => {
     seen.urls.push(r.url());
     if (!r.url().startsWith(origin)) seen.foreign.push(r.url());
     if (r.url().endsWith(':watch')) seen.streams.push(r);
     if (r.url().endsWith('/v1/license-detail:export') && r.method() === 'POST') seen.exportBodies.push(r.postDataJSON());
   });
+  page.on('response', (r) => {
+    if (r.url().endsWith('/v1/budget') && r.ok()) seen.budgetAnswers.push(Date.now());
+  });
   page.on('console', (m) => {
-    // Refusals the test provokes (400, 401) and a stopped service are
-    // expected; anything else is not.
-    if (m.type() === 'error' && !/status of 40[01]|ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET/.test(m.text())) {
+    // Refusals the test provokes (400, 401), a stopped service and the
+    // balancer's 502 while no replica is up are expected; anything else is
+    // not.
+    if (m.type() === 'error' && !/status of 40[01]|status of 502|ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET|ERR_INCOMPLETE_CHUNKED_ENCODING/.test(m.text())) {
       seen.errors.push(m.text());
     }
   });
@@ -334,7 +377,61 @@ try {
   if (seen.errors.length) fail('console errors: ' + seen.errors.join('; '));
   await page.close();
 
-  // 8. With tokens: the page asks once, keeps the token for the session.
+  // 8. Behind a load balancer, the replica dies (SIGKILL: nothing drains)
+  // while an export started from the form is followed. The balancer
+  // answers 502 until the replica is back; the page keeps reconnecting,
+  // resumes the stream by task id without starting a second export, and
+  // the list and budget panels recover.
+  const lb = await startBalancer(svc.rest);
+  try {
+    const lp = await browser.newPage({viewport: {width: 1280, height: 1000}});
+    const lseen = watchPage(lp, lb.url);
+    await lp.goto(lb.url + '/');
+    await lp.click('#start');
+    await waitText(lp, '#state', 'PENDING');
+    await waitText(lp, '#conn-state', 'live');
+    const lbTask = await text(lp, '#detail-task');
+    const listed = (await rest(svc, '/v1/export-tasks?pageSize=1000')).tasks.length;
+    svc.proc.kill('SIGKILL');
+    await svc.proc.exited;
+    log(`balancer: replica killed while following task ${lbTask}`);
+    await waitText(lp, '#conn-state', 'reconnecting…');
+    await lp.waitForSelector('#service-status:not([hidden])', {timeout: 15000});
+    for (let i = 0; lb.refused < 3; i++) {
+      if (i > 150) fail(`the balancer refused ${lb.refused} requests in 15 s; the page stopped asking`);
+      await sleep(100);
+    }
+    if ((await text(lp, '#conn-state')) !== 'reconnecting…') fail('after 502s the stream shows ' + (await text(lp, '#conn-state')));
+    await shot(lp, 'balancer-down.png');
+    svc = await startService(emu, {dataDir: svc.dataDir, grpc: svc.grpc, rest: svc.rest.replace('http://', '')});
+    const back = Date.now();
+    log(`balancer: ${lb.refused} requests answered 502; replica started again`);
+    await waitText(lp, '#conn-state', 'live', 30000);
+    if ((await text(lp, '#detail-task')) !== lbTask || (await text(lp, '#state')) !== 'PENDING') fail('resumed on another task or state');
+    await endTask(emu, lbTask, 'finish');
+    await waitText(lp, '#state', 'FINISHED');
+    await lp.waitForSelector('#service-status[hidden]', {state: 'attached', timeout: 10000});
+    await lp.waitForFunction((id) => document.querySelector(`#export-rows tr[data-task-id="${id}"] .state`)?.textContent === 'FINISHED',
+      lbTask, {timeout: 15000}).catch(() => fail(`the list did not recover to show task ${lbTask} FINISHED`));
+    for (let i = 0; !lseen.budgetAnswers.some((t) => t > back); i++) {
+      if (i > 100) fail('the budget panel did not load again after the replica came back');
+      await sleep(100);
+    }
+    if (lseen.exportBodies.length !== 1) fail(`${lseen.exportBodies.length} export requests, want the form's 1`);
+    const after = (await rest(svc, '/v1/export-tasks?pageSize=1000')).tasks.length;
+    if (after !== listed) fail(`${after - listed} exports started while the page reconnected`);
+    const other = lseen.streams.filter((r) => !r.url().endsWith(`/v1/export-tasks/${lbTask}:watch`));
+    if (other.length) fail('streams of other tasks: ' + other.map((r) => r.url()).join(', '));
+    if (lseen.foreign.length) fail('the page loaded from elsewhere: ' + lseen.foreign.join(', '));
+    if (lseen.errors.length) fail('console errors: ' + lseen.errors.join('; '));
+    await shot(lp, 'balancer-resumed.png');
+    log(`balancer: the stream resumed by task id after ${lseen.streams.length} stream requests, FINISHED; one export; list and budget back`);
+    await lp.close();
+  } finally {
+    lb.close();
+  }
+
+  // 9. With tokens: the page asks once, keeps the token for the session.
   const tok = 'browser-' + randomBytes(12).toString('hex');
   const secured = await startService(emu, {dataDir: join(work, 'data-tokens'), tokens: 'browser=' + tok});
   try {

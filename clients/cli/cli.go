@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -80,14 +81,17 @@ type app struct {
 	dialer connFlags
 	output string
 	tty    bool
-	conn   *grpc.ClientConn
-	client cwpexportv1.LicenseExportServiceClient
+	// reconnectTimeout bounds the retries after Unavailable; 0 turns them off.
+	reconnectTimeout time.Duration
+	reached          *reachedService
+	conn             *grpc.ClientConn
+	client           cwpexportv1.LicenseExportServiceClient
 }
 
 // Run runs the command line args (without the program name) and returns the
 // exit code. ctx ending (Ctrl-C) stops the command.
 func Run(ctx context.Context, args []string, stdio IO) int {
-	a := &app{io: stdio, tty: stdio.Terminal || isTerminal(stdio.Stdout)}
+	a := &app{io: stdio, tty: stdio.Terminal || isTerminal(stdio.Stdout), reached: &reachedService{}}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdio.Stdout)
@@ -113,7 +117,10 @@ func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cwpexport",
 		Short: "Start CWP license-detail exports and follow them to their file",
-		Long: `cwpexport talks to the CWP license export gateway over gRPC.
+		Long: `cwpexport talks to the CWP license export gateway over gRPC. --addr may list
+several replicas (a,b,c): calls go round-robin to those that answer. When
+the service goes away during a watch (a replica dies or drains), the watch
+resumes by task id; a broken download starts again from its beginning.
 
 Exit codes: 0 success (an export FINISHED), 1 unexpected failure, 2 invalid
 input, 3 the export ended in ERROR, 4 the service cannot be reached, 5 the
@@ -126,11 +133,19 @@ task is not known, 6 another error from the service, 130 interrupted.`,
 			default:
 				return exitWith(ExitInvalid, "--output must be text or json, not %q", a.output)
 			}
+			if a.reconnectTimeout < 0 {
+				return exitWith(ExitInvalid, "--reconnect-timeout must not be negative")
+			}
 			dial, err := a.dialer.dialOptions(a.addr)
 			if err != nil {
 				return exitWith(ExitInvalid, "%v", err)
 			}
-			conn, err := grpc.NewClient(a.addr, dial...)
+			tgt, more, err := target(a.addr)
+			if err != nil {
+				return exitWith(ExitInvalid, "%v", err)
+			}
+			dial = append(append(dial, more...), grpc.WithStatsHandler(a.reached))
+			conn, err := grpc.NewClient(tgt, dial...)
 			if err != nil {
 				return exitWith(ExitInvalid, "--addr %q: %v", a.addr, err)
 			}
@@ -138,7 +153,8 @@ task is not known, 6 another error from the service, 130 interrupted.`,
 			return nil
 		},
 	}
-	root.PersistentFlags().StringVar(&a.addr, "addr", DefaultAddr, "gRPC address of the service (host:port)")
+	root.PersistentFlags().StringVar(&a.addr, "addr", DefaultAddr, "gRPC address of the service: host:port, several host:port separated by commas (calls spread round-robin over those that answer), or a gRPC target such as dns:///host:port")
+	root.PersistentFlags().DurationVar(&a.reconnectTimeout, "reconnect-timeout", DefaultReconnectTimeout, "after the service goes away (Unavailable), how long to keep resuming a watch, restarting a download or resending an export with its request id; 0 turns this off")
 	root.PersistentFlags().BoolVar(&a.dialer.tls, "tls", false, "use TLS, trusting the system's certificate authorities")
 	root.PersistentFlags().StringVar(&a.dialer.caFile, "ca-file", "", "use TLS, trusting the CA certificates in this PEM file")
 	root.PersistentFlags().StringVar(&a.dialer.certFile, "cert-file", "", "client certificate (PEM) for mutual TLS")
@@ -159,6 +175,10 @@ func (a *app) exitCode(ctx context.Context, err error) int {
 	}
 	if ctx.Err() != nil {
 		return ExitInterrupted
+	}
+	var early endedEarly
+	if errors.As(err, &early) {
+		return ExitService
 	}
 	st, ok := status.FromError(err)
 	if !ok {

@@ -88,7 +88,9 @@ func (a *app) listCommand() *cobra.Command {
 
 // download saves task's file to path through the service's DownloadExport,
 // checking the SHA-256 it sends. The file appears under path only once it
-// is complete.
+// is complete. A download broken by Unavailable (the service or its
+// replica went away) starts again from the beginning, into the emptied
+// partial file, for up to --reconnect-timeout after its first break.
 func (a *app) download(ctx context.Context, task *cwpexportv1.ExportTask, path string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
 	if err != nil {
@@ -99,9 +101,30 @@ func (a *app) download(ctx context.Context, task *cwpexportv1.ExportTask, path s
 
 	sum := sha256.New()
 	start := time.Now()
-	n, err := a.downloadRPC(ctx, task.GetTaskId(), io.MultiWriter(tmp, sum), sum)
-	if err != nil {
-		return err
+	r := a.newRetrier()
+	var n int64
+	for {
+		n, err = a.downloadRPC(ctx, task.GetTaskId(), io.MultiWriter(tmp, sum), sum)
+		if err == nil {
+			break
+		}
+		wait, ok := r.next(err)
+		if !ok || ctx.Err() != nil {
+			a.gaveUp(nil, r, "restarting the download of task "+task.GetTaskId())
+			return err
+		}
+		a.notice("download of task %s broke off after %d bytes (%s); starting again from the beginning in %s (attempt %d)",
+			task.GetTaskId(), n, briefly(err), wait.Round(10*time.Millisecond), r.attempt)
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return exitWith(ExitFailure, "rewind %s: %v", tmp.Name(), err)
+		}
+		if err := tmp.Truncate(0); err != nil {
+			return exitWith(ExitFailure, "truncate %s: %v", tmp.Name(), err)
+		}
+		sum.Reset()
 	}
 	if err := tmp.Close(); err != nil {
 		return exitWith(ExitFailure, "write %s: %v", path, err)
@@ -129,10 +152,15 @@ func (a *app) downloadRPC(ctx context.Context, taskID string, w io.Writer, sum h
 		n    int64
 		bar  *progressbar.ProgressBar
 		want string
+		done bool
 	)
 	defer func() {
-		if bar != nil {
+		switch {
+		case bar == nil:
+		case done:
 			_ = bar.Finish()
+		default:
+			_ = bar.Exit() // a broken download's bar stays where it broke
 		}
 	}()
 	for {
@@ -161,6 +189,7 @@ func (a *app) downloadRPC(ctx context.Context, taskID string, w io.Writer, sum h
 	if got := hex.EncodeToString(sum.Sum(nil)); want != "" && !strings.EqualFold(got, want) {
 		return n, exitWith(ExitService, "download of task %s: SHA-256 %s, the service announced %s", taskID, got, want)
 	}
+	done = true
 	return n, nil
 }
 

@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -43,21 +46,25 @@ the progress the service observed (state, polls, elapsed time, next poll).
 			if err != nil {
 				return err
 			}
+			ctx := cmd.Context()
 			if !f.watch && f.download == "" {
-				res, err := a.client.ExportLicenseDetail(cmd.Context(), req)
+				res, err := a.create(ctx, req)
 				if err != nil {
 					return err
 				}
 				return a.printTask(res, res.GetTask(), fmt.Sprintf("upstream request id %s", res.GetUpstreamRequestId()))
 			}
-			stream, err := a.client.ExportLicenseDetailAndWatch(cmd.Context(), &cwpexportv1.ExportLicenseDetailAndWatchRequest{
-				Filters: req.GetFilters(), IsHistory: req.GetIsHistory(), Tags: req.GetTags(),
-				ExportMonth: req.GetExportMonth(), RequestId: req.GetRequestId(),
-			})
-			if err != nil {
-				return err
+			create := func(ctx context.Context) (recvFunc, error) {
+				stream, err := a.client.ExportLicenseDetailAndWatch(ctx, &cwpexportv1.ExportLicenseDetailAndWatchRequest{
+					Filters: req.GetFilters(), IsHistory: req.GetIsHistory(), Tags: req.GetTags(),
+					ExportMonth: req.GetExportMonth(), RequestId: req.GetRequestId(),
+				})
+				if err != nil {
+					return nil, err
+				}
+				return func() (watchMessage, error) { return stream.Recv() }, nil
 			}
-			task, err := a.follow(func() (watchMessage, error) { return stream.Recv() })
+			task, err := a.followTask(ctx, "", create)
 			if err != nil {
 				return err
 			}
@@ -70,16 +77,21 @@ the progress the service observed (state, polls, elapsed time, next poll).
 	fl.StringArrayVar(&f.tags, "tag", nil, "platform tag `key=value` (repeatable; key= or key matches any value)")
 	fl.BoolVar(&f.history, "history", false, "export the usage history (all authorization details)")
 	fl.StringVar(&f.month, "month", "", "month to export, `YYYY-MM` (with --history)")
-	fl.StringVar(&f.requestID, "request-id", "", "client-chosen UUID: a retry with the same id returns the first task")
+	fl.StringVar(&f.requestID, "request-id", "", "client-chosen UUID: a retry with the same id returns the first task (default: a new UUID, which the CLI reuses when it retries)")
 	fl.BoolVar(&f.watch, "watch", false, "follow the export with live progress until it ends")
 	fl.StringVar(&f.download, "download", "", "follow the export, then save its file to `FILE`")
 	return cmd
 }
 
 // request builds the API request. Only the command-line syntax is checked
-// here; the service validates the values and explains what is wrong.
+// here; the service validates the values and explains what is wrong. A
+// request id is always sent, so that the CLI can send the request again
+// after Unavailable without starting a second export.
 func (f exportFlags) request() (*cwpexportv1.ExportLicenseDetailRequest, error) {
 	req := &cwpexportv1.ExportLicenseDetailRequest{IsHistory: f.history, ExportMonth: f.month, RequestId: f.requestID}
+	if req.RequestId == "" {
+		req.RequestId = uuid.NewString()
+	}
 	for _, s := range f.filters {
 		name, values, ok := strings.Cut(s, "=")
 		if !ok || name == "" {
@@ -101,11 +113,7 @@ func (a *app) watchCommand() *cobra.Command {
 		Short: "Follow a task with live progress until it is FINISHED or ERROR",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			stream, err := a.client.WatchExportTask(cmd.Context(), &cwpexportv1.WatchExportTaskRequest{TaskId: args[0]})
-			if err != nil {
-				return err
-			}
-			task, err := a.follow(func() (watchMessage, error) { return stream.Recv() })
+			task, err := a.followTask(cmd.Context(), args[0], nil)
 			if err != nil {
 				return err
 			}
@@ -114,6 +122,29 @@ func (a *app) watchCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&download, "download", "", "when FINISHED, save the file to `FILE`")
 	return cmd
+}
+
+// create starts an export, sending it again with its request id while the
+// answer is Unavailable (within --reconnect-timeout): the service answers
+// a repeated request id with the first task, never a second export.
+func (a *app) create(ctx context.Context, req *cwpexportv1.ExportLicenseDetailRequest) (*cwpexportv1.ExportLicenseDetailResponse, error) {
+	r := a.newRetrier()
+	for {
+		res, err := a.client.ExportLicenseDetail(ctx, req)
+		if err == nil {
+			return res, nil
+		}
+		wait, ok := r.next(err)
+		if !ok || ctx.Err() != nil {
+			a.gaveUp(nil, r, "retrying the export with request id "+req.GetRequestId())
+			return nil, err
+		}
+		fmt.Fprintf(a.io.Stderr, "cwpexport: retrying the export with request id %s in %s (attempt %d) after %s\n",
+			req.GetRequestId(), wait.Round(10*time.Millisecond), r.attempt, briefly(err))
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
 }
 
 func (a *app) getCommand() *cobra.Command {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -23,47 +24,167 @@ type watchMessage interface {
 // that the elapsed time and the countdown to the next poll move.
 const redrawEvery = 200 * time.Millisecond
 
-// follow reads a watch stream to its end and shows each message: a line
-// redrawn in place on a terminal, one line per message otherwise, or one
-// JSON object per message with --output json. It returns the last task.
-func (a *app) follow(recv func() (watchMessage, error)) (*cwpexportv1.ExportTask, error) {
+// recvFunc receives the next message of a watch stream.
+type recvFunc func() (watchMessage, error)
+
+// openFunc opens a stream that creates a task and watches it, on ctx.
+type openFunc func(ctx context.Context) (recvFunc, error)
+
+// followTask follows a task to its end and returns the last task seen:
+// each message shown as a line redrawn in place on a terminal, one line per
+// message otherwise, or one JSON object per message with --output json.
+//
+// When a stream ends with Unavailable (the service or its replica went
+// away, or drained) or ends before FINISHED or ERROR, the watch is opened
+// again by task id after a jittered backoff, for up to --reconnect-timeout
+// since the last message; the progress line says so meanwhile. The
+// service keeps no event log: a resumed stream begins with a SNAPSHOT of
+// the current state. With create set and taskID empty, the first stream is
+// create's, opened again until it names the task; create must carry a
+// request id, so that opening it again never starts a second export.
+func (a *app) followTask(ctx context.Context, taskID string, create openFunc) (*cwpexportv1.ExportTask, error) {
 	var live *liveLine
 	if a.tty && a.output == "text" {
 		live = newLiveLine(a)
 		defer live.stop()
 	}
+	r := a.newRetrier()
 	var last *cwpexportv1.ExportTask
+	for {
+		sctx, cancel := context.WithCancel(ctx)
+		var (
+			recv recvFunc
+			err  error
+		)
+		if taskID == "" {
+			recv, err = create(sctx)
+		} else {
+			recv, err = a.openWatch(sctx, taskID)
+		}
+		if err == nil {
+			err = a.show(recv, live, func(t *cwpexportv1.ExportTask) {
+				last, taskID = t, t.GetTaskId()
+				r.progress()
+			})
+		}
+		cancel()
+		if err == nil {
+			if terminal(last) {
+				return last, nil
+			}
+			err = endedEarly{taskID: taskID}
+		}
+		if ctx.Err() != nil {
+			return last, err
+		}
+		wait, ok := r.next(err)
+		if !ok {
+			a.gaveUp(live, r, "reconnecting to task "+orUnknown(taskID))
+			return last, err
+		}
+		a.reconnecting(live, taskID, err, wait, r.attempt)
+		if err := sleep(ctx, wait); err != nil {
+			return last, err
+		}
+	}
+}
+
+// openWatch opens WatchExportTask for the task.
+func (a *app) openWatch(ctx context.Context, taskID string) (recvFunc, error) {
+	stream, err := a.client.WatchExportTask(ctx, &cwpexportv1.WatchExportTaskRequest{TaskId: taskID})
+	if err != nil {
+		return nil, err
+	}
+	return func() (watchMessage, error) { return stream.Recv() }, nil
+}
+
+// show reads one stream to its end, showing each message and handing its
+// task to seen. It returns nil at the stream's clean end.
+func (a *app) show(recv recvFunc, live *liveLine, seen func(*cwpexportv1.ExportTask)) error {
 	for {
 		msg, err := recv()
 		if endOfStream(err) {
-			if last == nil {
-				return nil, exitWith(ExitService, "the watch ended without a message")
-			}
-			return last, nil
+			return nil
 		}
 		if err != nil {
-			return last, err
+			return err
 		}
-		last = msg.GetTask()
+		t := msg.GetTask()
+		seen(t)
 		switch {
 		case a.output == "json":
 			if err := a.printJSON(msg); err != nil {
-				return last, err
+				return err
 			}
 		case live != nil:
 			live.update(msg)
 		default:
 			fmt.Fprintf(a.io.Stdout, "%s %-14s task %s  %s  %s\n", time.Now().Format("15:04:05"),
-				strings.TrimPrefix(msg.GetKind().String(), "WATCH_EVENT_KIND_"), last.GetTaskId(), stateName(last.GetState()),
+				strings.TrimPrefix(msg.GetKind().String(), "WATCH_EVENT_KIND_"), t.GetTaskId(), stateName(t.GetState()),
 				progressText(msg.GetProgress(), 0))
 		}
-		if u := last.GetDownloadUrl(); u != "" && a.output == "text" {
+		if u := t.GetDownloadUrl(); u != "" && a.output == "text" {
 			if live != nil {
 				live.stop()
 			}
 			fmt.Fprintf(a.io.Stdout, "download: %s\n", u)
 		}
 	}
+}
+
+// reconnecting tells the user that the watch broke and when it is opened
+// again: on the live line, as a line of its own, or on stderr beside JSON.
+func (a *app) reconnecting(live *liveLine, taskID string, err error, wait time.Duration, attempt int) {
+	what := fmt.Sprintf("reconnecting in %s (attempt %d) after %s", wait.Round(10*time.Millisecond), attempt, briefly(err))
+	switch {
+	case live != nil:
+		// The line stays up while the attempt runs (gRPC may retry it): no
+		// countdown that would go stale.
+		live.note(fmt.Sprintf("reconnecting (attempt %d) after %s", attempt, briefly(err)))
+	case a.output == "json":
+		fmt.Fprintf(a.io.Stderr, "cwpexport: task %s: %s\n", orUnknown(taskID), what)
+	default:
+		fmt.Fprintf(a.io.Stdout, "%s %-14s task %s  %s\n", time.Now().Format("15:04:05"), "RECONNECTING", orUnknown(taskID), what)
+	}
+}
+
+// notice prints a line about the command's own progress: on stdout in
+// text, on stderr beside JSON (whose stdout holds only messages).
+func (a *app) notice(format string, args ...any) {
+	w := a.io.Stdout
+	if a.output == "json" {
+		w = a.io.Stderr
+	}
+	fmt.Fprintf(w, format+"\n", args...)
+}
+
+// gaveUp says on stderr, before the error itself, why the retries of r
+// stopped, when there were any.
+func (a *app) gaveUp(live *liveLine, r *retrier, what string) {
+	why := r.gaveUp()
+	if why == "" {
+		return
+	}
+	if live != nil {
+		live.stop()
+	}
+	fmt.Fprintf(a.io.Stderr, "cwpexport: stopped %s: %s\n", what, why)
+}
+
+func orUnknown(taskID string) string {
+	if taskID == "" {
+		return "(not yet known)"
+	}
+	return taskID
+}
+
+// terminal reports whether t has reached a state it never leaves.
+func terminal(t *cwpexportv1.ExportTask) bool {
+	switch t.GetState() {
+	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED, cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR:
+		return true
+	}
+	return false
 }
 
 // progressText describes observed progress; since is the time passed since
@@ -91,10 +212,13 @@ func progressText(p *cwpexportv1.Progress, since time.Duration) string {
 
 // liveLine is one status line rewritten in place on a terminal.
 type liveLine struct {
-	a       *app
-	mu      sync.Mutex
-	msg     watchMessage
-	at      time.Time
+	a   *app
+	mu  sync.Mutex
+	msg watchMessage
+	at  time.Time
+	// status says what the CLI is doing while no message arrives
+	// (reconnecting); the next message clears it.
+	status  string
 	done    chan struct{}
 	stopped sync.Once
 	wg      sync.WaitGroup
@@ -124,12 +248,23 @@ func newLiveLine(a *app) *liveLine {
 func (l *liveLine) update(msg watchMessage) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.msg, l.at = msg, time.Now()
+	l.msg, l.at, l.status = msg, time.Now(), ""
+	l.drawLocked()
+}
+
+// note shows status after the last message until the next one arrives.
+func (l *liveLine) note(status string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.status = status
 	l.drawLocked()
 }
 
 func (l *liveLine) drawLocked() {
 	if l.msg == nil {
+		if l.status != "" {
+			fmt.Fprintf(l.a.io.Stdout, "\r\x1b[K%s", l.status)
+		}
 		return
 	}
 	t := l.msg.GetTask()
@@ -137,8 +272,14 @@ func (l *liveLine) drawLocked() {
 	if t.GetState() != cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_PENDING {
 		since = 0 // the task is over: its elapsed time no longer grows
 	}
+	text := progressText(l.msg.GetProgress(), since)
+	if l.status != "" {
+		// What was observed before the break, and what happens now; the
+		// next poll is unknown until the watch is back.
+		text = fmt.Sprintf("polls %d  %s", l.msg.GetProgress().GetPollCount(), l.status)
+	}
 	// \r and "erase line" rewrite the line in place.
-	fmt.Fprintf(l.a.io.Stdout, "\r\x1b[Ktask %s  %s  %s", t.GetTaskId(), stateName(t.GetState()), progressText(l.msg.GetProgress(), since))
+	fmt.Fprintf(l.a.io.Stdout, "\r\x1b[Ktask %s  %s  %s", t.GetTaskId(), stateName(t.GetState()), text)
 }
 
 // stop ends the redraws and moves past the live line.
@@ -148,7 +289,7 @@ func (l *liveLine) stop() {
 		l.wg.Wait()
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if l.msg != nil {
+		if l.msg != nil || l.status != "" {
 			l.drawLocked()
 			fmt.Fprintln(l.a.io.Stdout)
 		}

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # A watch outlives a restart of the service, with each client package's
-# helper: the Python and Node.js resume programs start an export and watch
-# it; after their first message this script restarts the service (SIGTERM,
-# then a new process on the same ports and data directory), and each program
-# must reopen its watch by itself and follow the task to FINISHED.
+# helper and with the CLI: the Python and Node.js resume programs, and
+# `cwpexport export --watch --download`, start an export and watch it; after
+# their first message this script restarts the service (SIGTERM, then a new
+# process on the same ports and data directory), and each must reopen its
+# watch by itself and follow the task to FINISHED.
 #
 # The cloud is a separate cwp-emulator process, so its tasks outlive the
 # service's restart as a real cloud's do.
 #
-#   clients/examples/resume.sh BIN_DIR [python node]
-# BIN_DIR holds built cwpexportd and cwp-emulator binaries; the client
-# environments are made with clients/examples/<lang>/setup-env.sh under it.
+#   clients/examples/resume.sh BIN_DIR [python node cli]
+# BIN_DIR holds built cwpexportd, cwp-emulator and cwpexport binaries; the
+# client environments are made with clients/examples/<lang>/setup-env.sh
+# under it.
 set -euo pipefail
-bin=$(realpath "${1:?usage: resume.sh BIN_DIR [python node]}")
+bin=$(realpath "${1:?usage: resume.sh BIN_DIR [python node cli]}")
 shift
-langs=${*:-python node}
+langs=${*:-python node cli}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/cwpexport-resume.XXXXXX)
 emu_pid="" svc_pid=""
@@ -60,6 +62,8 @@ rest=$(jq -r .rest <<<"$serving")
 rest=${rest#http://}
 
 for lang in $langs; do
+  # started: what the program prints once its watch has begun.
+  started='^watching '
   case $lang in
     python)
       "$here/python/setup-env.sh" "$bin/env-python" >/dev/null
@@ -67,18 +71,21 @@ for lang in $langs; do
     node)
       "$here/node/setup-env.sh" "$bin/env-node" >/dev/null
       prog=(node "$bin/env-node/resume.mjs" "$grpc") ;;
+    cli)
+      started=' SNAPSHOT '
+      prog=("$bin/cwpexport" export --filter LicenseType=2 --watch --download "$work/cli.csv" --addr "$grpc") ;;
     *) fail "unknown language $lang" ;;
   esac
   out="$work/$lang.out"
   timeout 120 "${prog[@]}" >"$out" 2>&1 &
   prog_pid=$!
   for _ in $(seq 1 300); do
-    grep -q '^watching ' "$out" && break
+    grep -q "$started" "$out" && break
     kill -0 "$prog_pid" 2>/dev/null || break
     sleep 0.1
   done
-  grep -q '^watching ' "$out" || { cat "$out" >&2; fail "$lang: no watch began"; }
-  echo "$lang: $(grep '^watching ' "$out"); restarting the service"
+  grep -q "$started" "$out" || { cat "$out" >&2; fail "$lang: no watch began"; }
+  echo "$lang: $(grep "$started" "$out" | head -n 1); restarting the service"
   kill -TERM "$svc_pid"
   wait "$svc_pid" || true
   start_service "$grpc" "$rest"
@@ -86,5 +93,11 @@ for lang in $langs; do
   wait "$prog_pid" || rc=$?
   cat "$out"
   [ "$rc" -eq 0 ] || fail "$lang resume program exited $rc"
+  if [ "$lang" = cli ]; then
+    grep -q ' RECONNECTING ' "$out" || fail "cli: the watch did not say it was reconnecting"
+    [ "$(grep -c ' SNAPSHOT ' "$out")" -ge 2 ] || fail "cli: the resumed watch did not start with a SNAPSHOT"
+    grep -q '^saved ' "$out" || fail "cli: the file was not saved"
+    echo "cli resume: OK"
+  fi
 done
 echo "resume: OK ($langs)"

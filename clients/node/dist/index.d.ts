@@ -73,6 +73,10 @@ export declare class CwpExportClient {
     private readonly timeoutMs;
     /**
      * @param address `host:port` (plain HTTP/2) or a URL (`https://host:port` for TLS).
+     * Connect's transport talks to this one address and takes no gRPC service
+     * config: for a fleet, give the address of a load balancer that spreads
+     * requests (README: "Running clients against a fleet"). The helper itself
+     * resumes watches and retries reads and creations after Unavailable.
      */
     constructor(address?: string, options?: ClientOptions);
     /**
@@ -81,8 +85,13 @@ export declare class CwpExportClient {
      * a second task. Throws InvalidRequestError on InvalidArgument.
      */
     export(params?: ExportParams): Promise<ExportTask>;
-    /** The task's current state and the progress the service observed. */
-    get(taskId: string): Promise<GetExportTaskResponse>;
+    /**
+     * The task's current state and the progress the service observed. An
+     * Unavailable answer (a replica going away) is retried `retries` times
+     * (default 4), as the gRPC service config retries reads for clients whose
+     * library applies it; Connect's transport does not.
+     */
+    get(taskId: string, retries?: number): Promise<GetExportTaskResponse>;
     /**
      * Yields the task's watch messages until its FINISHED or ERROR message.
      * When the stream breaks with Unavailable (the service restarted, the

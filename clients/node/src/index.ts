@@ -131,6 +131,10 @@ export class CwpExportClient {
 
   /**
    * @param address `host:port` (plain HTTP/2) or a URL (`https://host:port` for TLS).
+   * Connect's transport talks to this one address and takes no gRPC service
+   * config: for a fleet, give the address of a load balancer that spreads
+   * requests (README: "Running clients against a fleet"). The helper itself
+   * resumes watches and retries reads and creations after Unavailable.
    */
   constructor(address = "127.0.0.1:9090", options: ClientOptions = {}) {
     const baseUrl = /^https?:\/\//.test(address) ? address : `http://${address}`;
@@ -153,27 +157,22 @@ export class CwpExportClient {
       exportMonth: params.exportMonth ?? "",
       requestId: params.requestId ?? randomUUID(),
     });
-    const retries = params.retries ?? 3;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const res = await this.service.exportLicenseDetail(req, { headers: this.headers, timeoutMs: this.timeoutMs });
-        return res.task!;
-      } catch (e) {
-        const err = ConnectError.from(e);
-        if (err.code === Code.InvalidArgument) throw new InvalidRequestError(err);
-        if (err.code !== Code.Unavailable || attempt > retries) throw err;
-        await sleep(backoff(attempt));
-      }
-    }
+    const res = await retryUnavailable(params.retries ?? 3, () =>
+      this.service.exportLicenseDetail(req, { headers: this.headers, timeoutMs: this.timeoutMs }),
+    );
+    return res.task!;
   }
 
-  /** The task's current state and the progress the service observed. */
-  async get(taskId: string): Promise<GetExportTaskResponse> {
-    try {
-      return await this.service.getExportTask({ taskId }, { headers: this.headers, timeoutMs: this.timeoutMs });
-    } catch (e) {
-      throw invalidOr(e);
-    }
+  /**
+   * The task's current state and the progress the service observed. An
+   * Unavailable answer (a replica going away) is retried `retries` times
+   * (default 4), as the gRPC service config retries reads for clients whose
+   * library applies it; Connect's transport does not.
+   */
+  async get(taskId: string, retries = 4): Promise<GetExportTaskResponse> {
+    return retryUnavailable(retries, () =>
+      this.service.getExportTask({ taskId }, { headers: this.headers, timeoutMs: this.timeoutMs }),
+    );
   }
 
   /**
@@ -284,6 +283,24 @@ function toTags(tags: ExportParams["tags"]): Tag[] {
   if (!tags) return [];
   if (Array.isArray(tags)) return tags;
   return Object.entries(tags).map(([tagKey, tagValue]) => create(TagSchema, { tagKey, tagValue }));
+}
+
+/**
+ * Calls `call`, again after an Unavailable answer up to `retries` times with
+ * backoff; InvalidArgument becomes InvalidRequestError. Only for reads, and
+ * for creations that carry a request id.
+ */
+async function retryUnavailable<T>(retries: number, call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (e) {
+      const err = ConnectError.from(e);
+      if (err.code === Code.InvalidArgument) throw new InvalidRequestError(err);
+      if (err.code !== Code.Unavailable || attempt > retries) throw err;
+      await sleep(backoff(attempt));
+    }
+  }
 }
 
 function invalidOr(e: unknown): Error {

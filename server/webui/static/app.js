@@ -29,8 +29,10 @@ function reachable(ok) {
   banner.textContent = ok ? '' : 'The service cannot be reached; retrying every few seconds.';
 }
 
-// A call that failed for want of a connection (fetch's TypeError).
-const offline = (err) => !(err instanceof ApiError);
+// A call that failed for want of the service: no connection (fetch's
+// TypeError), or a load balancer's 502, 503 or 504 while the replica it
+// tried is gone.
+const offline = (err) => !(err instanceof ApiError) || [502, 503, 504].includes(err.httpStatus);
 
 // ---- The list of exports.
 
@@ -127,6 +129,7 @@ function resetPages() {
 async function loadBudget() {
   try {
     const st = await api('/v1/budget');
+    reachable(true);
     drawBudget($('budget-chart'), st);
     legend($('budget-legend'), st);
     const throttled = (st.actions || []).reduce((n, a) => n + (a.throttledCalls || 0), 0);
@@ -376,7 +379,10 @@ async function start(ev) {
     openDetail(res.task.taskId);
     if (list.tokens.length === 1) loadList();
   } catch (err) {
-    showFormError(offline(err) ? new ApiError(0, {message: 'the service could not be reached; start again to retry with the same request id'}) : err);
+    // The service's own refusals explain themselves; a lost connection or a
+    // load balancer's bare 502 does not.
+    const unexplained = offline(err) && !err.status?.message;
+    showFormError(unexplained ? new ApiError(0, {message: 'the service could not be reached; start again to retry with the same request id'}) : err);
   } finally {
     $('start').disabled = false;
   }

@@ -13,6 +13,14 @@ const KINDS = ['snapshot', 'state_changed', 'heartbeat'];
 // google.rpc.Codes after which reconnecting can help: DEADLINE_EXCEEDED,
 // UNAVAILABLE (the service restarting, the cloud unreachable).
 const RETRYABLE = new Set([4, 14]);
+// HTTP statuses after which reconnecting can help, whatever the body: a
+// load balancer in front of several replicas answers 502, 503 or 504 while
+// the replica it tried is gone, with a body of its own.
+const RETRYABLE_HTTP = new Set([502, 503, 504]);
+const retryable = (httpStatus, st) => RETRYABLE_HTTP.has(httpStatus) || RETRYABLE.has(st && st.code);
+// How long to wait before asking again after such an answer, as the
+// service's own `retry:` says.
+const RETRY_MS = 2000;
 
 /**
  * Opens the stream of a task. `on` is told:
@@ -77,29 +85,40 @@ function viaEventSource(url, on, restart) {
       on.connection('reconnecting');
       return;
     }
-    // CLOSED: the service answered with an error status, which
-    // EventSource does not show; ask again to learn it.
+    // CLOSED: the service (or a load balancer in front of it) answered
+    // with an error status, which EventSource does not show; ask again to
+    // learn it. A new EventSource follows the same task from a new snapshot.
     close();
     let resp;
     try {
       resp = await fetch(url, {headers: authHeaders({Accept: 'text/event-stream'})});
     } catch {
       on.connection('reconnecting');
-      setTimeout(restart, 2000);
+      setTimeout(restart, RETRY_MS);
       return;
     }
     if (resp.ok && resp.status !== 204) {
       await resp.body.cancel();
       restart();
-    } else if (resp.status === 204) {
+      return;
+    }
+    if (resp.status === 204) {
       on.connection('ended');
-    } else if (resp.status === 401) {
+      return;
+    }
+    if (resp.status === 401) {
       await needToken(token());
       restart();
-    } else {
-      on.error(new ApiError(resp.status, await resp.json().catch(() => null)));
-      on.connection('failed');
+      return;
     }
+    const st = await resp.json().catch(() => null);
+    if (retryable(resp.status, st)) {
+      on.connection('reconnecting');
+      setTimeout(restart, RETRY_MS);
+      return;
+    }
+    on.error(new ApiError(resp.status, st));
+    on.connection('failed');
   });
   return {close};
 }
@@ -107,7 +126,7 @@ function viaEventSource(url, on, restart) {
 function viaFetch(url, on) {
   const ctl = new AbortController();
   let lastId = '';
-  let retry = 2000;
+  let retry = RETRY_MS;
   const pause = (ms) => new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
     ctl.signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, {once: true});
@@ -136,7 +155,7 @@ function viaFetch(url, on) {
       }
       if (!resp.ok) {
         const err = new ApiError(resp.status, await resp.json().catch(() => null));
-        if (RETRYABLE.has(err.status.code)) {
+        if (retryable(resp.status, err.status)) {
           on.connection('reconnecting');
           await pause(retry);
           continue;

@@ -16,6 +16,7 @@ from cwpexport.v1 import license_export_pb2 as pb
 from cwpexport.v1 import license_export_pb2_grpc as pb_grpc
 
 from ._client import (
+    SERVICE_CONFIG,
     ChecksumMismatch,
     Client,
     Download,
@@ -26,6 +27,7 @@ from ._client import (
 )
 
 __all__ = [
+    "SERVICE_CONFIG",
     "ChecksumMismatch",
     "Client",
     "Download",

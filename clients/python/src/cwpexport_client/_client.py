@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -20,6 +20,17 @@ from cwpexport.v1 import license_export_pb2_grpc as pb_grpc
 
 # States after which a task never changes.
 _TERMINAL = (pb.EXPORT_TASK_STATE_FINISHED, pb.EXPORT_TASK_STATE_ERROR)
+
+def _read_service_config() -> str:
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "service_config.json"), encoding="utf-8") as f:
+        return f.read()
+
+
+#: The gRPC service config of the service's clients (JSON, the same as
+#: clients/service-config.json): round_robin over every address the target
+#: resolves to, and retries on UNAVAILABLE for the read methods before a
+#: stream's first message, never for creations. :class:`Client` dials with it.
+SERVICE_CONFIG: str = _read_service_config()
 
 Filters = Union[Mapping[str, Sequence[str]], Iterable[pb.Filter]]
 Tags = Union[Mapping[str, str], Iterable[pb.Tag]]
@@ -108,10 +119,16 @@ def _tags(tags: Tags) -> list:
 class Client:
     """A connection to the service's gRPC port.
 
-    ``target`` is ``host:port``. ``credentials`` (``grpc.ssl_channel_credentials``)
-    selects TLS; ``token`` is sent as ``authorization: Bearer <token>`` on every
-    call. A ready ``channel`` can be passed instead of a target. ``timeout`` is
-    the deadline of unary calls in seconds.
+    ``target`` is ``host:port``, or any gRPC target: ``dns:///host:port``
+    (every address the name resolves to), or ``ipv4:10.0.0.1:9090,10.0.0.2:9090``
+    (a fixed list of replicas). The channel uses :data:`SERVICE_CONFIG`: calls
+    go round-robin to the addresses that answer, and reads that fail
+    UNAVAILABLE before their first message are retried. ``options`` are more
+    channel options (they may replace ``grpc.service_config``).
+    ``credentials`` (``grpc.ssl_channel_credentials``) selects TLS; ``token`` is
+    sent as ``authorization: Bearer <token>`` on every call. A ready
+    ``channel`` can be passed instead of a target. ``timeout`` is the deadline
+    of unary calls in seconds.
     """
 
     def __init__(
@@ -122,9 +139,15 @@ class Client:
         token: Optional[str] = None,
         channel: Optional[grpc.Channel] = None,
         timeout: float = 30.0,
+        options: Sequence[Tuple[str, Any]] = (),
     ):
         if channel is None:
-            channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+            opts = [("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+            opts = [o for o in opts if o[0] not in {k for k, _ in options}] + list(options)
+            if credentials:
+                channel = grpc.secure_channel(target, credentials, options=opts)
+            else:
+                channel = grpc.insecure_channel(target, options=opts)
             self._owned = True
         else:
             self._owned = False
