@@ -88,6 +88,10 @@ type Config struct {
 // Start starts an environment that is stopped when the test ends.
 func Start(t testing.TB, cfg Config) *Env {
 	t.Helper()
+	// First: without PostgreSQL the test is skipped before anything starts.
+	if cfg.App.Database == "" && os.Getenv(EnvRegistry) == "postgres" {
+		cfg.App.Database = pgtest.DSN(t)
+	}
 	if cfg.Emulator.Credentials == nil {
 		cfg.Emulator.Credentials = map[string]string{SecretID: SecretKey}
 	}
@@ -112,9 +116,6 @@ func Start(t testing.TB, cfg Config) *Env {
 	}
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
-	}
-	if o.Database == "" && os.Getenv(EnvRegistry) == "postgres" {
-		o.Database = pgtest.DSN(t)
 	}
 	srv, err := app.New(o)
 	if err != nil {
