@@ -19,7 +19,9 @@ build: ## Build the binaries into bin/
 	go build -o bin/ ./cmd/...
 
 .PHONY: test
-test: ## Run all tests with the race detector
+test: ## Run all tests with the race detector (without PostgreSQL, its tests are skipped, loudly)
+	@scripts/pg-cluster.sh bindir >/dev/null 2>&1 || [ -n "$$CWPEXPORT_TEST_PG" ] || \
+	  echo "*** PostgreSQL's server is not installed: the tests that need it will be SKIPPED (apt-get install postgresql, or set CWPEXPORT_TEST_PG=postgres://...) ***" >&2
 	go test -race -count=1 ./...
 
 .PHONY: clients

@@ -28,14 +28,23 @@ type embeddedDaemon struct {
 	client   cwpexportv1.LicenseExportServiceClient
 	restURL  string
 	emulator string // the embedded emulator's base URL
-	exited   chan error
+	// registryChosenBy is what chose the registry's database, as logged.
+	registryChosenBy string
+	exited           chan error
 }
 
 // startEmbedded runs the real main without cloud credentials on dataDir,
 // its exports pending for pending, and reads its addresses from its log.
 func startEmbedded(t *testing.T, dataDir, pending string) *embeddedDaemon {
 	t.Helper()
-	cmd, stderr := runMain(t, t.TempDir(), "-emulator-pending "+pending+" -min-poll-interval 100ms -data-dir "+dataDir)
+	return startEmbeddedWith(t, dataDir, pending, "")
+}
+
+// startEmbeddedWith is startEmbedded with more args and environment (see
+// runMain).
+func startEmbeddedWith(t *testing.T, dataDir, pending, args string, env ...string) *embeddedDaemon {
+	t.Helper()
+	cmd, stderr := runMain(t, t.TempDir(), "-emulator-pending "+pending+" -min-poll-interval 100ms -data-dir "+dataDir+" "+args, env...)
 	d := &embeddedDaemon{cmd: cmd, exited: make(chan error, 1)}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -44,7 +53,10 @@ func startEmbedded(t *testing.T, dataDir, pending string) *embeddedDaemon {
 	lines := bufio.NewScanner(stderr)
 	var grpcAddr string
 	for grpcAddr == "" && lines.Scan() {
-		var rec struct{ Msg, GRPC, REST, Emulator string }
+		var rec struct {
+			Msg, GRPC, REST, Emulator string
+			RegistryChosenBy          string `json:"registry_chosen_by"`
+		}
 		if json.Unmarshal(lines.Bytes(), &rec) != nil {
 			continue
 		}
@@ -52,7 +64,7 @@ func startEmbedded(t *testing.T, dataDir, pending string) *embeddedDaemon {
 			d.emulator = rec.Emulator
 		}
 		if rec.Msg == "serving" {
-			grpcAddr, d.restURL = rec.GRPC, rec.REST
+			grpcAddr, d.restURL, d.registryChosenBy = rec.GRPC, rec.REST, rec.RegistryChosenBy
 		}
 	}
 	go func() {

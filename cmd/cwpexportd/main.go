@@ -32,6 +32,7 @@ func main() {
 
 func run() error {
 	var o app.Options
+	var databaseFrom string
 	grpcAddr := flag.String("grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	restAddr := flag.String("rest-addr", "127.0.0.1:8080", "REST listen address")
 	flag.StringVar(&o.Region, "region", os.Getenv("TENCENTCLOUD_REGION"), "cloud region (env TENCENTCLOUD_REGION; optional)")
@@ -45,7 +46,8 @@ func run() error {
 	flag.DurationVar(&o.CreateTimeout, "create-timeout", 0, "bound on one ExportLicenseDetail call, which runs to its end even when the caller leaves (default 20s)")
 	flag.DurationVar(&o.Freshness, "freshness", 0, "GetExportTask answers from an observation younger than this (default 1s)")
 	flag.DurationVar(&o.Heartbeat, "heartbeat", 0, "interval of watch heartbeats while a task is pending (default 5s)")
-	flag.StringVar(&o.DataDir, "data-dir", "data", "directory of the task registry (registry.db); one process at a time")
+	flag.StringVar(&o.DataDir, "data-dir", "data", "directory of the SQLite task registry (registry.db; one process at a time) and of the embedded emulator's state")
+	database := flag.String("database", "", "the task registry's PostgreSQL database, postgres://user@host:port/db (or key=value); unset: DATABASE_URL, else the PG* environment (PGHOST, PGDATABASE...), else SQLite in -data-dir; \"sqlite\": SQLite whatever the environment says")
 	flag.DurationVar(&o.MaxFollowAge, "max-follow-age", 0, "stop following a task still pending this long after its creation (default 24h)")
 	logFormat := flag.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	tokensFile := flag.String("tokens-file", "", "callers' file: \"caller-name token\", \"role operator NAME...\" and \"group TEAM NAME...\" lines, reloaded on SIGHUP; callers send \"Authorization: Bearer <token>\" (or set CWPEXPORT_TOKENS to the same entries separated by commas)")
@@ -97,6 +99,7 @@ func run() error {
 	o.SecretKey = os.Getenv("TENCENTCLOUD_SECRET_KEY")
 	o.SessionToken = os.Getenv("TENCENTCLOUD_SESSION_TOKEN")
 	o.Logger = newLogger(*logFormat)
+	o.Database, databaseFrom = app.ResolveDatabase(*database, os.Getenv)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -130,7 +133,7 @@ func run() error {
 	if a := srv.EmulatorAddr(); a != "" {
 		o.Logger.Info("no cloud credentials (TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY): using the embedded CWP emulator", "emulator", "http://"+a)
 	}
-	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "data_dir", o.DataDir)
+	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
 	if o.TLSCertFile == "" && o.Tokens == nil {
 		fmt.Fprintf(os.Stderr, "\nTry it:\n  curl -s -X POST http://%s/v1/license-detail:export -H 'Content-Type: application/json' -d '{}'\n  curl -sN http://%s/v1/export-tasks/TASK_ID:watch\n  grpcurl -plaintext -d '{}' %s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch\n\n",
 			restLis.Addr(), restLis.Addr(), grpcLis.Addr())

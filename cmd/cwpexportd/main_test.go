@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/pgtest"
 )
 
 // The test binary doubles as cwpexportd when this variable is set, so the
@@ -31,20 +32,23 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Run(m))
 }
 
 // runMain starts this test binary as the daemon, in dir (whatever it
 // writes stays out of the source tree), on loopback ports the kernel
 // picks, with JSON logs on the returned stderr, on the embedded emulator,
-// with args.
-func runMain(t *testing.T, dir, args string) (*exec.Cmd, io.ReadCloser) {
+// with args, and with env (KEY=value) over an environment that names no
+// database (the registry is SQLite unless env or args say otherwise).
+func runMain(t *testing.T, dir, args string, env ...string) (*exec.Cmd, io.ReadCloser) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), asDaemon+"=1",
 		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json "+args,
-		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "CWPEXPORT_TOKENS=")
+		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "CWPEXPORT_TOKENS=",
+		"DATABASE_URL=", "PGHOST=", "PGHOSTADDR=", "PGDATABASE=", "PGSERVICE=")
+	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

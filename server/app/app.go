@@ -19,6 +19,7 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/realip"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
@@ -86,8 +87,13 @@ type Options struct {
 	Freshness time.Duration
 	// Heartbeat is the interval of watch heartbeats; default 5s.
 	Heartbeat time.Duration
-	// DataDir holds the task registry (registry.db); default "data".
+	// DataDir holds the task registry (registry.db) when Database is
+	// empty, and the embedded emulator's state; default "data".
 	DataDir string
+	// Database is the task registry's PostgreSQL connection string
+	// (postgres://… or key=value; see ResolveDatabase for the flag and
+	// environment); empty means SQLite in DataDir.
+	Database string
 	// MaxFollowAge is how long after creation a registry task is followed
 	// before the service gives up on it; default 24h.
 	MaxFollowAge time.Duration
@@ -175,7 +181,8 @@ type Server struct {
 	cloud    *cloud.Client
 	tracker  *tracker.Tracker
 	service  *service.Service
-	registry *taskstore.SQLite
+	registry *taskstore.Store
+	pool     *pgxpool.Pool // the registry's PostgreSQL pool; nil on SQLite
 	emu      *emulator.Emulator
 	emuLis   net.Listener
 	metrics  *metrics.Metrics
@@ -246,14 +253,13 @@ func New(opts Options) (*Server, error) {
 		cfg.Credential = common.NewCredential(opts.SecretID, opts.SecretKey)
 	}
 	s.cloud = cloud.New(cfg)
-	reg, err := taskstore.Open(context.Background(), opts.DataDir)
-	if err != nil {
+	if err := s.openRegistry(context.Background()); err != nil {
 		s.closeEmulator()
 		return nil, fmt.Errorf("open the task registry: %w", err)
 	}
-	s.registry = reg
+	reg := s.registry
 	fail := func(err error) (*Server, error) {
-		reg.Close()
+		s.closeRegistry()
 		s.closeEmulator()
 		return nil, err
 	}
@@ -369,7 +375,7 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 // Serve serves gRPC on grpcLis and REST on restLis until ctx ends, then
 // shuts down gracefully. It closes the listeners and the registry.
 func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error {
-	defer s.registry.Close()
+	defer s.closeRegistry()
 	defer s.closeEmulator()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/grpclog"
+
+	"github.com/cwpexport/cwpexport/server/pgtest"
 )
 
 // TestMain fails the package if any test leaves a goroutine behind: every
@@ -18,7 +20,7 @@ func TestMain(m *testing.M) {
 	// gRPC's logger is set once, before any test starts a transport: setting
 	// it later races with transports of earlier tests still closing.
 	grpclog.SetLoggerV2(grpcLogs)
-	code := m.Run()
+	code := pgtest.Run(m) // stops the PostgreSQL the tests started, if any
 	http.DefaultClient.CloseIdleConnections()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {

@@ -315,7 +315,7 @@ func TestRetryAfterADeadProcessNeverCreatesTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	if _, fresh, err := store.Reserve(context.Background(), taskstore.Task{RequestID: rid, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}", Owner: "dead-process", Created: now.Add(-time.Minute), LeaseUntil: now.Add(-time.Second)}); err != nil || !fresh {
+	if _, fresh, err := store.Reserve(context.Background(), taskstore.Task{RequestID: rid, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}", Owner: "dead-process", Created: now.Add(-time.Minute)}, -time.Second); err != nil || !fresh {
 		t.Fatalf("reserve: %v %v", fresh, err)
 	}
 	store.Close()

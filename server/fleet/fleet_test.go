@@ -4,19 +4,17 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/fleet"
+	"github.com/cwpexport/cwpexport/server/pgtest"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
@@ -25,27 +23,10 @@ const (
 	secretKey = "fleet-secret-key-0123456789abcdef"
 )
 
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
 // database returns the DSN of a fresh database for the test.
-func database(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("CWPEXPORT_TEST_PG")
-	if admin == "" {
-		t.Skip("SKIPPED: set CWPEXPORT_TEST_PG")
-	}
-	name := "t_" + strings.ToLower(strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := pgx.ParseConfig(admin)
-	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, name)
-}
+func database(t *testing.T) string { return pgtest.DSN(t) }
 
 // replica is one process's share of the fleet: its pool, its handle.
 type replica struct {

@@ -6,25 +6,27 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"time"
 
 	"github.com/cwpexport/cwpexport/server/taskstore"
 )
 
-// A page token is the position of the last task a page listed, the state
+// A page token is the position of the last task a page listed (its number
+// in the registry's order of recording, which the database assigns, so
+// that it means the same to every process sharing the registry), the state
 // filter it was listed with, and a MAC over both and the caller it was
 // issued to, with a key the service keeps (Options.PageTokenKey, stored in
 // the registry so that every process sharing it accepts the tokens of the
 // others, across restarts):
 //
-//	version(1) created_at_micros(8) task_id(8) state(1) mac(16), base64url
+//	version(1) seq(8) state(1) mac(16), base64url
 //
 // Anything else — another length, version or state, a changed byte, a
-// token of another caller — is refused.
+// token of another caller — is refused, version 1 tokens (a position by
+// creation time, before tasks were numbered) included.
 const (
-	pageTokenVersion = 1
+	pageTokenVersion = 2
 	pageTokenMACLen  = 16
-	pageTokenLen     = 1 + 8 + 8 + 1 + pageTokenMACLen
+	pageTokenLen     = 1 + 8 + 1 + pageTokenMACLen
 	pageTokenContext = "cwpexport.v1 page token\x00"
 )
 
@@ -45,8 +47,7 @@ func (s *Service) pageTokenMAC(caller string, payload []byte) []byte {
 func (s *Service) encodePageToken(caller string, c taskstore.Cursor, state string) string {
 	b := make([]byte, 0, pageTokenLen)
 	b = append(b, pageTokenVersion)
-	b = binary.BigEndian.AppendUint64(b, uint64(c.Created.UnixMicro()))
-	b = binary.BigEndian.AppendUint64(b, uint64(c.TaskID))
+	b = binary.BigEndian.AppendUint64(b, uint64(c.Seq))
 	for i, st := range pageTokenStates {
 		if st == state {
 			b = append(b, byte(i))
@@ -70,11 +71,10 @@ func (s *Service) decodePageToken(caller, tok string) (taskstore.Cursor, string,
 	if !hmac.Equal(mac, s.pageTokenMAC(caller, payload)) {
 		return taskstore.Cursor{}, "", errBadPageToken
 	}
-	created := int64(binary.BigEndian.Uint64(payload[1:9]))
-	taskID := int64(binary.BigEndian.Uint64(payload[9:17]))
-	state := int(payload[17])
-	if payload[0] != pageTokenVersion || created <= 0 || taskID <= 0 || state >= len(pageTokenStates) {
+	seq := int64(binary.BigEndian.Uint64(payload[1:9]))
+	state := int(payload[9])
+	if payload[0] != pageTokenVersion || seq <= 0 || state >= len(pageTokenStates) {
 		return taskstore.Cursor{}, "", errBadPageToken
 	}
-	return taskstore.Cursor{Created: time.UnixMicro(created), TaskID: taskID}, pageTokenStates[state], nil
+	return taskstore.Cursor{Seq: seq}, pageTokenStates[state], nil
 }

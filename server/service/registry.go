@@ -27,7 +27,7 @@ import (
 
 // Registry records the tasks the service created (see package taskstore).
 type Registry interface {
-	Reserve(ctx context.Context, r taskstore.Task) (taskstore.Task, bool, error)
+	Reserve(ctx context.Context, r taskstore.Task, lease time.Duration) (taskstore.Task, bool, error)
 	GetRequest(ctx context.Context, creator, requestID string) (taskstore.Task, bool, error)
 	Complete(ctx context.Context, id, owner string, t taskstore.Task) error
 	Release(ctx context.Context, id, owner string) error
@@ -148,7 +148,7 @@ func (s *Service) resolve(ctx context.Context, got taskstore.Task) (_ taskstore.
 		switch {
 		case got.TaskID != 0:
 			return got, false, nil
-		case !got.InFlight(s.opts.Now()):
+		case !got.InFlight: // by the registry's clock, which every process shares
 			return taskstore.Task{}, false, outcomeUnknown(got)
 		}
 		// This process's call tells when it is recorded; another process's
@@ -193,10 +193,8 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 		if err := s.admit(ctx); err != nil {
 			return taskstore.Task{}, err
 		}
-		now := s.opts.Now()
-		row.ID, row.Owner, row.Created = "", s.opts.Instance, now
-		row.LeaseUntil = now.Add(s.opts.CreateTimeout + 2*registryTimeout)
-		got, fresh, err := s.opts.Registry.Reserve(ctx, row)
+		row.ID, row.Owner, row.Created = "", s.opts.Instance, s.opts.Now()
+		got, fresh, err := s.opts.Registry.Reserve(ctx, row, s.opts.CreateTimeout+2*registryTimeout)
 		switch {
 		case errors.Is(err, taskstore.ErrLostReservation):
 			continue
@@ -579,7 +577,7 @@ func (s *Service) ListExportTasks(ctx context.Context, req *cwpexportv1.ListExpo
 	}
 	if n := len(resp.Tasks); n < len(rows) {
 		last := rows[n-1]
-		resp.NextPageToken = s.encodePageToken(caller, taskstore.Cursor{Created: last.Created, TaskID: last.TaskID}, state)
+		resp.NextPageToken = s.encodePageToken(caller, taskstore.Cursor{Seq: last.Seq}, state)
 	}
 	return resp, nil
 }

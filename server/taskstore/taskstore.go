@@ -1,38 +1,32 @@
 // Package taskstore is the task registry's storage: every export task the
 // service created, with its parameters, request id and last observed state.
-// The default store is an SQLite database file (pure-Go driver, WAL mode,
-// versioned migrations); its SQL is kept portable so that a PostgreSQL
-// store can implement the same methods.
+//
+// One implementation serves two engines: an SQLite database file in a data
+// directory (Open: pure-Go driver, WAL mode; the default) and PostgreSQL
+// (OpenPostgres: through pgx, shared by every replica of a fleet). Both run
+// the same queries and the same versioned migrations; what differs (the
+// database's clock, the data directory's lock, integrity checks, backups,
+// the migration lock) is in a dialect.
+//
+// Nothing here depends on the clocks of the processes sharing the registry:
+// lists are ordered by a number the database gives each task as it is
+// recorded, and creations' leases are set and compared by the database's
+// clock.
 package taskstore
 
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/pressly/goose/v3"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
-
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// FileName is the database file inside the data directory.
-const FileName = "registry.db"
-
-// lockName is the file a running store holds an exclusive lock on, so that
-// two processes never share one data directory (reservations rely on it).
-const lockName = "LOCK"
 
 // The states the cloud reports, as stored.
 const (
@@ -53,6 +47,10 @@ type Task struct {
 	// TaskID is the cloud's task id; 0 while the creation's outcome is not
 	// known.
 	TaskID int64
+	// Seq is the task's place in the order of recording: the database
+	// numbers tasks as they are recorded, in increasing order. 0 for a
+	// creation without a task.
+	Seq int64
 	// RequestID is the caller's request id; empty when none was sent.
 	RequestID string
 	// Fingerprint identifies the request's parameters, to tell a retry from
@@ -64,10 +62,16 @@ type Task struct {
 	Creator string
 	// Owner is the process instance making the creation's cloud call.
 	Owner string
-	// LeaseUntil is until when the owner's cloud call may be under way;
-	// a creation without a task past it has an unknown outcome.
+	// LeaseUntil is until when, by the database's clock, the owner's cloud
+	// call may be under way; a creation without a task past it has an
+	// unknown outcome.
 	LeaseUntil time.Time
-	// Created is when the task was recorded (or reserved).
+	// InFlight is whether, when the row was read, it was a creation whose
+	// cloud call may still be under way: no task, no outcome recorded, and
+	// its lease not past by the database's clock.
+	InFlight bool
+	// Created is when the task was recorded (or reserved), by the clock of
+	// the process that recorded it; for people, not for ordering.
 	Created time.Time
 	// State is the last state the cloud reported.
 	State string
@@ -90,12 +94,6 @@ type Task struct {
 // Terminal reports whether the task's recorded state is final.
 func (t Task) Terminal() bool { return t.State == StateFinished || t.State == StateError }
 
-// InFlight reports whether the row is a creation whose cloud call may still
-// be under way at now.
-func (t Task) InFlight(now time.Time) bool {
-	return t.TaskID == 0 && t.EndReason == "" && now.Before(t.LeaseUntil)
-}
-
 // Observation is what one cloud answer said about a task.
 type Observation struct {
 	TaskID      int64
@@ -108,8 +106,8 @@ type Observation struct {
 
 // Cursor is a position in the newest-first order of tasks.
 type Cursor struct {
-	Created time.Time
-	TaskID  int64
+	// Seq is the Seq of the last task of the previous page.
+	Seq int64
 }
 
 // Query selects one page of tasks.
@@ -125,145 +123,71 @@ type Query struct {
 	Limit int
 }
 
-// SQLite is the registry in an SQLite database file.
-type SQLite struct {
+// Store is the task registry in an SQL database.
+type Store struct {
 	db   *sql.DB
-	lock *os.File
+	d    dialect
+	lock *os.File // SQLite: the data directory's lock
 }
 
-// Open opens (creating if needed) the registry in dir and brings its schema
-// up to date. It fails if another process has the directory open.
-func Open(ctx context.Context, dir string) (*SQLite, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("create the data directory: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open the data directory's lock: %w", err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("the data directory %s is in use by another process: %w", dir, err)
-	}
-	// synchronous(FULL) makes a commit durable before the answer returns:
-	// a recorded task survives a crash of the machine, not only of the process.
-	dsn := "file:" + filepath.Join(dir, FileName) +
-		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("open the registry: %w", err)
-	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	s := &SQLite{db: db, lock: lock}
-	if err := s.migrate(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if err := s.check(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("%s %w", filepath.Join(dir, FileName), err)
-	}
-	return s, nil
-}
-
-// check proves that the database is whole and can be written: the service
-// must never call the cloud for a creation it cannot record, nor serve
-// from a damaged or read-only file as if it were healthy.
-func (s *SQLite) check(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, "PRAGMA quick_check")
-	if err != nil {
-		return fmt.Errorf("cannot be checked (%w); restore it from a backup or move it away", err)
-	}
-	var problems []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			rows.Close()
-			return fmt.Errorf("cannot be checked (%w); restore it from a backup or move it away", err)
-		}
-		if line != "ok" {
-			problems = append(problems, line)
-		}
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return fmt.Errorf("cannot be checked (%w); restore it from a backup or move it away", err)
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("is damaged (%s); restore it from a backup or move it away", strings.Join(problems[:min(len(problems), 3)], "; "))
-	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO registry_checks (id, checked_at) VALUES (1, ?)
-		ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at`, time.Now().UnixMicro()); err != nil {
-		return fmt.Errorf("cannot be written (%w); check the file's and the directory's permissions and the free disk space", err)
-	}
-	return nil
-}
-
-func (s *SQLite) migrate(ctx context.Context) error {
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("prepare the registry's migrations: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrate the registry: %w", err)
-	}
-	return nil
-}
-
-// Close closes the database and releases the data directory.
-func (s *SQLite) Close() error {
-	err := s.db.Close()
-	s.lock.Close()
-	return err
-}
-
-// Backup writes a consistent copy of the database to path (which must not
-// exist) while the store stays in use.
-func (s *SQLite) Backup(ctx context.Context, path string) error {
-	_, err := s.db.ExecContext(ctx, "VACUUM INTO ?", path)
-	return err
-}
-
+// columns are the stored columns of a Task, as Insert writes them.
 const columns = `id, task_id, request_id, fingerprint, parameters, creator, owner, created_at, state, download_url,
 	create_request_id, last_request_id, observed_at, changed_at, end_reason, lease_until`
 
-// Insert records a task created without a request id.
-func (s *SQLite) Insert(ctx context.Context, t Task) error {
+// nextSeq numbers a task being recorded: one more than the highest number.
+// A concurrent recording (on PostgreSQL) may take the same number; the
+// unique index refuses the second, which numbers itself again (see
+// numbered), so numbers increase in the order recordings commit.
+const nextSeq = `(SELECT COALESCE(MAX(seq), 0) + 1 FROM export_tasks)`
+
+// maxNumberingAttempts bounds the retries of a recording whose number
+// others took first; each retry means that another recording succeeded.
+const maxNumberingAttempts = 50
+
+// selectColumns reads a Task: the stored columns, the number, and whether
+// the row is in flight by the database's clock.
+func (s *Store) selectColumns() string {
+	return `SELECT ` + columns + `, COALESCE(seq, 0),
+		CASE WHEN task_id IS NULL AND end_reason = '' AND lease_until > ` + s.d.now + ` THEN 1 ELSE 0 END
+		FROM export_tasks `
+}
+
+// Insert records a task the cloud created (a TaskID is required) without a
+// reservation.
+func (s *Store) Insert(ctx context.Context, t Task) error {
+	if t.TaskID == 0 {
+		return errors.New("taskstore: Insert needs the cloud's task id")
+	}
 	if t.ID == "" {
 		t.ID = uuid.NewString()
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO export_tasks (`+columns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		t.ID, nullableID(t.TaskID), nullable(t.RequestID), t.Fingerprint, t.Parameters, t.Creator, t.Owner,
+	_, err := s.numbered(ctx, `INSERT INTO export_tasks (`+columns+`, seq)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, `+nextSeq+`)`,
+		t.ID, t.TaskID, nullable(t.RequestID), t.Fingerprint, t.Parameters, t.Creator, t.Owner,
 		micros(t.Created), t.State, t.DownloadURL, t.CreateRequestID, t.LastRequestID, micros(t.Observed), micros(t.Changed), t.EndReason,
 		micros(t.LeaseUntil))
 	return err
 }
 
 // Reserve records a creation before its cloud call: r (with its ID set
-// when empty) under way until r.LeaseUntil. When r's creator already used
-// r's request id, nothing is written and the recorded row is returned with
-// false.
-func (s *SQLite) Reserve(ctx context.Context, r Task) (Task, bool, error) {
+// when empty), under way for lease from now by the database's clock (0 or
+// less: a lease already past). When r's creator already used r's request
+// id, nothing is written and the recorded row is returned with false.
+func (s *Store) Reserve(ctx context.Context, r Task, lease time.Duration) (Task, bool, error) {
 	if r.ID == "" {
 		r.ID = uuid.NewString()
 	}
-	r.TaskID, r.State = 0, ""
-	res, err := s.db.ExecContext(ctx, `INSERT INTO export_tasks (id, request_id, fingerprint, parameters, creator, owner, created_at, lease_until)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (creator, request_id) DO NOTHING`,
-		r.ID, nullable(r.RequestID), r.Fingerprint, r.Parameters, r.Creator, r.Owner, micros(r.Created), micros(r.LeaseUntil))
-	if err != nil {
-		return Task{}, false, err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return Task{}, false, err
-	} else if n == 1 {
+	r.TaskID, r.Seq, r.State = 0, 0, ""
+	var until int64
+	err := s.db.QueryRowContext(ctx, `INSERT INTO export_tasks (id, request_id, fingerprint, parameters, creator, owner, created_at, lease_until)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, `+s.d.now+` + $8) ON CONFLICT (creator, request_id) DO NOTHING RETURNING lease_until`,
+		r.ID, nullable(r.RequestID), r.Fingerprint, r.Parameters, r.Creator, r.Owner, micros(r.Created), lease.Microseconds()).Scan(&until)
+	switch {
+	case err == nil:
+		r.LeaseUntil, r.InFlight = fromMicros(until), lease > 0
 		return r, true, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return Task{}, false, err
 	}
 	t, found, err := s.GetRequest(ctx, r.Creator, r.RequestID)
 	if err == nil && !found {
@@ -274,33 +198,44 @@ func (s *SQLite) Reserve(ctx context.Context, r Task) (Task, bool, error) {
 }
 
 // GetRequest returns the row of creator's request id.
-func (s *SQLite) GetRequest(ctx context.Context, creator, requestID string) (Task, bool, error) {
-	return s.scanOne(ctx, `WHERE creator = ? AND request_id = ?`, creator, requestID)
+func (s *Store) GetRequest(ctx context.Context, creator, requestID string) (Task, bool, error) {
+	return s.scanOne(ctx, `WHERE creator = $1 AND request_id = $2`, creator, requestID)
 }
 
-// Complete records the task the cloud created for owner's creation id.
-func (s *SQLite) Complete(ctx context.Context, id, owner string, t Task) error {
-	return s.ownerUpdate(ctx, `UPDATE export_tasks SET task_id = ?, created_at = ?, state = ?,
-		create_request_id = ?, last_request_id = ?, observed_at = ?, changed_at = ?, owner = '', lease_until = 0`, id, owner,
+// Complete records the task the cloud created for owner's creation id,
+// numbering it in the order of recording.
+func (s *Store) Complete(ctx context.Context, id, owner string, t Task) error {
+	return s.ownerUpdate(ctx, true, `UPDATE export_tasks SET task_id = $3, created_at = $4, state = $5,
+		create_request_id = $6, last_request_id = $7, observed_at = $8, changed_at = $9, owner = '', lease_until = 0,
+		seq = `+nextSeq, id, owner,
 		t.TaskID, micros(t.Created), t.State, t.CreateRequestID, t.LastRequestID, micros(t.Observed), micros(t.Changed))
 }
 
 // Release drops owner's creation id: the cloud certainly created nothing,
 // and its request id may be tried again.
-func (s *SQLite) Release(ctx context.Context, id, owner string) error {
-	return s.ownerUpdate(ctx, `DELETE FROM export_tasks`, id, owner)
+func (s *Store) Release(ctx context.Context, id, owner string) error {
+	return s.ownerUpdate(ctx, false, `DELETE FROM export_tasks`, id, owner)
 }
 
 // Unknown records that owner's creation id has an unknown outcome: the
 // cloud may have created a task whose id never reached the service.
-func (s *SQLite) Unknown(ctx context.Context, id, owner, reason string) error {
-	return s.ownerUpdate(ctx, `UPDATE export_tasks SET end_reason = ?, owner = '', lease_until = 0`, id, owner, reason)
+func (s *Store) Unknown(ctx context.Context, id, owner, reason string) error {
+	return s.ownerUpdate(ctx, false, `UPDATE export_tasks SET end_reason = $3, owner = '', lease_until = 0`, id, owner, reason)
 }
 
-// ownerUpdate runs stmt (an UPDATE or DELETE with its arguments) on the
-// creation id that owner holds and that has no task yet.
-func (s *SQLite) ownerUpdate(ctx context.Context, stmt, id, owner string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, stmt+` WHERE id = ? AND owner = ? AND task_id IS NULL AND end_reason = ''`, append(args, id, owner)...)
+// ownerUpdate runs stmt (an UPDATE or DELETE whose own arguments start at
+// $3) on the creation id ($1) that owner ($2) holds and that has no task
+// yet. numbering says that stmt numbers the task (nextSeq).
+func (s *Store) ownerUpdate(ctx context.Context, numbering bool, stmt, id, owner string, args ...any) error {
+	stmt += ` WHERE id = $1 AND owner = $2 AND task_id IS NULL AND end_reason = ''`
+	args = append([]any{id, owner}, args...)
+	var res sql.Result
+	var err error
+	if numbering {
+		res, err = s.numbered(ctx, stmt, args...)
+	} else {
+		res, err = s.db.ExecContext(ctx, stmt, args...)
+	}
 	if err != nil {
 		return err
 	}
@@ -312,9 +247,23 @@ func (s *SQLite) ownerUpdate(ctx context.Context, stmt, id, owner string, args .
 	return nil
 }
 
+// numbered runs stmt, which numbers a task with nextSeq, again while
+// concurrent recordings take the number it chose.
+func (s *Store) numbered(ctx context.Context, stmt string, args ...any) (sql.Result, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := s.db.ExecContext(ctx, stmt, args...)
+		if err == nil || !s.d.seqTaken(err) {
+			return res, err
+		}
+		if attempt == maxNumberingAttempts {
+			return nil, fmt.Errorf("number a recorded task: %d attempts were taken by others: %w", attempt, err)
+		}
+	}
+}
+
 // Get returns the task with the cloud id taskID.
-func (s *SQLite) Get(ctx context.Context, taskID int64) (Task, bool, error) {
-	return s.scanOne(ctx, `WHERE task_id = ?`, taskID)
+func (s *Store) Get(ctx context.Context, taskID int64) (Task, bool, error) {
+	return s.scanOne(ctx, `WHERE task_id = $1`, taskID)
 }
 
 // Observe records a cloud answer about a task; tasks not in the registry
@@ -322,45 +271,44 @@ func (s *SQLite) Get(ctx context.Context, taskID int64) (Task, bool, error) {
 // is ignored, and a terminal state is never replaced by another state, in
 // whatever order concurrent writes arrive. A task that ends is no longer
 // marked as given up.
-func (s *SQLite) Observe(ctx context.Context, o Observation) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET state = ?, download_url = ?, last_request_id = ?,
-		observed_at = ?, changed_at = CASE WHEN state = ? THEN changed_at ELSE ? END,
-		end_reason = CASE WHEN ? IN (?, ?) THEN '' ELSE end_reason END
-		WHERE task_id = ? AND observed_at <= ? AND (state NOT IN (?, ?) OR state = ?)`,
-		o.State, o.DownloadURL, o.RequestID, micros(o.Observed), o.State, micros(o.Changed),
-		o.State, StateFinished, StateError,
-		o.TaskID, micros(o.Observed), StateFinished, StateError, o.State)
+func (s *Store) Observe(ctx context.Context, o Observation) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET state = $1, download_url = $2, last_request_id = $3,
+		observed_at = $4, changed_at = CASE WHEN state = $1 THEN changed_at ELSE $5 END,
+		end_reason = CASE WHEN $1 IN ($7, $8) THEN '' ELSE end_reason END
+		WHERE task_id = $6 AND observed_at <= $4 AND (state NOT IN ($7, $8) OR state = $1)`,
+		o.State, o.DownloadURL, o.RequestID, micros(o.Observed), micros(o.Changed), o.TaskID, StateFinished, StateError)
 	return err
 }
 
 // Abandon records why the service stopped following a task; its state
 // stays what was last observed.
-func (s *SQLite) Abandon(ctx context.Context, taskID int64, reason string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET end_reason = ? WHERE task_id = ?`, reason, taskID)
+func (s *Store) Abandon(ctx context.Context, taskID int64, reason string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET end_reason = $1 WHERE task_id = $2`, reason, taskID)
 	return err
 }
 
 // Lost ends a task the cloud no longer knows: it is ERROR, for the reason
 // given, unless it already ended.
-func (s *SQLite) Lost(ctx context.Context, taskID int64, reason string, at time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET state = ?, end_reason = ?, observed_at = ?,
-		changed_at = CASE WHEN state = ? THEN changed_at ELSE ? END
-		WHERE task_id = ? AND state NOT IN (?, ?)`,
-		StateError, reason, micros(at), StateError, micros(at), taskID, StateFinished, StateError)
+func (s *Store) Lost(ctx context.Context, taskID int64, reason string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE export_tasks SET state = $1, end_reason = $2, observed_at = $3,
+		changed_at = CASE WHEN state = $1 THEN changed_at ELSE $3 END
+		WHERE task_id = $4 AND state NOT IN ($5, $1)`,
+		StateError, reason, micros(at), taskID, StateFinished)
 	return err
 }
 
 // Following returns the tasks still to follow: recorded, not terminal and
 // not abandoned, oldest first.
-func (s *SQLite) Following(ctx context.Context) ([]Task, error) {
-	return s.scan(ctx, `WHERE task_id IS NOT NULL AND state NOT IN (?, ?) AND end_reason = '' ORDER BY created_at, task_id`,
+func (s *Store) Following(ctx context.Context) ([]Task, error) {
+	return s.scan(ctx, `WHERE task_id IS NOT NULL AND state NOT IN ($1, $2) AND end_reason = '' ORDER BY seq`,
 		StateFinished, StateError)
 }
 
 // List returns one page of recorded tasks, newest first. Pages continue
 // from a cursor (the last task of the previous page), so tasks recorded
-// meanwhile, which are newer, never shift or repeat later pages.
-func (s *SQLite) List(ctx context.Context, q Query) ([]Task, error) {
+// meanwhile, which are numbered higher, never shift or repeat later pages,
+// whichever process recorded them.
+func (s *Store) List(ctx context.Context, q Query) ([]Task, error) {
 	if q.Creators != nil && len(q.Creators) == 0 {
 		return nil, nil
 	}
@@ -372,34 +320,38 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]Task, error) {
 func listQuery(q Query) (string, []any) {
 	where := `WHERE task_id IS NOT NULL`
 	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
 	if q.State != "" {
-		where += ` AND state = ?`
-		args = append(args, q.State)
+		where += ` AND state = ` + arg(q.State)
 	}
 	if len(q.Creators) > 0 {
 		// IN on the indexed column, not a function of it: the index on
-		// (creator, created_at, task_id) serves each creator's range.
-		where += ` AND creator IN (?` + strings.Repeat(`, ?`, len(q.Creators)-1) + `)`
-		for _, c := range q.Creators {
-			args = append(args, c)
+		// (creator, seq) serves each creator's range.
+		in := make([]string, len(q.Creators))
+		for i, c := range q.Creators {
+			in[i] = arg(c)
 		}
+		where += ` AND creator IN (` + strings.Join(in, ", ") + `)`
 	}
 	if q.After != nil {
-		c := micros(q.After.Created)
-		where += ` AND (created_at < ? OR (created_at = ? AND task_id < ?))`
-		args = append(args, c, c, q.After.TaskID)
+		where += ` AND seq < ` + arg(q.After.Seq)
 	}
-	args = append(args, q.Limit)
-	return where + ` ORDER BY created_at DESC, task_id DESC LIMIT ?`, args
+	return where + ` ORDER BY seq DESC LIMIT ` + arg(q.Limit), args
 }
 
-func (s *SQLite) Secret(ctx context.Context, name string, generate func() []byte) ([]byte, error) {
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO service_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`,
+// Secret returns the value kept under name, generating and keeping it
+// first when there is none; every process sharing the registry gets the
+// value the first one kept.
+func (s *Store) Secret(ctx context.Context, name string, generate func() []byte) ([]byte, error) {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO service_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
 		name, hex.EncodeToString(generate())); err != nil {
 		return nil, fmt.Errorf("store secret %s: %w", name, err)
 	}
 	var v string
-	if err := s.db.QueryRowContext(ctx, `SELECT value FROM service_secrets WHERE name = ?`, name).Scan(&v); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM service_secrets WHERE name = $1`, name).Scan(&v); err != nil {
 		return nil, fmt.Errorf("read secret %s: %w", name, err)
 	}
 	b, err := hex.DecodeString(v)
@@ -409,7 +361,7 @@ func (s *SQLite) Secret(ctx context.Context, name string, generate func() []byte
 	return b, nil
 }
 
-func (s *SQLite) scanOne(ctx context.Context, where string, args ...any) (Task, bool, error) {
+func (s *Store) scanOne(ctx context.Context, where string, args ...any) (Task, bool, error) {
 	ts, err := s.scan(ctx, where, args...)
 	if err != nil || len(ts) == 0 {
 		return Task{}, false, err
@@ -417,8 +369,8 @@ func (s *SQLite) scanOne(ctx context.Context, where string, args ...any) (Task, 
 	return ts[0], true, nil
 }
 
-func (s *SQLite) scan(ctx context.Context, tail string, args ...any) ([]Task, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM export_tasks `+tail, args...)
+func (s *Store) scan(ctx context.Context, tail string, args ...any) ([]Task, error) {
+	rows, err := s.db.QueryContext(ctx, s.selectColumns()+tail, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -430,23 +382,17 @@ func (s *SQLite) scan(ctx context.Context, tail string, args ...any) ([]Task, er
 			taskID                            sql.NullInt64
 			requestID                         sql.NullString
 			created, observed, changed, lease int64
+			inFlight                          int64
 		)
 		if err := rows.Scan(&t.ID, &taskID, &requestID, &t.Fingerprint, &t.Parameters, &t.Creator, &t.Owner, &created, &t.State,
-			&t.DownloadURL, &t.CreateRequestID, &t.LastRequestID, &observed, &changed, &t.EndReason, &lease); err != nil {
+			&t.DownloadURL, &t.CreateRequestID, &t.LastRequestID, &observed, &changed, &t.EndReason, &lease, &t.Seq, &inFlight); err != nil {
 			return nil, err
 		}
-		t.TaskID, t.RequestID = taskID.Int64, requestID.String
+		t.TaskID, t.RequestID, t.InFlight = taskID.Int64, requestID.String, inFlight == 1
 		t.Created, t.Observed, t.Changed, t.LeaseUntil = fromMicros(created), fromMicros(observed), fromMicros(changed), fromMicros(lease)
 		out = append(out, t)
 	}
 	return out, rows.Err()
-}
-
-func nullableID(id int64) any {
-	if id == 0 {
-		return nil
-	}
-	return id
 }
 
 func nullable(s string) any {

@@ -1,6 +1,11 @@
 // Package testserver starts the whole service for tests: a CWP emulator on a
 // loopback port, the gRPC server and the REST gateway on loopback ports, and
 // a gRPC client connected to it. Everything is real; nothing is mocked.
+//
+// The task registry is SQLite in a temporary data directory, or PostgreSQL
+// when App.Database names a database, or when CWPEXPORT_TEST_REGISTRY is
+// "postgres" (then a fresh database from pgtest.DSN: the test package's
+// TestMain must run its tests through pgtest.Run).
 package testserver
 
 import (
@@ -12,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +31,12 @@ import (
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/pgtest"
 )
+
+// EnvRegistry, set to "postgres", puts the registry of every environment
+// started without App.Database on a fresh PostgreSQL database.
+const EnvRegistry = "CWPEXPORT_TEST_REGISTRY"
 
 // Emulator credentials of the test cloud account.
 const (
@@ -77,6 +88,10 @@ type Config struct {
 // Start starts an environment that is stopped when the test ends.
 func Start(t testing.TB, cfg Config) *Env {
 	t.Helper()
+	// First: without PostgreSQL the test is skipped before anything starts.
+	if cfg.App.Database == "" && os.Getenv(EnvRegistry) == "postgres" {
+		cfg.App.Database = pgtest.DSN(t)
+	}
 	if cfg.Emulator.Credentials == nil {
 		cfg.Emulator.Credentials = map[string]string{SecretID: SecretKey}
 	}
@@ -106,6 +121,10 @@ func Start(t testing.TB, cfg Config) *Env {
 	if err != nil {
 		cancel()
 		t.Fatalf("app: %v", err)
+	}
+	if o.Database != "" && srv.Pool() == nil {
+		cancel()
+		t.Fatal("app: the registry is not on the PostgreSQL database given")
 	}
 	grpcLis, restLis := listen(t), listen(t)
 	srvDone := make(chan error, 1)
