@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/realip"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,7 +36,6 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/access"
-	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/calllog"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -191,6 +191,9 @@ type Server struct {
 	auth     *callerauth.Authenticator
 	access   *access.Live
 	codec    *protocodec.Codec
+	// instance names this process in creations' leases and in the fleet.
+	instance string
+	engines  engines
 }
 
 // New builds a server. Without credentials it starts the embedded emulator
@@ -271,26 +274,19 @@ func New(opts Options) (*Server, error) {
 	}
 	s.metrics = metrics.New()
 	upstream := s.metrics.InstrumentCloud(s.cloud)
-	reads, err := budget.New(budget.Options{Rate: opts.ReadRate, Action: cloud.ActionExportTasks, TracerProvider: s.tracerProvider()})
+	s.instance = uuid.NewString()
+	s.engines, err = s.openEngines(context.Background(), upstream)
 	if err != nil {
-		return fail(fmt.Errorf("-read-rate: %w", err))
+		return fail(err)
 	}
-	creates, err := budget.New(budget.Options{Rate: opts.CreateRate, Action: cloud.ActionExportLicenseDetail, TracerProvider: s.tracerProvider()})
-	if err != nil {
-		return fail(fmt.Errorf("-create-rate: %w", err))
-	}
+	reads, creates := s.engines.reads, s.engines.creates
 	s.metrics.TrackBudget(metrics.BudgetRead, reads)
 	s.metrics.TrackBudget(metrics.BudgetCreate, creates)
 	s.tracker = tracker.New(tracker.Options{
-		Cloud:          upstream,
-		Budget:         reads,
-		MinInterval:    opts.MinPollInterval,
-		MaxBackoff:     opts.MaxPollBackoff,
-		PollTimeout:    opts.PollTimeout,
-		Freshness:      opts.Freshness,
-		Logger:         s.log,
-		Observer:       trackerObserver{s},
-		TracerProvider: s.tracerProvider(),
+		Scheduler: s.engines.schedule,
+		Freshness: opts.Freshness,
+		Logger:    s.log,
+		Observer:  trackerObserver{s},
 	})
 	s.metrics.TrackStats(s.tracker)
 	s.service = service.New(service.Options{
@@ -298,6 +294,7 @@ func New(opts Options) (*Server, error) {
 		Tracker:          s.tracker,
 		CreateBudget:     creates,
 		CreateTimeout:    opts.CreateTimeout,
+		Instance:         s.instance,
 		Heartbeat:        opts.Heartbeat,
 		BudgetWaited:     s.metrics.CreateBudgetWaited,
 		CallerShare:      opts.CallerShare,
@@ -461,6 +458,10 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	}
 	run("tracker", func() error { s.tracker.Run(bg); return nil })
 	run("registry", func() error { s.service.RunRegistry(bg); return nil })
+	for _, follow := range s.engines.follow {
+		run("fleet", func() error { follow(bg); return nil })
+	}
+	run("readiness", func() error { s.readiness(bg, hs); return nil })
 	run("grpc", func() error { return gs.Serve(grpcLis) })
 	run("grpc-in-process", func() error { return igs.Serve(inproc) })
 	run("rest", func() error {
@@ -546,6 +547,36 @@ func (s *Server) grpcServer(hs *health.Server, inProcess bool, opts ...grpc.Serv
 	reflection.Register(gs)
 	s.metrics.GRPC().InitializeMetrics(gs)
 	return gs
+}
+
+// readiness keeps the health service's status (gRPC health, REST /healthz)
+// in step with the engines until ctx ends: NOT_SERVING while a fleet's
+// database has been unreachable for a while, so that load balancers send
+// callers to replicas that can serve them. Liveness (/livez) does not
+// depend on it.
+func (s *Server) readiness(ctx context.Context, hs *health.Server) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	serving := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if ok := s.engines.healthy(); ok != serving {
+			serving = ok
+			st := grpc_health_v1.HealthCheckResponse_SERVING
+			if !ok {
+				st = grpc_health_v1.HealthCheckResponse_NOT_SERVING
+				s.log.Error("not ready: the fleet's database cannot be reached; no cloud call starts until it answers again")
+			} else {
+				s.log.Info("ready again: the fleet's database answers")
+			}
+			hs.SetServingStatus("", st)
+			hs.SetServingStatus(cwpexportv1.LicenseExportService_ServiceDesc.ServiceName, st)
+		}
+	}
 }
 
 func (s *Server) recovered(p any) error {

@@ -112,7 +112,7 @@ func New(opts Options) (*Local, error) {
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = otel.GetTracerProvider()
 	}
-	return &Local{opts: opts, lim: rate.NewLimiter(rate.Limit(opts.Rate), 1), tracer: opts.TracerProvider.Tracer(tracerName)}, nil
+	return &Local{opts: opts, lim: rate.NewLimiter(rate.Limit(opts.Rate), 1), tracer: opts.TracerProvider.Tracer(TracerName)}, nil
 }
 
 // MustNew is New for rates known to be valid.
@@ -152,15 +152,27 @@ func (b *Local) Wait(ctx context.Context) error {
 // tracker's scheduler, which picks the task after the wait) makes none:
 // a root span per wait would follow nothing.
 func (b *Local) Admit(ctx context.Context, latest time.Time) (time.Duration, error) {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	return TraceWait(ctx, b.tracer, b.opts.Action, b.Rate(), func(ctx context.Context) (time.Duration, error) {
 		return b.admit(ctx, latest)
+	})
+}
+
+// TraceWait runs admit, a budget's wait for a call to action at rate, as
+// the child span "budget <action>" of ctx's span, with the time waited
+// (cwpexport.budget.waited_ms) and, when the call may not start, the
+// reason as its error status. A wait outside any span (a scheduler, which
+// picks the task after the wait) makes none: a root span per wait would
+// follow nothing.
+func TraceWait(ctx context.Context, tracer trace.Tracer, action string, rate float64, admit func(context.Context) (time.Duration, error)) (time.Duration, error) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return admit(ctx)
 	}
-	ctx, span := b.tracer.Start(ctx, "budget "+b.opts.Action, trace.WithAttributes(
-		attribute.String(AttrAction, b.opts.Action),
-		attribute.Float64(AttrRate, b.Rate()),
+	ctx, span := tracer.Start(ctx, "budget "+action, trace.WithAttributes(
+		attribute.String(AttrAction, action),
+		attribute.Float64(AttrRate, rate),
 	))
 	defer span.End()
-	waited, err := b.admit(ctx, latest)
+	waited, err := admit(ctx)
 	span.SetAttributes(attribute.Float64(AttrWaitedMillis, float64(waited.Microseconds())/1000))
 	if err != nil {
 		var late *LateError
@@ -186,8 +198,8 @@ const (
 	AttrLateMillis = "cwpexport.budget.would_wait_ms"
 )
 
-// tracerName is the instrumentation scope of the budget's spans.
-const tracerName = "github.com/cwpexport/cwpexport/server/budget"
+// TracerName is the instrumentation scope of the budgets' spans.
+const TracerName = "github.com/cwpexport/cwpexport/server/budget"
 
 func (b *Local) admit(ctx context.Context, latest time.Time) (time.Duration, error) {
 	now := b.opts.Now()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cwpexport/cwpexport/server/budget"
 )
@@ -33,6 +35,8 @@ type BudgetOptions struct {
 	Backoff  float64
 	Recovery time.Duration
 	Hold     time.Duration
+	// TracerProvider makes the spans of waits; nil means the global one.
+	TracerProvider trace.TracerProvider
 }
 
 func (o *BudgetOptions) defaults() error {
@@ -54,6 +58,9 @@ func (o *BudgetOptions) defaults() error {
 	if o.Hold <= 0 {
 		o.Hold = budget.DefaultHold
 	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = otel.GetTracerProvider()
+	}
 	return nil
 }
 
@@ -67,6 +74,7 @@ type Budget struct {
 	// fleet's count of refusals last read.
 	rate      atomic.Uint64
 	throttles atomic.Int64
+	tracer    trace.Tracer
 }
 
 // Budget returns the fleet's budget of an action.
@@ -74,7 +82,7 @@ func (f *Fleet) Budget(opts BudgetOptions) (*Budget, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	b := &Budget{f: f, opts: opts}
+	b := &Budget{f: f, opts: opts, tracer: opts.TracerProvider.Tracer(budget.TracerName)}
 	b.rate.Store(math.Float64bits(opts.Rate))
 	return b, nil
 }
@@ -106,7 +114,14 @@ SELECT cur.slot, n.now, cur.rate, cur.throttles, EXISTS (SELECT 1 FROM upd) FROM
 // that would have to wait past latest fails at once with a
 // *budget.LateError, using nothing of the budget. While the database cannot
 // be reached it fails with an error wrapping ErrUnavailable: no call starts.
+// The wait is traced as budget.TraceWait says.
 func (b *Budget) Admit(ctx context.Context, latest time.Time) (time.Duration, error) {
+	return budget.TraceWait(ctx, b.tracer, b.opts.Action, b.Rate(), func(ctx context.Context) (time.Duration, error) {
+		return b.admit(ctx, latest)
+	})
+}
+
+func (b *Budget) admit(ctx context.Context, latest time.Time) (time.Duration, error) {
 	began := time.Now()
 	for {
 		maxWait := -1.0

@@ -1,7 +1,8 @@
 // Package gateway serves the REST API: grpc-gateway translating JSON over
 // HTTP to the gRPC server (as its client, so streams and interceptors work
 // as for any caller) with Server-Sent Events on the watch endpoints for
-// clients that ask for them, plus /healthz, /openapi.json and, when configured,
+// clients that ask for them, plus /healthz (readiness), /livez (liveness),
+// /openapi.json and, when configured,
 // /metrics and the browser page at /.
 package gateway
 
@@ -123,11 +124,14 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		}
 		mux.ServeHTTP(w, r)
 	}))
-	if opts.Metrics == nil && opts.UI == nil {
-		return g.outer(api), nil
-	}
 	root := http.NewServeMux()
 	root.Handle("/", api)
+	// Liveness: the process serves HTTP. Readiness (/healthz) also needs
+	// what the service depends on, such as a fleet's database.
+	root.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	if opts.Metrics != nil {
 		root.Handle("GET /metrics", opts.Metrics)
 	}

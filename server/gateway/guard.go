@@ -74,7 +74,7 @@ func refuse(httpStatus int, code codes.Code, format string, a ...any) error {
 }
 
 func (g guard) checkHost(_ http.ResponseWriter, r *http.Request) error {
-	if !g.opts.CheckHost || r.URL.Path == "/healthz" {
+	if !g.opts.CheckHost || r.URL.Path == "/healthz" || r.URL.Path == "/livez" {
 		return nil
 	}
 	if !g.hostAllowed(r.Host) {
