@@ -14,6 +14,10 @@ help: ## Show this help
 run: ## Run the service on the embedded cloud emulator (REST :8080, gRPC :9090)
 	go run ./cmd/cwpexportd $(RUN_FLAGS)
 
+.PHONY: fleet
+fleet: ## Run a local fleet: PostgreSQL, a shared emulator and three replicas on loopback (Ctrl-C stops it)
+	scripts/fleet.sh
+
 .PHONY: build
 build: ## Build the binaries into bin/
 	go build -o bin/ ./cmd/...
