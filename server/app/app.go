@@ -256,6 +256,9 @@ func New(opts Options) (*Server, error) {
 		cfg.Credential = common.NewCredential(opts.SecretID, opts.SecretKey)
 	}
 	s.cloud = cloud.New(cfg)
+	if opts.Database != "" && s.emu != nil {
+		s.log.Warn("the registry is on PostgreSQL but the cloud is this process's embedded emulator: other replicas cannot see its tasks; a fleet needs one cloud (credentials, and -cloud-endpoint for a shared cwp-emulator)")
+	}
 	if err := s.openRegistry(context.Background()); err != nil {
 		s.closeEmulator()
 		return nil, fmt.Errorf("open the task registry: %w", err)
