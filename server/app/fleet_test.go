@@ -201,4 +201,15 @@ func TestFleetFailsClosedWithoutItsDatabase(t *testing.T) {
 		_, again = env.Client.ExportLicenseDetail(ectx, &cwpexportv1.ExportLicenseDetailRequest{})
 		return again == nil
 	})
+	// The schedule went on through the outage: the watch sees the task
+	// finish (it did in the cloud meanwhile).
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("the watch after the database returned: %v", err)
+		}
+		if m.GetTask().GetState() == cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED {
+			break
+		}
+	}
 }
