@@ -663,7 +663,7 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 			budgetArgs = s.opts.Budget.rateArgs()
 		)
 		err := s.f.pool.QueryRow(ctx, claim, s.f.opts.Replica, s.opts.MinInterval.Seconds(),
-			budgetArgs[0], budgetArgs[1], budgetArgs[2], budgetArgs[3], s.opts.Budget.opts.Lateness.Seconds(), leaseFor.Seconds()).
+			budgetArgs[0], budgetArgs[1], budgetArgs[2], budgetArgs[3], s.opts.Budget.spacing(), leaseFor.Seconds()).
 			Scan(&l.id, &l.epoch, &tier, &slot, &now, &rate, &l.state, &l.url, &l.refused, &l.failures)
 		if errors.Is(err, pgx.ErrNoRows) {
 			found, err = false, nil

@@ -190,11 +190,13 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 		giveUp = d
 	}
 	for {
-		if err := s.admit(ctx); err != nil {
-			return taskstore.Task{}, err
-		}
+		// The creation is recorded before it waits for the budget: the
+		// slot is taken right before the cloud call, so that no write
+		// comes between them to bunch calls the budget spaced. Its lease
+		// covers the wait, the call and the recording of its outcome.
 		row.ID, row.Owner, row.Created = "", s.opts.Instance, s.opts.Now()
-		got, fresh, err := s.opts.Registry.Reserve(ctx, row, s.opts.CreateTimeout+2*registryTimeout)
+		lease := giveUp.Sub(s.opts.Now()) + s.opts.CreateTimeout + 2*registryTimeout
+		got, fresh, err := s.opts.Registry.Reserve(ctx, row, lease)
 		switch {
 		case errors.Is(err, taskstore.ErrLostReservation):
 			continue
@@ -208,6 +210,11 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 				continue
 			}
 			return got, err
+		}
+		if err := s.admit(ctx); err != nil {
+			// Nothing was sent: the request id may be tried again.
+			s.release(got)
+			return taskstore.Task{}, err
 		}
 		created, err := s.call(ctx, got, params)
 		switch {
@@ -310,9 +317,7 @@ func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err e
 		s.started(row)
 		return row, nil
 	case cloud.Refused(err):
-		if werr := s.opts.Registry.Release(ctx, row.ID, row.Owner); werr != nil {
-			s.opts.Logger.Error("release a creation the cloud refused", "request_id", row.RequestID, "err", werr)
-		}
+		s.release(row)
 		return taskstore.Task{}, err
 	default:
 		reason := "the cloud call failed without a clear answer (" + pollErrorText(err) + "), so the cloud may have created a task this service never learned of"
@@ -321,6 +326,16 @@ func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err e
 		}
 		s.opts.Logger.Warn("a creation's outcome is unknown; the cloud may hold an unreported task", "request_id", row.RequestID, "err", err)
 		return taskstore.Task{}, outcomeUnknownNow(err, row.RequestID)
+	}
+}
+
+// release drops a recorded creation the cloud certainly did not act on,
+// even when the caller has gone.
+func (s *Service) release(row taskstore.Task) {
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	defer cancel()
+	if err := s.opts.Registry.Release(ctx, row.ID, row.Owner); err != nil {
+		s.opts.Logger.Error("release a creation the cloud did not act on", "request_id", row.RequestID, "err", err)
 	}
 }
 
