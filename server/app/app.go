@@ -591,8 +591,6 @@ func (s *Server) recovered(p any) error {
 // did.
 type trackerObserver struct{ s *Server }
 
-func (o trackerObserver) BudgetWaited(d time.Duration) { o.s.metrics.BudgetWaited(d) }
-
 func (o trackerObserver) Polled(snap tracker.Snapshot, settled bool) {
 	o.s.metrics.Polled(snap, settled)
 	o.s.service.Observed(snap)

@@ -49,7 +49,7 @@ func (s *Server) openEngines(ctx context.Context, reader tracker.Reader) (engine
 			return engines{}, fmt.Errorf("-create-rate: %w", err)
 		}
 		schedule := tracker.NewLocal(tracker.LocalOptions{
-			Cloud: reader, Budget: reads, MinInterval: o.MinPollInterval, MaxBackoff: o.MaxPollBackoff, PollTimeout: o.PollTimeout,
+			Cloud: reader, Budget: reads, Pacing: s.pacing(),
 			Logger: s.log, BudgetWaited: s.metrics.BudgetWaited, TracerProvider: s.tracerProvider(),
 		})
 		return engines{reads: reads, creates: creates, schedule: schedule}, nil
@@ -67,7 +67,7 @@ func (s *Server) openEngines(ctx context.Context, reader tracker.Reader) (engine
 		return engines{}, fmt.Errorf("-create-rate: %w", err)
 	}
 	schedule, err := f.Schedule(fleet.ScheduleOptions{
-		Cloud: reader, Budget: reads, MinInterval: o.MinPollInterval, MaxBackoff: o.MaxPollBackoff, PollTimeout: o.PollTimeout,
+		Cloud: reader, Budget: reads, Pacing: s.pacing(),
 		Freshness: o.Freshness, Logger: s.log, BudgetWaited: s.metrics.BudgetWaited, TracerProvider: s.tracerProvider(),
 	})
 	if err != nil {
@@ -77,6 +77,11 @@ func (s *Server) openEngines(ctx context.Context, reader tracker.Reader) (engine
 		"replica", f.Replica(), "read_rate", o.ReadRate, "create_rate", o.CreateRate)
 	return engines{reads: reads, creates: creates, schedule: schedule, fleet: f,
 		follow: []func(context.Context){f.Watch, reads.Follow, creates.Follow}}, nil
+}
+
+// pacing is how each task's polls are paced, in one process or a fleet.
+func (s *Server) pacing() tracker.Pacing {
+	return tracker.Pacing{MinInterval: s.opts.MinPollInterval, MaxBackoff: s.opts.MaxPollBackoff, PollTimeout: s.opts.PollTimeout}
 }
 
 // healthy reports whether the engines can work: always for one process;

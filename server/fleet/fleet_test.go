@@ -144,7 +144,7 @@ func (e *env) node(t *testing.T, dsn, name string) *tracker.Tracker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := r.fleet.Schedule(fleet.ScheduleOptions{Cloud: e.cloud, Budget: b, MinInterval: 200 * time.Millisecond, Freshness: 100 * time.Millisecond})
+	s, err := r.fleet.Schedule(fleet.ScheduleOptions{Cloud: e.cloud, Budget: b, Pacing: tracker.Pacing{MinInterval: 200 * time.Millisecond}, Freshness: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestADeadReplicasPollIsTakenOver(t *testing.T) {
 	}
 	r := join(t, dsn, "doomed")
 	b, _ := r.fleet.Budget(fleet.BudgetOptions{Action: cloud.ActionExportTasks, Rate: 20})
-	s, _ := r.fleet.Schedule(fleet.ScheduleOptions{Cloud: e.cloud, Budget: b, MinInterval: 200 * time.Millisecond, PollTimeout: time.Second})
+	s, _ := r.fleet.Schedule(fleet.ScheduleOptions{Cloud: e.cloud, Budget: b, Pacing: tracker.Pacing{MinInterval: 200 * time.Millisecond, PollTimeout: time.Second}})
 	doomed := tracker.New(tracker.Options{Scheduler: s})
 	ctx, kill := context.WithCancel(context.Background())
 	died := make(chan struct{})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,15 +32,8 @@ type ScheduleOptions struct {
 	Cloud tracker.Reader
 	// Budget is the fleet's ExportTasks budget; required.
 	Budget *Budget
-	// MinInterval is the floor between two polls of one task; default 1s.
-	MinInterval time.Duration
-	// BackgroundInterval is the floor for tasks kept only by background
-	// interest; default 10s.
-	BackgroundInterval time.Duration
-	// PollTimeout bounds one cloud call; default 10s.
-	PollTimeout time.Duration
-	// MaxBackoff caps the delay after failed polls; default 30s.
-	MaxBackoff time.Duration
+	// Pacing paces each task's polls, as in one process.
+	tracker.Pacing
 	// Freshness: a shared observation younger than this answers a read;
 	// default 1s.
 	Freshness time.Duration
@@ -59,12 +51,13 @@ type ScheduleOptions struct {
 }
 
 func (o *ScheduleOptions) defaults() {
-	setDefault(&o.MinInterval, time.Second)
-	setDefault(&o.BackgroundInterval, 10*time.Second)
-	setDefault(&o.PollTimeout, 10*time.Second)
-	setDefault(&o.MaxBackoff, 30*time.Second)
-	setDefault(&o.Freshness, time.Second)
-	setDefault(&o.InterestTTL, 15*time.Second)
+	o.Pacing = o.Pacing.WithDefaults()
+	if o.Freshness <= 0 {
+		o.Freshness = time.Second
+	}
+	if o.InterestTTL <= 0 {
+		o.InterestTTL = 15 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -73,12 +66,6 @@ func (o *ScheduleOptions) defaults() {
 	}
 	if o.TracerProvider == nil {
 		o.TracerProvider = otel.GetTracerProvider()
-	}
-}
-
-func setDefault(d *time.Duration, v time.Duration) {
-	if *d <= 0 {
-		*d = v
 	}
 }
 
@@ -196,14 +183,6 @@ func (s *Schedule) Next(id int64) (time.Time, int) {
 // Rate implements tracker.Scheduler: the fleet's read budget now.
 func (s *Schedule) Rate() float64 { return s.opts.Budget.Rate() }
 
-// floor is the least time between two polls of a task of tier t.
-func (s *Schedule) floor(t tracker.Tier) time.Duration {
-	if t == tracker.TierBackground {
-		return s.opts.BackgroundInterval
-	}
-	return s.opts.MinInterval
-}
-
 // interval is the time between two polls of a task of tier t: the floor,
 // or the share of the fleet's budget the fleet's tasks leave it.
 func (s *Schedule) interval(t tracker.Tier) time.Duration {
@@ -211,7 +190,7 @@ func (s *Schedule) interval(t tracker.Tier) time.Duration {
 	k := max(s.pending, 1)
 	s.mu.Unlock()
 	share := time.Duration(float64(k) / s.opts.Budget.Rate() * float64(time.Second))
-	return max(s.floor(t), share)
+	return max(s.opts.Floor(t), share)
 }
 
 // Run implements tracker.Scheduler: until ctx ends it writes this
@@ -775,7 +754,7 @@ func (s *Schedule) poll(ctx context.Context, l lease, late time.Duration, report
 		if cloud.KindOf(err) == cloud.KindThrottled {
 			s.opts.Budget.Throttled()
 		}
-		backoff = s.backoff(l.failures + 1)
+		backoff = s.opts.Backoff(l.failures + 1)
 		s.opts.Logger.WarnContext(sctx, "poll failed; retrying", "task_id", l.id, "failures", l.failures+1, "err", err)
 	default:
 		outcome = "refused"
@@ -790,7 +769,7 @@ func (s *Schedule) poll(ctx context.Context, l lease, late time.Duration, report
 		notify string
 	)
 	qerr := r.scan(s.f.pool.QueryRow(wctx, result, l.id, outcome, string(st.Status), st.DownloadURL, rid, code, text,
-		backoff.Seconds(), s.interval(l.tier).Seconds(), s.floor(l.tier).Seconds(), l.epoch, s.f.opts.Replica, formatSpan(span.SpanContext())), &notify)
+		backoff.Seconds(), s.interval(l.tier).Seconds(), s.opts.Floor(l.tier).Seconds(), l.epoch, s.f.opts.Replica, formatSpan(span.SpanContext())), &notify)
 	if errors.Is(qerr, pgx.ErrNoRows) {
 		s.opts.Logger.Warn("fleet: a poll's lease was taken over before its result was written; the result is dropped", "task_id", l.id)
 		return
@@ -842,18 +821,6 @@ func parseSpan(s string) trace.SpanContext {
 		return trace.SpanContext{}
 	}
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: t, SpanID: sp, TraceFlags: trace.FlagsSampled, Remote: true})
-}
-
-// backoff is the delay before the retry after n failed polls in a row:
-// exponential from 1.5 floors, jittered by a third, capped at MaxBackoff
-// (as tracker.Local).
-func (s *Schedule) backoff(n int) time.Duration {
-	d := float64(s.opts.MinInterval) * 1.5
-	for i := 1; i < n && d < float64(s.opts.MaxBackoff); i++ {
-		d *= 2
-	}
-	d = min(d, float64(s.opts.MaxBackoff))
-	return time.Duration(d * (1 + (rand.Float64()*2-1)/3))
 }
 
 // errorParts is what a failed poll's row keeps of its error.

@@ -139,7 +139,7 @@ func (m *Metrics) Handler() http.Handler {
 // Registry returns the registry, for tests that read values directly.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// BudgetWaited records a wait for the read budget (tracker.Observer).
+// BudgetWaited records a poll's wait for the read budget.
 func (m *Metrics) BudgetWaited(d time.Duration) {
 	m.budgetWait.WithLabelValues(BudgetRead).Observe(d.Seconds())
 }

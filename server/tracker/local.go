@@ -33,13 +33,9 @@ type Budget interface {
 	Rate() float64
 }
 
-// LocalOptions configure a Local scheduler. Zero values take the defaults
-// named.
-type LocalOptions struct {
-	// Cloud answers the polls.
-	Cloud Reader
-	// Budget paces all polls; nil means budget.New at 18 per second.
-	Budget Budget
+// Pacing is how a scheduler paces the polls of a task. Zero values take
+// the defaults named.
+type Pacing struct {
 	// MinInterval is the floor between two polls of one task; default 1s.
 	MinInterval time.Duration
 	// BackgroundInterval is the floor for tasks kept only by background
@@ -49,6 +45,48 @@ type LocalOptions struct {
 	PollTimeout time.Duration
 	// MaxBackoff caps the delay after failed polls; default 30s.
 	MaxBackoff time.Duration
+}
+
+// WithDefaults returns p with the defaults in place of its zero values.
+func (p Pacing) WithDefaults() Pacing {
+	setDefault(&p.MinInterval, time.Second)
+	setDefault(&p.BackgroundInterval, 10*time.Second)
+	setDefault(&p.PollTimeout, 10*time.Second)
+	setDefault(&p.MaxBackoff, 30*time.Second)
+	return p
+}
+
+// Floor is the least time between two polls of a task of tier t.
+func (p Pacing) Floor(t Tier) time.Duration {
+	if t == TierBackground {
+		return p.BackgroundInterval
+	}
+	return p.MinInterval
+}
+
+// Backoff is the delay before the retry after n polls of a task failed in
+// a row: from 1.5 floors, doubling, capped at MaxBackoff, jittered by a
+// third (so that tasks failing together do not retry together, and the
+// first retry comes 1 to 2 floors later).
+func (p Pacing) Backoff(n int) time.Duration {
+	b := backoff.ExponentialBackOff{InitialInterval: p.MinInterval * 3 / 2, RandomizationFactor: 1.0 / 3, Multiplier: 2, MaxInterval: p.MaxBackoff}
+	b.Reset()
+	d := b.NextBackOff()
+	for range n - 1 {
+		d = b.NextBackOff()
+	}
+	return d
+}
+
+// LocalOptions configure a Local scheduler. Zero values take the defaults
+// named.
+type LocalOptions struct {
+	// Cloud answers the polls.
+	Cloud Reader
+	// Budget paces all polls; nil means budget.New at 18 per second.
+	Budget Budget
+	// Pacing paces each task's polls.
+	Pacing
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives poll failures; nil discards.
@@ -64,10 +102,7 @@ func (o *LocalOptions) defaults() {
 	if o.Budget == nil {
 		o.Budget = budget.MustNew(budget.Options{Rate: 18})
 	}
-	setDefault(&o.MinInterval, time.Second)
-	setDefault(&o.BackgroundInterval, 10*time.Second)
-	setDefault(&o.PollTimeout, 10*time.Second)
-	setDefault(&o.MaxBackoff, 30*time.Second)
+	o.Pacing = o.Pacing.WithDefaults()
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -121,10 +156,9 @@ type schedEntry struct {
 	status  cloud.Status
 	url     string
 	refused bool
-	// retry paces polls after failures and retryAt is the earliest time of
-	// the next one; both are reset by a poll the cloud answers. No change
-	// of interest moves a retry earlier.
-	retry   *backoff.ExponentialBackOff
+	// retryAt is the earliest time of the next poll after failures; a
+	// poll the cloud answers resets it. No change of interest moves a retry
+	// earlier.
 	retryAt time.Time
 }
 
@@ -237,7 +271,7 @@ func (l *Local) rescheduleLocked(e *schedEntry, now time.Time) {
 	// Whatever the tier and whoever joins or leaves: never ask twice within
 	// the floor, and never before a failed poll's backoff is over.
 	if !e.asked.IsZero() {
-		due = latest(due, e.asked.Add(l.floor(want)))
+		due = latest(due, e.asked.Add(l.opts.Floor(want)))
 	}
 	due = latest(due, e.retryAt)
 	if e.queued == want && e.index >= 0 && !due.Before(e.due) && want != TierUrgent {
@@ -271,15 +305,7 @@ func (l *Local) intervalLocked(e *schedEntry, tr Tier) time.Duration {
 		k++ // e itself, about to be scheduled
 	}
 	share := time.Duration(float64(k) / l.opts.Budget.Rate() * float64(time.Second))
-	return max(l.floor(tr), share)
-}
-
-// floor is the least time between two polls of one task of tier tr.
-func (l *Local) floor(tr Tier) time.Duration {
-	if tr == TierBackground {
-		return l.opts.BackgroundInterval
-	}
-	return l.opts.MinInterval
+	return max(l.opts.Floor(tr), share)
 }
 
 func (l *Local) nudge() {
@@ -394,7 +420,7 @@ func (l *Local) poll(ctx context.Context, e *schedEntry, report func(Poll)) {
 	case err == nil:
 		p.Status = st
 		e.status, e.url, e.refused, e.observed = st.Status, st.DownloadURL, false, now
-		e.failures, e.retry, e.retryAt = 0, nil, time.Time{}
+		e.failures, e.retryAt = 0, time.Time{}
 	case cloud.Transient(err):
 		e.failures++
 		p.Transient = err
@@ -403,13 +429,7 @@ func (l *Local) poll(ctx context.Context, e *schedEntry, report func(Poll)) {
 			// this task's, slows down.
 			l.opts.Budget.Throttled()
 		}
-		// Back off with jitter, so that tasks failing together do not
-		// retry together; the first retry comes 1 to 2 floors later.
-		if e.retry == nil {
-			e.retry = &backoff.ExponentialBackOff{InitialInterval: l.opts.MinInterval * 3 / 2, RandomizationFactor: 1.0 / 3, Multiplier: 2, MaxInterval: l.opts.MaxBackoff}
-			e.retry.Reset()
-		}
-		e.retryAt = now.Add(e.retry.NextBackOff())
+		e.retryAt = now.Add(l.opts.Backoff(e.failures))
 		l.opts.Logger.WarnContext(sctx, "poll failed; retrying", "task_id", e.id, "failures", e.failures, "err", err)
 	default:
 		p.Err = err

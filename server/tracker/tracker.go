@@ -101,18 +101,8 @@ type Poll struct {
 
 // Options configure a Tracker. Zero values take the defaults named.
 type Options struct {
-	// Scheduler polls the tasks; nil means a Local scheduler with the
-	// options below.
+	// Scheduler polls the tasks: a Local one, or a fleet's; required.
 	Scheduler Scheduler
-	// Cloud, Budget, MinInterval, BackgroundInterval, PollTimeout and
-	// MaxBackoff configure the Local scheduler when Scheduler is nil (see
-	// LocalOptions).
-	Cloud              Reader
-	Budget             Budget
-	MinInterval        time.Duration
-	BackgroundInterval time.Duration
-	PollTimeout        time.Duration
-	MaxBackoff         time.Duration
 	// Freshness: an unwatched task observed more recently than this is
 	// answered without asking the cloud; default 1s.
 	Freshness time.Duration
@@ -127,17 +117,10 @@ type Options struct {
 	// Observer is told about the tracker's work (metrics, the registry);
 	// nil ignores.
 	Observer Observer
-	// TracerProvider makes the Local scheduler's poll spans; nil means the
-	// global one.
-	TracerProvider trace.TracerProvider
 }
 
 // Observer is told about the tracker's work.
 type Observer interface {
-	// BudgetWaited reports how long the scheduler waited for a token of the
-	// read budget before a poll. It runs on the scheduler's path: it must
-	// be quick.
-	BudgetWaited(d time.Duration)
 	// Polled reports the task's snapshot after a poll this process made
 	// that the cloud answered or refused; settled is true for the task's
 	// first terminal observation (FINISHED, ERROR, or an error that ends
@@ -148,8 +131,7 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) BudgetWaited(time.Duration) {}
-func (nopObserver) Polled(Snapshot, bool)      {}
+func (nopObserver) Polled(Snapshot, bool) {}
 
 func (o *Options) defaults() {
 	setDefault(&o.Freshness, time.Second)
@@ -162,13 +144,6 @@ func (o *Options) defaults() {
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
-	}
-	if o.Scheduler == nil {
-		o.Scheduler = NewLocal(LocalOptions{
-			Cloud: o.Cloud, Budget: o.Budget, MinInterval: o.MinInterval, BackgroundInterval: o.BackgroundInterval,
-			PollTimeout: o.PollTimeout, MaxBackoff: o.MaxBackoff, Now: o.Now, Logger: o.Logger,
-			BudgetWaited: o.Observer.BudgetWaited, TracerProvider: o.TracerProvider,
-		})
 	}
 }
 
@@ -277,8 +252,12 @@ type Tracker struct {
 	tasks map[int64]*entry
 }
 
-// New returns a tracker; start its scheduler with Run.
+// New returns a tracker; start its scheduler with Run. opts.Scheduler must
+// be set.
 func New(opts Options) *Tracker {
+	if opts.Scheduler == nil {
+		panic("tracker: Options.Scheduler is required")
+	}
 	opts.defaults()
 	return &Tracker{opts: opts, sched: opts.Scheduler, tasks: map[int64]*entry{}}
 }

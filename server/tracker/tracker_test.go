@@ -75,12 +75,12 @@ func start(t *testing.T, c config) *env {
 		c.maxBackoff = time.Second
 	}
 	tr := tracker.New(tracker.Options{
-		Cloud:       cl,
-		Budget:      budget.MustNew(budget.Options{Rate: c.budget}),
-		MinInterval: c.minPoll,
-		Freshness:   c.freshness,
-		MaxBackoff:  c.maxBackoff,
-		PollTimeout: c.pollTimeout,
+		Scheduler: tracker.NewLocal(tracker.LocalOptions{
+			Cloud:  cl,
+			Budget: budget.MustNew(budget.Options{Rate: c.budget}),
+			Pacing: tracker.Pacing{MinInterval: c.minPoll, MaxBackoff: c.maxBackoff, PollTimeout: c.pollTimeout},
+		}),
+		Freshness: c.freshness,
 	})
 	e := &env{emu: emu, cloud: cl, tr: tr}
 	e.run = func() { go func() { defer wg.Done(); e.tr.Run(ctx) }() }
@@ -584,7 +584,9 @@ func TestRetriesKeepTheFloor(t *testing.T) {
 	e := start(t, config{stopped: true})
 	id := e.create(t, true)
 	tr := &timedReader{Reader: e.cloud}
-	e.tr = tracker.New(tracker.Options{Cloud: tr, Budget: budget.MustNew(budget.Options{Rate: 50}), MinInterval: floor, MaxBackoff: floor})
+	e.tr = tracker.New(tracker.Options{Scheduler: tracker.NewLocal(tracker.LocalOptions{
+		Cloud: tr, Budget: budget.MustNew(budget.Options{Rate: 50}), Pacing: tracker.Pacing{MinInterval: floor, MaxBackoff: floor},
+	})})
 	e.tr.Created(id, "")
 	e.start()
 	if err := e.emu.InjectFault(emulator.Fault{Kind: emulator.FaultRequestLimitExceeded, Action: cloud.ActionExportTasks}); err != nil {
