@@ -142,13 +142,17 @@ func (r *Runner) shared(ctx context.Context) error {
 	s0 := start.Unix()
 	cr := perSecond(st.Actions[cloud.ActionExportLicenseDetail], s0)
 	rd := perSecond(st.Actions[cloud.ActionExportTasks], s0)
-	crEnd := int(lastDone.Sub(start) / time.Second)  // the last whole second of creations
-	rdEnd := int(flipped.Sub(start) / time.Second)   // reads stay busy until the flip
 	endAll := int(time.Since(start)/time.Second) + 1 // the whole run
+	// Creations are busy while a second's worth of calls is left to make:
+	// the last few, retries of refused ones among them, cannot use a
+	// whole second (the makespan shows that tail). Reads stay busy until
+	// the flip: every task is watched and pending until then.
+	crEnd := min(cr.busyUntil(endAll), int(lastDone.Sub(start)/time.Second))
+	rdEnd := int(flipped.Sub(start) / time.Second)
 	crRates := traceOf(rates, start, func(s rateSample) float64 { return s.create })
 	rdRates := traceOf(rates, start, func(s rateSample) float64 { return s.read })
 
-	r.printf("Per second k (from the burst; k = 0 is [0 s, 1 s)), as the emulator counted them: calls the service made / refused (RequestLimitExceeded); the service's effective rate, lowest sample in the second. Creations ended in second %d, the tasks were finished in second %d.\n\n", crEnd, rdEnd)
+	r.printf("Per second k (from the burst; k = 0 is [0 s, 1 s)), as the emulator counted them: calls the service made / refused (RequestLimitExceeded); the service's effective rate, lowest sample in the second. The last creation was answered in second %d (fewer than %d creation calls were left to make from second %d on); the tasks were finished in second %d.\n\n", int(lastDone.Sub(start)/time.Second), sharedLimit, crEnd, rdEnd)
 	r.printf("| k | creations: calls / refused | create rate | reads: calls / refused | read rate |\n|---|---|---|---|---|\n")
 	for k := range endAll {
 		if cr.at(k).Offered == 0 && rd.at(k).Offered == 0 && k > rdEnd {
@@ -240,6 +244,17 @@ func perSecond(a emulator.ActionStats, s0 int64) seriesCounts {
 }
 
 func (s seriesCounts) at(k int) emulator.SecondCount { return s[k] }
+
+// busyUntil is the first second that began with fewer than sharedLimit of
+// the calls of seconds [0, end) still to make.
+func (s seriesCounts) busyUntil(end int) int {
+	left, _ := s.sum(0, end)
+	k := 0
+	for ; k < end && left >= sharedLimit; k++ {
+		left -= s[k].Offered
+	}
+	return k
+}
 
 // sum adds the calls and refusals of seconds [from, to).
 func (s seriesCounts) sum(from, to int) (calls, refused int64) {
