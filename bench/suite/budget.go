@@ -19,7 +19,7 @@ func (r *Runner) budget(ctx context.Context) error {
 	r.printf("## 2. Budget: %d ExportLicenseDetail calls at once, then their watches\n\n", n)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	c, err := r.startCluster(ctx, 10)
+	c, err := r.startCluster(ctx, 10, cloudQuota)
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func (r *Runner) fanout(ctx context.Context) error {
 	r.printf("## 1. Fan-out: %d WatchExportTask streams of one task over %d connections\n\n", n, nconns)
 	ctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
-	c, err := r.startCluster(ctx, nconns)
+	c, err := r.startCluster(ctx, nconns, cloudQuota)
 	if err != nil {
 		return err
 	}

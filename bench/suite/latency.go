@@ -47,7 +47,7 @@ func (r *Runner) latencyK(ctx context.Context, k int) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	c, err := r.startCluster(ctx, 4)
+	c, err := r.startCluster(ctx, 4, cloudQuota)
 	if err != nil {
 		return err
 	}

@@ -131,11 +131,14 @@ type cluster struct {
 	conns []*grpc.ClientConn
 }
 
+// cloudQuota is the cloud's documented limit per action and account.
+const cloudQuota = 20
+
 // startCluster starts the emulator (tasks pending until finished through
-// its admin endpoint, 20 requests per second per action) and the service
-// pointed at it, and dials nconns client connections to the service;
-// serverArgs are extra cwpexportd flags.
-func (r *Runner) startCluster(ctx context.Context, nconns int, serverArgs ...string) (*cluster, error) {
+// its admin endpoint, cloudLimit requests per second per action) and the
+// service pointed at it, and dials nconns client connections to the
+// service; serverArgs are extra cwpexportd flags.
+func (r *Runner) startCluster(ctx context.Context, nconns, cloudLimit int, serverArgs ...string) (*cluster, error) {
 	c := &cluster{}
 	var err error
 	if c.emuAddr, err = freeAddr(); err != nil {
@@ -150,7 +153,7 @@ func (r *Runner) startCluster(ctx context.Context, nconns int, serverArgs ...str
 		return nil, err
 	}
 	creds := []string{"TENCENTCLOUD_SECRET_ID=AKIDbench" + rand.Text(), "TENCENTCLOUD_SECRET_KEY=" + rand.Text()}
-	c.emu, err = startProc(r.dir, "emulator", creds, r.bin("cwp-emulator"), "-listen", c.emuAddr, "-pending", "-1s", "-rate-limit", "20")
+	c.emu, err = startProc(r.dir, "emulator", creds, r.bin("cwp-emulator"), "-listen", c.emuAddr, "-pending", "-1s", "-rate-limit", strconv.Itoa(cloudLimit))
 	if err != nil {
 		return nil, err
 	}

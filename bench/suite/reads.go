@@ -35,7 +35,7 @@ func (r *Runner) reads(ctx context.Context) error {
 	r.printf("## 4. Read throughput: GetExportTask of a watched task\n\n")
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	c, err := r.startCluster(ctx, 1)
+	c, err := r.startCluster(ctx, 1, cloudQuota)
 	if err != nil {
 		return err
 	}

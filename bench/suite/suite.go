@@ -1,7 +1,7 @@
 // Package suite runs the service's scale benchmarks against the CWP
 // emulator, each beside a baseline measured in the same run: fan-out of one
-// task to many watch streams, the creation budget, notify latency, and read
-// throughput. The emulator, the service and the baseline run as separate
+// task to many watch streams, the creation budget, notify latency, read
+// throughput, and the budget's adaptation to a quota shared with others. The emulator, the service and the baseline run as separate
 // processes on loopback so that the service's memory is its own.
 package suite
 
@@ -31,8 +31,11 @@ type Config struct {
 	Reads int
 	// Rounds is the number of throughput runs of each server, alternated.
 	Rounds int
-	// Only runs the named benchmarks (fanout, budget, latency, reads); empty
-	// runs all.
+	// SharedCreations is the size of the creation burst of the
+	// shared-quota benchmark.
+	SharedCreations int
+	// Only runs the named benchmarks (fanout, budget, latency, reads,
+	// shared); empty runs all.
 	Only []string
 	// Out receives the report.
 	Out io.Writer
@@ -72,6 +75,7 @@ func Run(ctx context.Context, cfg Config) error {
 		{"budget", r.budget},
 		{"latency", r.latency},
 		{"reads", r.reads},
+		{"shared", r.shared},
 	}
 	for _, b := range benches {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, b.name) {

@@ -58,7 +58,8 @@
 // consume budget. Only requests that passed authentication reach the limiter.
 // Independently, ActionStats.PeakPerSecond records the largest number of
 // requests (admitted or not) one SecretId sent to an action within any
-// window (t-1s, t], so a benchmark can check what the client offered.
+// window (t-1s, t], so a benchmark can check what the client offered, and
+// ActionStats.PerSecond counts the requests and refusals of each second.
 //
 // Each SecretId is its own account: tasks created with one SecretId are not
 // visible (ResourceNotFound) with another.

@@ -2,7 +2,9 @@ package emulator
 
 import (
 	"maps"
+	"slices"
 	"sync"
+	"time"
 )
 
 // Stats is a snapshot of the emulator's counters. Its JSON encoding is what
@@ -43,7 +45,26 @@ type ActionStats struct {
 	// only), when the action runs: an answer lost or corrupted on the way
 	// still counts.
 	Polls map[int64]int64
+	// PerSecond counts the authenticated requests of all SecretIds in each
+	// whole second of the emulator clock, oldest first, over the last
+	// SeriesSeconds seconds; seconds without requests are left out. It
+	// shows how a client's rate moved over time, which totals cannot.
+	PerSecond []SecondCount
 }
+
+// SecondCount is the traffic of one action in one second.
+type SecondCount struct {
+	// Second is the second's start, in Unix seconds of the emulator clock.
+	Second int64
+	// Offered is every request the rate limiter saw in the second,
+	// admitted or not.
+	Offered int64
+	// Refused is those answered RequestLimitExceeded.
+	Refused int64
+}
+
+// SeriesSeconds is how many seconds ActionStats.PerSecond spans at most.
+const SeriesSeconds = 600
 
 // TaskPolls is how many times ExportTasks successfully answered about task id.
 func (s Stats) TaskPolls(id int64) int64 {
@@ -104,11 +125,52 @@ func (s *statsRecorder) undelivered(action, code string) {
 	a.Errors[codeClientGone]++
 }
 
-func (s *statsRecorder) offered(action string, n int) {
+// offered records a request the rate limiter decided on at `at`: n is how
+// many its SecretId sent in the second up to it, admitted what the limiter
+// said.
+func (s *statsRecorder) offered(action string, at time.Time, n int, admitted bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.bucket(action)
 	a.PeakPerSecond = max(a.PeakPerSecond, int64(n))
+	c := a.second(at.Unix())
+	if c == nil {
+		return
+	}
+	c.Offered++
+	if !admitted {
+		c.Refused++
+	}
+}
+
+// second returns the count of second sec, added in order if missing, or nil
+// when sec is older than the series keeps. Requests are decided on in
+// nearly the order they arrive, so the search starts from the newest.
+func (a *ActionStats) second(sec int64) *SecondCount {
+	i := len(a.PerSecond)
+	for i > 0 && a.PerSecond[i-1].Second > sec {
+		i--
+	}
+	if i > 0 && a.PerSecond[i-1].Second == sec {
+		return &a.PerSecond[i-1]
+	}
+	newest := sec
+	if n := len(a.PerSecond); n > 0 {
+		newest = max(newest, a.PerSecond[n-1].Second)
+	}
+	if sec <= newest-SeriesSeconds {
+		return nil
+	}
+	a.PerSecond = slices.Insert(a.PerSecond, i, SecondCount{Second: sec})
+	drop := 0
+	for drop < len(a.PerSecond) && a.PerSecond[drop].Second <= newest-SeriesSeconds {
+		drop++
+	}
+	if drop > 0 {
+		a.PerSecond = slices.Delete(a.PerSecond, 0, drop)
+		i -= drop
+	}
+	return &a.PerSecond[i]
 }
 
 func (s *statsRecorder) taskCreated() {
@@ -150,6 +212,7 @@ func (a *ActionStats) clone() ActionStats {
 	c := *a
 	c.Errors = maps.Clone(a.Errors)
 	c.Polls = maps.Clone(a.Polls)
+	c.PerSecond = slices.Clone(a.PerSecond)
 	return c
 }
 

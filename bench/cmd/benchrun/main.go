@@ -21,9 +21,10 @@ func main() {
 	creations := flag.Int("creations", 200, "size of the creation burst")
 	reads := flag.Int("reads", 0, "GetExportTask calls per throughput run (default 30000, quick 10000)")
 	rounds := flag.Int("rounds", 0, "throughput runs per server, alternated (default 3, quick 1)")
-	only := flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated benchmarks to run: fanout,budget,latency,reads (also env BENCH_ONLY)")
+	shared := flag.Int("shared-creations", 0, "size of the creation burst against the shared quota (default 300, quick 150)")
+	only := flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated benchmarks to run: fanout,budget,latency,reads,shared (also env BENCH_ONLY)")
 	flag.Parse()
-	cfg := suite.Config{Quick: *quick, Streams: *streams, Conns: *conns, Creations: *creations, Reads: *reads, Rounds: *rounds}
+	cfg := suite.Config{Quick: *quick, Streams: *streams, Conns: *conns, Creations: *creations, Reads: *reads, Rounds: *rounds, SharedCreations: *shared}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
 	}
@@ -32,6 +33,9 @@ func main() {
 	}
 	if cfg.Reads == 0 {
 		cfg.Reads = pick(*quick, 10000, 30000)
+	}
+	if cfg.SharedCreations == 0 {
+		cfg.SharedCreations = pick(*quick, 150, 300)
 	}
 	if cfg.Rounds == 0 {
 		cfg.Rounds = pick(*quick, 1, 3)
