@@ -15,6 +15,7 @@ import (
 // process, package fleet for a fleet of replicas.
 type cloudBudget interface {
 	Admit(ctx context.Context, latest time.Time) (time.Duration, error)
+	Again(ctx context.Context, latest time.Time) (time.Duration, error)
 	Wait(ctx context.Context) error
 	Throttled()
 	Rate() float64

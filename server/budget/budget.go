@@ -227,22 +227,49 @@ func (b *Local) admit(ctx context.Context, latest time.Time) (time.Duration, err
 // sleeps without holding the lock, so that other callers can give up when
 // their deadline passes.
 func (b *Local) space(ctx context.Context) error {
+	_, err := b.spaceBy(ctx, time.Time{})
+	return err
+}
+
+// spaceBy is space with a latest start: a call that could not start by
+// latest fails at once with a *LateError. The gap follows the rate now,
+// not the rate when the call joined the queue: calls queued before a cut
+// slow down with it, and speed up again as the rate recovers.
+func (b *Local) spaceBy(ctx context.Context, latest time.Time) (time.Duration, error) {
+	began := b.opts.Now()
 	for {
 		b.mu.Lock()
 		now := b.opts.Now()
-		gap := time.Duration(float64(time.Second) / float64(b.lim.Limit()))
-		d := b.last.Add(gap).Sub(now)
+		r := b.rateLocked(now)
+		if !b.cut.IsZero() && math.Abs(r-float64(b.lim.Limit())) > 1e-3 {
+			b.lim.SetLimitAt(now, rate.Limit(r))
+		}
+		d := b.last.Add(time.Duration(float64(time.Second) / r)).Sub(now)
 		if d <= 0 {
 			b.last = now
 			b.starts = append(trim(b.starts, now), now)
 			b.mu.Unlock()
-			return nil
+			return now.Sub(began), nil
 		}
 		b.mu.Unlock()
+		if !latest.IsZero() && now.Add(d).After(latest) {
+			return 0, &LateError{Delay: d}
+		}
 		if err := sleep(ctx, d); err != nil {
-			return err
+			return 0, err
 		}
 	}
+}
+
+// Again waits until a call the cloud refused for its rate limit may be
+// made again, and returns how long it waited. The call keeps its place:
+// its turn in the bucket was spent on the refused attempt, so it waits only
+// for the spacing after the previous start, not behind every call queued
+// since. latest is as in Admit.
+func (b *Local) Again(ctx context.Context, latest time.Time) (time.Duration, error) {
+	return TraceWait(ctx, b.tracer, b.opts.Action, b.Rate(), func(ctx context.Context) (time.Duration, error) {
+		return b.spaceBy(ctx, latest)
+	})
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -146,3 +146,64 @@ func TestNewRejectsBadRates(t *testing.T) {
 		}
 	}
 }
+
+// TestQueuedCallsFollowTheRateNow: the spacing of calls already waiting
+// follows the rate as it is when they are due to start, not as it was when
+// they joined the queue: after a cut has recovered, they start at the
+// configured pace again.
+func TestQueuedCallsFollowTheRateNow(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		now = time.Unix(1_000_000, 0)
+	)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	b := MustNew(Options{Rate: 20, Recovery: time.Second, Now: clock})
+	b.Throttled() // nothing admitted in the last second: down to the floor
+	if r := b.Rate(); r > 3 {
+		t.Fatalf("after a cut the rate is %.2f/s", r)
+	}
+	// A call starts at the cut rate.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := b.Again(ctx, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// Ten recovery periods later the rate is back at 20/s: a call 60 ms
+	// after the previous one (more than 1/20 s) starts at once.
+	advance(10 * time.Second)
+	if r := b.Rate(); r != 20 {
+		t.Fatalf("the rate did not recover: %.2f/s", r)
+	}
+	if _, err := b.Again(ctx, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	advance(60 * time.Millisecond)
+	quick, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := b.Again(quick, time.Time{}); err != nil {
+		t.Fatalf("a call 60 ms after the previous one at 20/s waited: %v", err)
+	}
+}
+
+// TestAgainKeepsItsPlace: a call the cloud refused is made again after the
+// spacing alone, not behind the turns other callers took meanwhile.
+func TestAgainKeepsItsPlace(t *testing.T) {
+	b := MustNew(Options{Rate: 20})
+	// Twenty callers take their turns for the next second.
+	for range 20 {
+		r := b.lim.Reserve()
+		defer r.Cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := b.Again(ctx, time.Now().Add(300*time.Millisecond))
+	if err != nil {
+		t.Fatalf("a refused call waited behind the queue: %v", err)
+	}
+	_, err = b.Admit(ctx, time.Now().Add(300*time.Millisecond))
+	var late *LateError
+	if !errors.As(err, &late) {
+		t.Fatalf("a new call jumped the queue: %v", err)
+	}
+}

@@ -177,6 +177,12 @@ func (b *Budget) admit(ctx context.Context, latest time.Time) (time.Duration, er
 	}
 }
 
+// Again waits until a call the cloud refused for its rate limit may be
+// made again: in the fleet's queue of slots, like any call.
+func (b *Budget) Again(ctx context.Context, latest time.Time) (time.Duration, error) {
+	return b.Admit(ctx, latest)
+}
+
 // Wait blocks until a call may start, or ctx ends.
 func (b *Budget) Wait(ctx context.Context) error {
 	_, err := b.Admit(ctx, time.Time{})

@@ -186,16 +186,18 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 	retry := backoff.ExponentialBackOff{InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}
 	retry.Reset()
 	giveUp := s.opts.Now().Add(s.opts.MaxQueueWait)
-	if d, ok := ctx.Deadline(); ok && d.Before(giveUp) {
-		giveUp = d
-	}
+	again := false
 	for {
 		// The creation is recorded before it waits for the budget: the
 		// slot is taken right before the cloud call, so that no write
 		// comes between them to bunch calls the budget spaced. Its lease
 		// covers the wait, the call and the recording of its outcome.
 		row.ID, row.Owner, row.Created = "", s.opts.Instance, s.opts.Now()
-		lease := giveUp.Sub(s.opts.Now()) + s.opts.CreateTimeout + 2*registryTimeout
+		waitAtMost := giveUp.Sub(s.opts.Now())
+		if d, ok := ctx.Deadline(); ok {
+			waitAtMost = min(waitAtMost, time.Until(d))
+		}
+		lease := max(waitAtMost, 0) + s.opts.CreateTimeout + 2*registryTimeout
 		got, fresh, err := s.opts.Registry.Reserve(ctx, row, lease)
 		switch {
 		case errors.Is(err, taskstore.ErrLostReservation):
@@ -211,7 +213,7 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 			}
 			return got, err
 		}
-		if err := s.admit(ctx); err != nil {
+		if err := s.admit(ctx, giveUp, again); err != nil {
 			// Nothing was sent: the request id may be tried again.
 			s.release(got)
 			return taskstore.Task{}, err
@@ -224,9 +226,14 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 			return taskstore.Task{}, cloudStatus(ctx, 0, err)
 		}
 		wait := retry.NextBackOff()
-		if s.opts.Now().Add(wait + s.opts.CreateCallTime).After(giveUp) {
+		end := giveUp
+		if d, ok := ctx.Deadline(); ok && d.Before(end) {
+			end = d
+		}
+		if s.opts.Now().Add(wait + s.opts.CreateCallTime).After(end) {
 			return taskstore.Task{}, cloudStatus(ctx, 0, err)
 		}
+		again = true
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -46,6 +46,9 @@ type CreateBudget interface {
 	// a call that could not start by latest fails at once with a
 	// *budget.LateError.
 	Admit(ctx context.Context, latest time.Time) (time.Duration, error)
+	// Again is Admit for a call the cloud refused for its rate limit, which
+	// keeps its place in the queue where the budget can.
+	Again(ctx context.Context, latest time.Time) (time.Duration, error)
 	// Throttled reports a call the cloud refused for its rate limit.
 	Throttled()
 	// Configured is the configured rate, in calls per second.
@@ -411,20 +414,25 @@ func (s *Service) create(ctx context.Context, req exportRequest) (*cwpexportv1.E
 	return s.createRecorded(ctx, req, params)
 }
 
-// admit waits for the export budget. A caller whose deadline (or
-// MaxQueueWait) would pass first, leaving less than CreateCallTime for the
-// cloud call, gets ResourceExhausted at once with a retry hint, rather
+// admit waits for the export budget, again for a call the cloud refused
+// for its rate. A caller whose deadline (or giveUp, the end of the
+// service's queue) would pass first, leaving less than CreateCallTime for
+// the cloud call, gets ResourceExhausted at once with a retry hint, rather
 // than a wait that cannot succeed.
-func (s *Service) admit(ctx context.Context) error {
-	latest := s.opts.Now().Add(s.opts.MaxQueueWait)
+func (s *Service) admit(ctx context.Context, giveUp time.Time, again bool) error {
+	latest, deadline := giveUp, false
 	if d, ok := ctx.Deadline(); ok && d.Add(-s.opts.CreateCallTime).Before(latest) {
-		latest = d.Add(-s.opts.CreateCallTime)
+		latest, deadline = d.Add(-s.opts.CreateCallTime), true
 	}
-	waited, err := s.opts.CreateBudget.Admit(ctx, latest)
+	wait := s.opts.CreateBudget.Admit
+	if again {
+		wait = s.opts.CreateBudget.Again
+	}
+	waited, err := wait(ctx, latest)
 	var late *budget.LateError
 	switch {
 	case errors.As(err, &late):
-		return budgetExhausted(late.Delay)
+		return budgetExhausted(late.Delay, deadline, s.opts.MaxQueueWait)
 	case err != nil && ctx.Err() != nil:
 		return contextStatus(ctx, ctx.Err())
 	case err != nil:
@@ -440,9 +448,12 @@ func (s *Service) budgetWaited(d time.Duration) {
 	}
 }
 
-func budgetExhausted(retry time.Duration) error {
-	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
-		"too many exports are queued for the cloud's request budget to start this one before the call's deadline; retry in %s or with a longer deadline", retry.Round(time.Millisecond)))
+func budgetExhausted(retry time.Duration, deadline bool, queue time.Duration) error {
+	msg := fmt.Sprintf("too many exports are queued for the cloud's request budget to start this one before the call's deadline; retry in %s or with a longer deadline", retry.Round(time.Millisecond))
+	if !deadline {
+		msg = fmt.Sprintf("too many exports are queued for the cloud's request budget to start this one within the %s an export may wait; retry in %s", queue, retry.Round(time.Millisecond))
+	}
+	st := status.New(codes.ResourceExhausted, msg)
 	ws, err := st.WithDetails(
 		&errdetails.ErrorInfo{Reason: ReasonBudgetExhausted, Domain: Domain, Metadata: map[string]string{metadataRetryAfterMillis: fmt.Sprint(retry.Milliseconds())}},
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)},
