@@ -23,7 +23,7 @@ const benchToken = "bench-token-0123456789abcdef"
 
 func call(_ testing.TB, a *Authenticator, inProcess bool, ctx context.Context) (string, error) {
 	var caller string
-	unary, _ := a.Interceptors(inProcess)
+	unary := a.Unary(inProcess)
 	_, err := unary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/cwpexport.v1.LicenseExportService/GetExportTask"},
 		func(ctx context.Context, _ any) (any, error) { caller = Caller(ctx); return nil, nil })
 	return caller, err
@@ -47,11 +47,19 @@ func TestUnaryInterceptor(t *testing.T) {
 			t.Errorf("authentication off: caller %q, %v", caller, err)
 		}
 	}
-	unary, _ := a.Interceptors(false)
-	_, err = unary(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"},
+	_, err = a.Unary(false)(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"},
 		func(context.Context, any) (any, error) { return nil, nil })
 	if err != nil {
 		t.Errorf("health check without a token: %v", err)
+	}
+	if _, err := a.Stream(context.Background(), "/grpc.health.v1.Health/Watch", false); err != nil {
+		t.Errorf("health watch without a token: %v", err)
+	}
+	if _, err := a.Stream(context.Background(), "/cwpexport.v1.LicenseExportService/WatchExportTask", false); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a watch without a token: %v", err)
+	}
+	if caller, err := a.Stream(good, "/cwpexport.v1.LicenseExportService/WatchExportTask", false); err != nil || Caller(caller) != "ops" {
+		t.Errorf("a watch with a valid token: %v %v", Caller(caller), err)
 	}
 }
 

@@ -1,13 +1,13 @@
 // Package limits bounds what one caller may take of the service: open
-// streams and the rate of unary reads per caller, as gRPC interceptors
-// placed after caller authentication.
+// streams (Streams.Open, from the server's stream interceptor) and the rate
+// of unary reads (an interceptor), per caller, after authentication.
 package limits
 
 import (
+	"context"
 	"strings"
 	"sync"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -40,23 +40,19 @@ func NewStreams(max int) *Streams {
 	return &Streams{max: max, open: map[string]int{}}
 }
 
-// Interceptor is the stream server interceptor enforcing the bound.
-func (s *Streams) Interceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if strings.HasPrefix(info.FullMethod, healthPrefix) {
-			return handler(srv, ss)
-		}
-		caller := callerauth.Caller(ss.Context())
-		if caller == "" {
-			return handler(srv, ss)
-		}
-		if !s.acquire(caller) {
-			return status.Errorf(codes.ResourceExhausted,
-				"caller %q already holds %d open streams, the most allowed per caller; close a stream (one watch per task is enough) and retry", caller, s.max)
-		}
-		defer s.release(caller)
-		return handler(srv, ss)
+// Open counts a stream of ctx's caller to fullMethod, or refuses it with
+// ResourceExhausted when the caller holds the most allowed; release ends
+// it. Health watches and unauthenticated callers are not counted.
+func (s *Streams) Open(ctx context.Context, fullMethod string) (release func(), err error) {
+	caller := callerauth.Caller(ctx)
+	if strings.HasPrefix(fullMethod, healthPrefix) || caller == "" {
+		return func() {}, nil
 	}
+	if !s.acquire(caller) {
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"caller %q already holds %d open streams, the most allowed per caller; close a stream (one watch per task is enough) and retry", caller, s.max)
+	}
+	return func() { s.release(caller) }, nil
 }
 
 func (s *Streams) acquire(caller string) bool {

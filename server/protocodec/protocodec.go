@@ -25,8 +25,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// Codec is the codec with its interceptors: install it with
-// grpc.ForceServerCodecV2 and its Unary and Stream interceptors.
+// Codec is the codec with what answers for it: install it with
+// grpc.ForceServerCodecV2, its Unary interceptor, and Checked in the
+// server's stream interceptor.
 type Codec struct {
 	base encoding.CodecV2
 	// invalid maps a decoded message (its pointer) to the field that held
@@ -93,12 +94,10 @@ func (c *Codec) Unary() grpc.UnaryServerInterceptor {
 	}
 }
 
-// Stream answers a streamed request the codec flagged, when the handler
-// receives it.
-func (c *Codec) Stream() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return handler(srv, &checkedStream{ServerStream: ss, c: c})
-	}
+// Checked returns ss with the messages it receives checked: one the codec
+// flagged is answered InvalidArgument.
+func (c *Codec) Checked(ss grpc.ServerStream) grpc.ServerStream {
+	return &checkedStream{ServerStream: ss, c: c}
 }
 
 type checkedStream struct {
