@@ -2,7 +2,9 @@ package emulator
 
 import (
 	"maps"
+	"slices"
 	"sync"
+	"time"
 )
 
 // Stats is a snapshot of the emulator's counters. Its JSON encoding is what
@@ -43,7 +45,16 @@ type ActionStats struct {
 	// only), when the action runs: an answer lost or corrupted on the way
 	// still counts.
 	Polls map[int64]int64
+	// PollTimes holds, per TaskId, the emulator-clock arrival times of the
+	// last PollTimesKept lookups that Polls counts, oldest first
+	// (ExportTasks only): the gaps between a task's polls, whoever sent
+	// them.
+	PollTimes map[int64][]time.Time
 }
+
+// PollTimesKept is how many poll times ActionStats.PollTimes keeps per
+// task: enough for a benchmark's minutes, bounded for a long run.
+const PollTimesKept = 64
 
 // TaskPolls is how many times ExportTasks successfully answered about task id.
 func (s Stats) TaskPolls(id int64) int64 {
@@ -62,10 +73,11 @@ type statsRecorder struct {
 func newStatsRecorder() *statsRecorder {
 	s := &statsRecorder{actions: map[string]*ActionStats{}}
 	for name := range actions {
-		s.actions[name] = &ActionStats{Errors: map[string]int64{}, Polls: map[int64]int64{}}
+		s.actions[name] = &ActionStats{Errors: map[string]int64{}, Polls: map[int64]int64{}, PollTimes: map[int64][]time.Time{}}
 	}
 	s.unattributed.Errors = map[string]int64{}
 	s.unattributed.Polls = map[int64]int64{}
+	s.unattributed.PollTimes = map[int64][]time.Time{}
 	return s
 }
 
@@ -117,10 +129,16 @@ func (s *statsRecorder) taskCreated() {
 	s.actions[actionExportLicenseDetail].TasksCreated++
 }
 
-func (s *statsRecorder) polled(id int64) {
+func (s *statsRecorder) polled(id int64, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.actions[actionExportTasks].Polls[id]++
+	a := s.actions[actionExportTasks]
+	a.Polls[id]++
+	times := a.PollTimes[id]
+	if len(times) == PollTimesKept {
+		times = append(times[:0], times[1:]...)
+	}
+	a.PollTimes[id] = append(times, at)
 }
 
 func (s *statsRecorder) downloaded() {
@@ -150,6 +168,10 @@ func (a *ActionStats) clone() ActionStats {
 	c := *a
 	c.Errors = maps.Clone(a.Errors)
 	c.Polls = maps.Clone(a.Polls)
+	c.PollTimes = make(map[int64][]time.Time, len(a.PollTimes))
+	for id, times := range a.PollTimes {
+		c.PollTimes[id] = slices.Clone(times)
+	}
 	return c
 }
 
