@@ -151,7 +151,7 @@ func (e *Emulator) process(c *call) (any, *apiError) {
 	}
 
 	admitted, offered := e.limiter.admit(c.secretID, c.action, c.received)
-	e.stats.offered(c.action, offered)
+	e.stats.offered(c.action, offered, c.received)
 	if !admitted {
 		return nil, newError(codeRequestLimitExceeded, "Your requests to %s exceed the frequency limit.", c.action)
 	}

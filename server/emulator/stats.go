@@ -41,6 +41,9 @@ type ActionStats struct {
 	// or rejected, that one SecretId sent to the action within any window
 	// (t-1s, t] of the emulator clock.
 	PeakPerSecond int64
+	// PeakAt is the emulator-clock arrival time of the request that first
+	// brought a window to PeakPerSecond: when the peak happened.
+	PeakAt time.Time
 	// Polls counts successful ExportTasks lookups per TaskId (ExportTasks
 	// only), when the action runs: an answer lost or corrupted on the way
 	// still counts.
@@ -116,11 +119,13 @@ func (s *statsRecorder) undelivered(action, code string) {
 	a.Errors[codeClientGone]++
 }
 
-func (s *statsRecorder) offered(action string, n int) {
+func (s *statsRecorder) offered(action string, n int, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.bucket(action)
-	a.PeakPerSecond = max(a.PeakPerSecond, int64(n))
+	if int64(n) > a.PeakPerSecond {
+		a.PeakPerSecond, a.PeakAt = int64(n), at
+	}
 }
 
 func (s *statsRecorder) taskCreated() {
