@@ -53,6 +53,9 @@ type FleetConfig struct {
 	Baselines bool
 	// Only runs the named benchmarks (fleet1 ... fleet5); empty runs all.
 	Only []string
+	// KeepLogs keeps the processes' logs (the last run of each name) and
+	// says where.
+	KeepLogs bool
 	// Out receives the report.
 	Out io.Writer
 }
@@ -112,7 +115,11 @@ func RunFleet(ctx context.Context, cfg FleetConfig) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if cfg.KeepLogs {
+		fmt.Fprintf(os.Stderr, "benchfleet: the processes' logs are in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	r := &fleetRunner{Runner: &Runner{dir: dir, out: cfg.Out}, cfg: cfg}
 	r.printf("# build\n")
 	build := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "./cmd/cwp-emulator", "./cmd/cwpexportd", "./cmd/cwpexport")

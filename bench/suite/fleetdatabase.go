@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,11 +179,22 @@ func (r *fleetRunner) fleetDatabaseStop(ctx context.Context, run int) error {
 			break
 		}
 	}
+	// Each task's gap across the outage: a poll whose result could not be
+	// written leaves its lease to expire.
+	var worstGap time.Duration
+	leaseBound := 0
 	for _, id := range ids {
 		ts := st.Actions[cloud.ActionExportTasks].PollTimes[parseID(id)]
-		for _, t := range ts {
+		for k, t := range ts {
 			if t.After(upAt) {
 				allPolled = max(allPolled, t.Sub(upAt))
+				if k > 0 {
+					gap := t.Sub(ts[k-1])
+					worstGap = max(worstGap, gap)
+					if gap >= fleetLease-time.Second {
+						leaseBound++
+					}
+				}
 				break
 			}
 		}
@@ -208,11 +220,19 @@ func (r *fleetRunner) fleetDatabaseStop(ctx context.Context, run int) error {
 	}
 	stoppingCalls := countIn(created, stopAt, downAt) + countIn(polls, stopAt, downAt)
 
-	// Creations answered while it was down.
+	// The calls the cloud answered from the stop on, from the stop.
+	var downCalls []string
+	for _, t := range within(created, stopAt, startAt) {
+		downCalls = append(downCalls, "creation at "+signed(t.Sub(stopAt)))
+	}
+	for _, t := range within(polls, stopAt, startAt) {
+		downCalls = append(downCalls, "read at "+signed(t.Sub(stopAt)))
+	}
+	// Creations sent while it was down, however late answered.
 	codesDown := map[codes.Code]int{}
 	var probesDown int
 	for _, p := range probes {
-		if p.sent.After(downAt) && p.done.Before(upAt) {
+		if !p.sent.Before(downAt) && p.sent.Before(startAt) {
 			probesDown++
 			codesDown[p.code]++
 		}
@@ -244,12 +264,15 @@ func (r *fleetRunner) fleetDatabaseStop(ctx context.Context, run int) error {
 	r.printf("| figure | measured | target |\n|---|---|---|\n")
 	r.printf("| upstream calls while it was down (creations / reads) | **%d / %d** | 0 |\n", downCreates, downReads)
 	r.printf("| upstream calls while it shut down (%s) | %d | |\n", ms(downAt.Sub(stopAt)), stoppingCalls)
-	r.printf("| creations answered while it was down: Unavailable / all | **%d / %d** %v | all Unavailable |\n", unavailable, probesDown, codesDown)
+	r.printf("| the calls the cloud answered from the stop's start to the start's, from the stop | %s | |\n", strings.Join(downCalls, ", "))
+	r.printf("| creations sent while it was down: answered Unavailable / all | **%d / %d** %v | all Unavailable |\n", unavailable, probesDown, codesDown)
 	r.printf("| heartbeats each stream received in the %s it was down (%s apart): min / median / max | **%.0f / %.0f / %.0f** | ≥ %d |\n",
 		secs(down), fleetHeartbeat, beats[0], median(beats), beats[len(beats)-1], int(down/fleetHeartbeat)-1)
 	r.printf("| watches resumed (a stream ended Unavailable or early) | %d | 0 |\n", resumed)
 	r.printf("| after the start: first successful creation on each replica | %s | reported |\n", durations(firstCreate))
-	r.printf("| after the start: first poll at the emulator / every task polled again | **%s / %s** | reported |\n", ms(firstPoll), ms(allPolled))
+	r.printf("| after the start: first poll at the emulator / every one of the %d watched tasks polled again (%d tasks pending with the probes' creations: period %s) | **%s / %s** | reported |\n",
+		n, len(tasks), secs(max(fleetFloor, time.Duration(float64(len(tasks))/fleetBestRate*float64(time.Second)))), ms(firstPoll), ms(allPolled))
+	r.printf("| longest gap between two polls of a task across the outage / tasks whose gap was ≥ %s (a lease left to expire) | %s / %d | |\n", secs(fleetLease-time.Second), secs(worstGap), leaseBound)
 	r.printf("| RequestLimitExceeded (creations / reads) / peak in a 1-s window | %d / %d, %d / %d | 0 / ≤ 20 |\n",
 		cr.Errors["RequestLimitExceeded"], rd.Errors["RequestLimitExceeded"], cr.PeakPerSecond, rd.PeakPerSecond)
 	r.printf("| watchers that saw FINISHED after the outage | %d / %d | all |\n\n", finishedAll, n)

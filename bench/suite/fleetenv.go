@@ -377,15 +377,32 @@ func allPollTimes(byTask map[int64][]time.Time) []time.Time {
 	return all
 }
 
-// countIn counts the times in [from, to).
-func countIn(ts []time.Time, from, to time.Time) int {
-	n := 0
+// within returns the times in [from, to).
+func within(ts []time.Time, from, to time.Time) []time.Time {
+	var out []time.Time
 	for _, t := range ts {
 		if !t.Before(from) && t.Before(to) {
-			n++
+			out = append(out, t)
 		}
 	}
-	return n
+	return out
+}
+
+// countIn counts the times in [from, to).
+func countIn(ts []time.Time, from, to time.Time) int { return len(within(ts, from, to)) }
+
+// peakWindow is the largest number of times within any window (t-1s, t].
+func peakWindow(ts []time.Time) int {
+	s := slices.Clone(ts)
+	slices.SortFunc(s, func(a, b time.Time) int { return a.Compare(b) })
+	peak, j := 0, 0
+	for i := range s {
+		for s[i].Sub(s[j]) >= time.Second {
+			j++
+		}
+		peak = max(peak, i-j+1)
+	}
+	return peak
 }
 
 // finishAll makes the cloud finish the tasks, then waits until the

@@ -30,6 +30,7 @@ func main() {
 	flag.DurationVar(&cfg.DBDown, "db-down", 0, "fleet5: how long PostgreSQL stays stopped (default 5s)")
 	flag.IntVar(&cfg.Runs, "runs", 1, "runs of each benchmark; the summary gives medians")
 	flag.BoolVar(&cfg.Baselines, "baselines", true, "also measure the single process (SQLite) in the same run (fleet1-fleet3)")
+	flag.BoolVar(&cfg.KeepLogs, "keep-logs", false, "keep the processes' logs (in a temporary directory it names)")
 	only := flag.String("only", os.Getenv("BENCH_FLEET_ONLY"), "comma-separated benchmarks to run: fleet1,...,fleet5 (also env BENCH_FLEET_ONLY)")
 	flag.Parse()
 	if *only != "" {
