@@ -57,6 +57,11 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 20000 inputs); seed corpora 
 bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchrun
 	go run ./bench/cmd/benchregistry
+	go run ./bench/cmd/benchfleet
+
+.PHONY: bench-fleet
+bench-fleet: ## Run the fleet's benchmarks alone: three replicas on PostgreSQL (BENCH_FLEET_ONLY=fleet1,fleet4 for some)
+	go run ./bench/cmd/benchfleet
 
 .third_party: go.mod Makefile
 	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/google/rpc

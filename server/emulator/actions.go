@@ -222,7 +222,7 @@ func (e *Emulator) exportTasks(c *call, p object) (any, *apiError) {
 	if !found {
 		return nil, newError(codeResourceNotFound, "The export task %d does not exist.", id)
 	}
-	e.stats.polled(id)
+	e.stats.polled(id, c.received)
 	resp := exportTasksResponse{Status: status, RequestId: c.requestID}
 	if status == statusFinished {
 		resp.DownloadUrl = e.signedDownloadURL(c.r, token)

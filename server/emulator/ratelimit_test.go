@@ -10,6 +10,7 @@ func TestRateLimitWithSDK(t *testing.T) {
 	clock := newFakeClock()
 	s := startServer(t, Options{Now: clock.Now})
 	c := sdkClient(s, testID, testKey)
+	t0 := clock.Now()
 	create := func() string {
 		return errCode(t, sdkCall(t, c, APIVersion, "ExportLicenseDetail", nil, nil))
 	}
@@ -44,6 +45,10 @@ func TestRateLimitWithSDK(t *testing.T) {
 	if st.Requests != want.Requests || st.TasksCreated != want.TasksCreated || st.PeakPerSecond != want.PeakPerSecond ||
 		st.Errors[codeRequestLimitExceeded] != 2 || len(st.Errors) != 1 {
 		t.Fatalf("stats %+v, want %+v with 2 RequestLimitExceeded", st, want)
+	}
+	// The 22nd request of the window came 999ms after the first 21.
+	if at := t0.Add(999 * time.Millisecond); !st.PeakAt.Equal(at) {
+		t.Errorf("PeakAt %v, want %v", st.PeakAt, at)
 	}
 }
 

@@ -41,6 +41,9 @@ type ActionStats struct {
 	// or rejected, that one SecretId sent to the action within any window
 	// (t-1s, t] of the emulator clock.
 	PeakPerSecond int64
+	// PeakAt is the emulator-clock arrival time of the request that first
+	// brought a window to PeakPerSecond: when the peak happened.
+	PeakAt time.Time
 	// Polls counts successful ExportTasks lookups per TaskId (ExportTasks
 	// only), when the action runs: an answer lost or corrupted on the way
 	// still counts.
@@ -50,6 +53,11 @@ type ActionStats struct {
 	// SeriesSeconds seconds; seconds without requests are left out. It
 	// shows how a client's rate moved over time, which totals cannot.
 	PerSecond []SecondCount
+	// PollTimes holds, per TaskId, the emulator-clock arrival times of the
+	// last PollTimesKept lookups that Polls counts, oldest first
+	// (ExportTasks only): the gaps between a task's polls, whoever sent
+	// them.
+	PollTimes map[int64][]time.Time
 }
 
 // SecondCount is the traffic of one action in one second.
@@ -65,6 +73,10 @@ type SecondCount struct {
 
 // SeriesSeconds is how many seconds ActionStats.PerSecond spans at most.
 const SeriesSeconds = 600
+
+// PollTimesKept is how many poll times ActionStats.PollTimes keeps per
+// task: enough for a benchmark's minutes, bounded for a long run.
+const PollTimesKept = 64
 
 // TaskPolls is how many times ExportTasks successfully answered about task id.
 func (s Stats) TaskPolls(id int64) int64 {
@@ -83,10 +95,11 @@ type statsRecorder struct {
 func newStatsRecorder() *statsRecorder {
 	s := &statsRecorder{actions: map[string]*ActionStats{}}
 	for name := range actions {
-		s.actions[name] = &ActionStats{Errors: map[string]int64{}, Polls: map[int64]int64{}}
+		s.actions[name] = &ActionStats{Errors: map[string]int64{}, Polls: map[int64]int64{}, PollTimes: map[int64][]time.Time{}}
 	}
 	s.unattributed.Errors = map[string]int64{}
 	s.unattributed.Polls = map[int64]int64{}
+	s.unattributed.PollTimes = map[int64][]time.Time{}
 	return s
 }
 
@@ -132,7 +145,9 @@ func (s *statsRecorder) offered(action string, at time.Time, n int, admitted boo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.bucket(action)
-	a.PeakPerSecond = max(a.PeakPerSecond, int64(n))
+	if int64(n) > a.PeakPerSecond {
+		a.PeakPerSecond, a.PeakAt = int64(n), at
+	}
 	c := a.second(at.Unix())
 	if c == nil {
 		return
@@ -179,10 +194,16 @@ func (s *statsRecorder) taskCreated() {
 	s.actions[actionExportLicenseDetail].TasksCreated++
 }
 
-func (s *statsRecorder) polled(id int64) {
+func (s *statsRecorder) polled(id int64, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.actions[actionExportTasks].Polls[id]++
+	a := s.actions[actionExportTasks]
+	a.Polls[id]++
+	times := a.PollTimes[id]
+	if len(times) == PollTimesKept {
+		times = append(times[:0], times[1:]...)
+	}
+	a.PollTimes[id] = append(times, at)
 }
 
 func (s *statsRecorder) downloaded() {
@@ -213,6 +234,10 @@ func (a *ActionStats) clone() ActionStats {
 	c.Errors = maps.Clone(a.Errors)
 	c.Polls = maps.Clone(a.Polls)
 	c.PerSecond = slices.Clone(a.PerSecond)
+	c.PollTimes = make(map[int64][]time.Time, len(a.PollTimes))
+	for id, times := range a.PollTimes {
+		c.PollTimes[id] = slices.Clone(times)
+	}
 	return c
 }
 
