@@ -108,21 +108,21 @@ func (b *Budget) rateArgs() []any {
 }
 
 // takeSlot takes the next start slot, unless it is more than maxWait away
-// (maxWait < 0: any). It returns the slot and the database's now (or, when
-// refused, the slot it would have been and false).
+// ($7 < 0: any). The slot and the database's now are computed in the row's
+// UPDATE, after its lock: a statement that waited for the lock behind
+// other replicas' learns the time after the wait, so that the replica's
+// wait for the slot is not short by it. No row: refused (see slotDelay).
 const takeSlot = `
-WITH n AS (SELECT clock_timestamp() AS now),
-cur AS (
-  SELECT greatest(next_slot, n.now) AS slot,
-         fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, n.now) AS rate, throttles
-  FROM fleet_budget, n WHERE action = $1 FOR UPDATE
-),
-upd AS (
-  UPDATE fleet_budget b SET next_slot = cur.slot + make_interval(secs => (1 + $6::float8) / cur.rate)
-  FROM cur, n WHERE b.action = $1 AND ($7::float8 < 0 OR cur.slot <= n.now + make_interval(secs => $7::float8))
-  RETURNING cur.slot
-)
-SELECT cur.slot, n.now, cur.rate, cur.throttles, EXISTS (SELECT 1 FROM upd) FROM cur, n`
+UPDATE fleet_budget SET
+  last_gap = (1 + $6::float8) / fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, clock_timestamp()),
+  next_slot = greatest(next_slot, clock_timestamp())
+    + make_interval(secs => (1 + $6::float8) / fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, clock_timestamp()))
+WHERE action = $1 AND ($7::float8 < 0 OR next_slot <= clock_timestamp() + make_interval(secs => $7::float8))
+RETURNING next_slot - make_interval(secs => last_gap), clock_timestamp(), (1 + $6::float8) / last_gap, throttles`
+
+// slotDelay is how long until the next slot, for a call refused by
+// takeSlot.
+const slotDelay = `SELECT extract(epoch FROM greatest(next_slot, clock_timestamp()) - clock_timestamp())::float8 FROM fleet_budget WHERE action = $1`
 
 // Admit waits until a call may start and returns how long it waited. A call
 // that would have to wait past latest fails at once with a
@@ -146,13 +146,17 @@ func (b *Budget) admit(ctx context.Context, latest time.Time) (time.Duration, er
 			slot, now time.Time
 			rate      float64
 			throttles int64
-			taken     bool
 		)
 		args := append([]any{b.opts.Action}, b.rateArgs()...)
 		args = append(args, b.spacing(), maxWait)
-		err := b.f.pool.QueryRow(ctx, takeSlot, args...).Scan(&slot, &now, &rate, &throttles, &taken)
+		err := b.f.pool.QueryRow(ctx, takeSlot, args...).Scan(&slot, &now, &rate, &throttles)
 		if errors.Is(err, pgx.ErrNoRows) {
-			err = errors.New("no budget row for " + b.opts.Action)
+			var secs float64
+			err = b.f.pool.QueryRow(ctx, slotDelay, b.opts.Action).Scan(&secs)
+			if err := b.f.check(ctx, err); err != nil {
+				return 0, err
+			}
+			return 0, &budget.LateError{Delay: time.Duration(secs * float64(time.Second))}
 		}
 		if err := b.f.check(ctx, err); err != nil {
 			return 0, err
@@ -161,9 +165,6 @@ func (b *Budget) admit(ctx context.Context, latest time.Time) (time.Duration, er
 		b.rate.Store(math.Float64bits(rate))
 		b.throttles.Store(throttles)
 		wait := slot.Sub(now)
-		if !taken {
-			return 0, &budget.LateError{Delay: wait}
-		}
 		// The slot is in the database's time; the answer came after its now.
 		target := received.Add(wait)
 		if err := sleepUntil(ctx, target); err != nil {

@@ -475,6 +475,10 @@ func (r *taskRow) poll(pending int) tracker.Poll {
 	return p
 }
 
+// readCoalesce is how long the feed's reader gathers task ids before it
+// reads their rows.
+const readCoalesce = 10 * time.Millisecond
+
 // readLoop reads the rows of the tasks named by notifications and new
 // interest, and reports them.
 func (s *Schedule) readLoop(ctx context.Context, report func(tracker.Poll)) {
@@ -483,6 +487,11 @@ func (s *Schedule) readLoop(ctx context.Context, report func(tracker.Poll)) {
 		case <-ctx.Done():
 			return
 		case <-s.readWake:
+		}
+		// Notifications come in bursts (a poll every 50 ms across the
+		// fleet): one read serves those of a few milliseconds.
+		if sleepUntil(ctx, time.Now().Add(readCoalesce)) != nil {
+			return
 		}
 		s.mu.Lock()
 		ids := make([]int64, 0, len(s.reads))
@@ -572,7 +581,8 @@ func (s *Schedule) Lookup(ctx context.Context, id int64) (tracker.Poll, bool) {
 
 // claim takes the most urgent due task of the fleet, with the next start
 // slot of the fleet's read budget and a lease on the task, in one round
-// trip. Urgent tasks go first, unless a watched task is a whole floor late;
+// trip (the slot and the database's now computed after the budget row's
+// lock, as in takeSlot). Urgent tasks go first, unless a watched task is a whole floor late;
 // an ended task is polled only for an urgent caller. Nothing is taken, and
 // no slot used, when no task is due.
 const claim = `
@@ -588,20 +598,18 @@ cand AS (
   LIMIT 1
   FOR UPDATE OF t SKIP LOCKED
 ),
-b AS (
-  SELECT greatest(next_slot, n.now) AS slot, fleet_budget_rate(cut_at, base, ceiling, $3, $4, $5, $6, n.now) AS rate
-  FROM fleet_budget CROSS JOIN n WHERE action = 'ExportTasks' AND EXISTS (SELECT 1 FROM cand)
-  FOR UPDATE OF fleet_budget
-),
 slot AS (
-  UPDATE fleet_budget fb SET next_slot = b.slot + make_interval(secs => (1 + $7::float8) / b.rate)
-  FROM b WHERE fb.action = 'ExportTasks'
-  RETURNING b.slot, b.rate
+  UPDATE fleet_budget SET
+    last_gap = (1 + $7::float8) / fleet_budget_rate(cut_at, base, ceiling, $3, $4, $5, $6, clock_timestamp()),
+    next_slot = greatest(next_slot, clock_timestamp())
+      + make_interval(secs => (1 + $7::float8) / fleet_budget_rate(cut_at, base, ceiling, $3, $4, $5, $6, clock_timestamp()))
+  WHERE action = 'ExportTasks' AND EXISTS (SELECT 1 FROM cand)
+  RETURNING next_slot - make_interval(secs => last_gap) AS slot, clock_timestamp() AS now, (1 + $7::float8) / last_gap AS rate
 )
 UPDATE fleet_tasks t SET owner = $1, epoch = t.epoch + 1, cadence = t.due, asked = slot.slot,
   lease_until = slot.slot + make_interval(secs => $8::float8)
 FROM cand, slot WHERE t.task_id = cand.task_id
-RETURNING t.task_id, t.epoch, cand.tier, slot.slot, (SELECT now FROM n), slot.rate,
+RETURNING t.task_id, t.epoch, cand.tier, slot.slot, slot.now, slot.rate,
   t.state, t.download_url, t.refusal_code <> '', t.failures`
 
 // nextDue is how long until the fleet's next task is due (null: none).
@@ -614,8 +622,10 @@ WHERE (t.lease_until IS NULL OR t.lease_until < clock_timestamp())
 // lease is what a poll holds: the task, the epoch that fences its result,
 // its tier, and what the task was before (to tell its first ending).
 type lease struct {
-	id       int64
-	epoch    int64
+	id    int64
+	epoch int64
+	// until is when the lease ends, by this replica's clock.
+	until    time.Time
 	tier     tracker.Tier
 	state    cloud.Status
 	url      string
@@ -664,6 +674,7 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 		}
 		s.mu.Unlock()
 		target := received.Add(slot.Sub(now))
+		l.until = target.Add(leaseFor)
 		if sleepUntil(ctx, target) != nil {
 			return
 		}
@@ -762,21 +773,30 @@ func (s *Schedule) poll(ctx context.Context, l lease, late time.Duration, report
 	if err != nil {
 		code, text, rid = errorParts(err)
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// The result is written while the lease lasts, through a database
+	// outage too: the task is polled again at once when the database
+	// returns, not only when the lease has expired.
+	wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), l.until)
 	defer cancel()
 	var (
 		r      taskRow
 		notify string
 	)
-	qerr := r.scan(s.f.pool.QueryRow(wctx, result, l.id, outcome, string(st.Status), st.DownloadURL, rid, code, text,
-		backoff.Seconds(), s.interval(l.tier).Seconds(), s.opts.Floor(l.tier).Seconds(), l.epoch, s.f.opts.Replica, formatSpan(span.SpanContext())), &notify)
-	if errors.Is(qerr, pgx.ErrNoRows) {
-		s.opts.Logger.Warn("fleet: a poll's lease was taken over before its result was written; the result is dropped", "task_id", l.id)
-		return
-	}
-	if err := s.f.check(wctx, qerr); err != nil {
-		s.opts.Logger.Warn("fleet: write a poll's result", "task_id", l.id, "err", err)
-		return
+	for {
+		qerr := r.scan(s.f.pool.QueryRow(wctx, result, l.id, outcome, string(st.Status), st.DownloadURL, rid, code, text,
+			backoff.Seconds(), s.interval(l.tier).Seconds(), s.opts.Floor(l.tier).Seconds(), l.epoch, s.f.opts.Replica, formatSpan(span.SpanContext())), &notify)
+		if errors.Is(qerr, pgx.ErrNoRows) {
+			s.opts.Logger.Warn("fleet: a poll's lease was taken over before its result was written; the result is dropped", "task_id", l.id)
+			return
+		}
+		err := s.f.check(wctx, qerr)
+		if err == nil {
+			break
+		}
+		if wctx.Err() != nil || sleepUntil(wctx, time.Now().Add(250*time.Millisecond)) != nil {
+			s.opts.Logger.Warn("fleet: a poll's result could not be written while its lease lasted; it is dropped", "task_id", l.id, "err", err)
+			return
+		}
 	}
 	s.mu.Lock()
 	pending := s.pending
