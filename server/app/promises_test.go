@@ -459,3 +459,35 @@ func TestCreationsAdaptToASharedQuota(t *testing.T) {
 	}
 	t.Logf("%d creation calls, %d refused", st.Requests, refused)
 }
+
+// TestDownloadAfterTheStorageMoved: a finished task's recorded download
+// URL names an endpoint that no longer answers (the cloud's storage moved:
+// here the emulator restarted on another port, its tasks kept); the
+// download asks the cloud for a new URL and gets the same bytes.
+func TestDownloadAfterTheStorageMoved(t *testing.T) {
+	o := fastApp()
+	o.DataDir = t.TempDir()
+	state := t.TempDir()
+	cfg := testserver.Config{Emulator: emulator.Options{PendingFor: 100 * time.Millisecond, StateDir: state}, App: o}
+	env := testserver.Start(t, cfg)
+	id := finished(t, env)
+	want, _ := downloadGRPC(t, env, id)
+	waitFor(t, "the registry to record FINISHED", func() bool {
+		page, err := env.Client.ListExportTasks(context.Background(), &cwpexportv1.ListExportTasksRequest{State: cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED})
+		return err == nil && len(page.GetTasks()) == 1
+	})
+	old := env.EmulatorAddr
+	env.Stop()
+
+	env = testserver.Start(t, cfg)
+	if env.EmulatorAddr == old {
+		t.Skip("the emulator got its old port again: nothing moved")
+	}
+	got, _ := downloadGRPC(t, env, id)
+	if string(got) != string(want) {
+		t.Fatalf("downloaded %d bytes after the storage moved, %d before", len(got), len(want))
+	}
+	if r := env.Do(t, http.MethodGet, "/v1/export-tasks/"+id+":download", ""); r.Status != http.StatusOK || string(r.Body) != string(want) {
+		t.Fatalf("REST download after the storage moved: HTTP %d, %d bytes", r.Status, len(r.Body))
+	}
+}

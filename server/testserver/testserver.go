@@ -171,6 +171,10 @@ func Start(t testing.TB, cfg Config) *Env {
 					t.Errorf("server did not stop within 15s")
 				}
 			}
+			// Its state directory, if any, is free for the next one.
+			if err := emu.Close(); err != nil {
+				t.Errorf("close the emulator: %v", err)
+			}
 		})
 	}
 	t.Cleanup(env.stop)
