@@ -279,7 +279,8 @@ const (
 var labels = []struct{ has, label string }{
 	{"FOR UPDATE OF t SKIP LOCKED", labelClaim},
 	{"pg_notify(", labelResult},
-	{"UPDATE fleet_budget b SET next_slot", labelCreateSlot},
+	{"UPDATE fleet_budget SET last_gap", labelCreateSlot},
+	{"greatest(next_slot, clock_timestamp()) - clock_timestamp()", "budget: how long until the next slot (a refused creation)"},
 	{"throttles = b.throttles + 1", "budget: record a throttled call"},
 	{"FROM fleet_budget WHERE action", "budget: read the fleet's rate (every second)"},
 	{"due = clock_timestamp() WHERE task_id", labelRelease},
