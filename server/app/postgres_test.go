@@ -17,6 +17,7 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/pgtest"
 	"github.com/cwpexport/cwpexport/server/taskstore"
@@ -161,6 +162,47 @@ func TestReplicasListOneRegistry(t *testing.T) {
 	if got := list(again); fmt.Sprint(got) != fmt.Sprint(all) {
 		t.Fatalf("a restarted replica lists %v, want %v", got, all)
 	}
+}
+
+// TestReplicasLearnTasksRecordedLater: a replica that read a task before
+// any replica recorded it (the cloud had made it; the replica that asked
+// for it had not yet written the cloud's answer) answers it with what the
+// registry holds (its request id) within a second or so, not as a task made
+// outside the service for good.
+func TestReplicasLearnTasksRecordedLater(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	envs := replicas(t, 1, dsn)
+	id := createOutside(t, envs[0])
+	res, err := envs[0].Client.GetExportTask(context.Background(), &cwpexportv1.GetExportTaskRequest{TaskId: id})
+	if err != nil || res.GetTask().GetRequestId() != "" {
+		t.Fatalf("a task the registry does not know: %v %v", res, err)
+	}
+	// Another replica writes the cloud's answer to its creation.
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := taskstore.OpenPostgres(context.Background(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	const requestID = "00000000-0000-4000-8000-0000000000b1"
+	row, _, err := store.Reserve(context.Background(), taskstore.Task{RequestID: requestID, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}",
+		Owner: "another-replica", Created: time.Now()}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := store.Complete(context.Background(), row.ID, row.Owner, taskstore.Task{TaskID: mustParse(t, id), Created: now, State: string(cloud.StatusPending),
+		Observed: now, Changed: now}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replica to know the task's request id", func() bool {
+		res, err = envs[0].Client.GetExportTask(context.Background(), &cwpexportv1.GetExportTaskRequest{TaskId: id})
+		return err == nil && res.GetTask().GetRequestId() == requestID
+	})
 }
 
 // TestAnotherReplicasReservation: a request id another replica reserved is

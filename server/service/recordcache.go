@@ -2,6 +2,7 @@ package service
 
 import (
 	"sync"
+	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"google.golang.org/protobuf/proto"
@@ -58,13 +59,16 @@ func (c *recordCache) Remove(id int64) {
 
 // AddAbsent keeps that the registry does not know a task, unless the task
 // was recorded meanwhile.
-func (c *recordCache) AddAbsent(id int64) {
+func (c *recordCache) AddAbsent(id int64, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.lru.Contains(id) {
-		return
+	if old, ok := c.lru.Peek(id); ok {
+		if old.recorded {
+			return
+		}
+		c.bytes -= old.size()
 	}
-	c.lru.Add(id, recordInfo{})
+	c.lru.Add(id, recordInfo{absentSince: at})
 	c.bytes += recordInfo{}.size()
 	c.trim()
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"strings"
 	"testing"
+	"time"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 )
@@ -28,7 +29,7 @@ func TestRecordCacheIsBoundedInBytes(t *testing.T) {
 		t.Errorf("the newest record was evicted")
 	}
 	// A record learnt meanwhile is not replaced by "unknown".
-	c.AddAbsent(100)
+	c.AddAbsent(100, time.Now())
 	if got, _ := c.Get(100); !got.recorded {
 		t.Errorf("AddAbsent replaced a record")
 	}

@@ -486,7 +486,8 @@ func (s *Service) rowTask(r taskstore.Task) *cwpexportv1.ExportTask {
 // record returns what the registry holds of a task, from the cache when it
 // can; a task the registry does not know has recorded false.
 func (s *Service) record(ctx context.Context, id int64) (recordInfo, error) {
-	if info, ok := s.records.Get(id); ok {
+	now := s.opts.Now()
+	if info, ok := s.records.Get(id); ok && (info.recorded || now.Sub(info.absentSince) < absentFor) {
 		return info, nil
 	}
 	row, found, err := s.opts.Registry.Get(ctx, id)
@@ -494,11 +495,16 @@ func (s *Service) record(ctx context.Context, id int64) (recordInfo, error) {
 		return recordInfo{}, err
 	}
 	if !found {
-		s.records.AddAbsent(id) // not created through this service
+		s.records.AddAbsent(id, now) // not created through this service, yet
 		return recordInfo{}, nil
 	}
 	return s.remember(row), nil
 }
+
+// absentFor is how long the registry's answer that it does not know a task
+// stands: another replica sharing the registry may record the task in the
+// meantime.
+const absentFor = time.Second
 
 // apply adds what the registry knows of a task (its parameters, request id,
 // creator and creation time) to an answer built from the tracker.
@@ -519,6 +525,9 @@ type recordInfo struct {
 	// final is the task as recorded once it ended (FINISHED or ERROR,
 	// which never change again); nil before.
 	final *cwpexportv1.ExportTask
+	// absentSince is when the registry said it does not know the task
+	// (recorded false).
+	absentSince time.Time
 }
 
 // remember caches the unchanging part of a registry row.
