@@ -178,16 +178,7 @@ func TestReplicasLearnTasksRecordedLater(t *testing.T) {
 		t.Fatalf("a task the registry does not know: %v %v", res, err)
 	}
 	// Another replica writes the cloud's answer to its creation.
-	pool, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	store, err := taskstore.OpenPostgres(context.Background(), pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openRegistry(t, dsn)
 	const requestID = "00000000-0000-4000-8000-0000000000b1"
 	row, _, err := store.Reserve(context.Background(), taskstore.Task{RequestID: requestID, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}",
 		Owner: "another-replica", Created: time.Now()}, time.Minute)
@@ -211,16 +202,7 @@ func TestReplicasLearnTasksRecordedLater(t *testing.T) {
 // unknown. Neither reaches the cloud.
 func TestAnotherReplicasReservation(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	pool, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	store, err := taskstore.OpenPostgres(context.Background(), pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openRegistry(t, dsn)
 	const live, dead = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000d"
 	for requestID, lease := range map[string]time.Duration{live: time.Hour, dead: -time.Second} {
 		// The other replica's clock is a day off: it does not matter.
@@ -243,6 +225,22 @@ func TestAnotherReplicasReservation(t *testing.T) {
 	if n := created(env); n != 0 {
 		t.Fatalf("the cloud created %d tasks", n)
 	}
+}
+
+// openRegistry opens the registry on dsn as another replica would.
+func openRegistry(t *testing.T, dsn string) *taskstore.Store {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	store, err := taskstore.OpenPostgres(context.Background(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store
 }
 
 // TestDatabasePasswordsNeverAppear: the password of the database's
