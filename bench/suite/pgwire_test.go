@@ -80,11 +80,11 @@ func TestPGCounterCountsRoundTrips(t *testing.T) {
 // The fleet's statements get the labels the fleet benchmarks add up.
 func TestLabels(t *testing.T) {
 	for sql, want := range map[string]string{
-		"\nUPDATE fleet_budget SET\n  last_gap = (1 + $6::float8) / fleet_budget_rate(...)": labelCreateSlot,
-		"... LIMIT 1\n  FOR UPDATE OF t SKIP LOCKED\n), b AS (SELECT ... FROM fleet_budget":                                     labelClaim,
-		"WITH upd AS (UPDATE fleet_tasks AS t ...) SELECT t.*, pg_notify('cwpexport_tasks', t.task_id::text)::text":             labelResult,
-		"UPDATE fleet_tasks SET owner = '', lease_until = NULL, due = clock_timestamp()\n\t\tWHERE task_id = $1":                labelRelease,
-		"INSERT INTO export_tasks (id, creator) VALUES ($1, $2)":                                                                "registry: insert",
+		"\nUPDATE fleet_budget SET\n  last_gap = (1 + $6::float8) / fleet_budget_rate(...)":                         labelCreateSlot,
+		"... LIMIT 1\n  FOR UPDATE OF t SKIP LOCKED\n), b AS (SELECT ... FROM fleet_budget":                         labelClaim,
+		"WITH upd AS (UPDATE fleet_tasks AS t ...) SELECT t.*, pg_notify('cwpexport_tasks', t.task_id::text)::text": labelResult,
+		"UPDATE fleet_tasks SET owner = '', lease_until = NULL, due = clock_timestamp()\n\t\tWHERE task_id = $1":    labelRelease,
+		"INSERT INTO export_tasks (id, creator) VALUES ($1, $2)":                                                    "registry: insert",
 		"begin":     "registry: begin",
 		"-- ping":   "pool: ping",
 		"SELECT 42": "other: SELECT 42",
