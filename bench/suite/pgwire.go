@@ -288,7 +288,7 @@ var labels = []struct{ has, label string }{
 	{"SELECT count(*) FROM fleet_tasks", "schedule: count the fleet's tasks (every second)"},
 	{"INSERT INTO fleet_", "schedule: write interest and created tasks (batch)"},
 	{"DELETE FROM fleet_interest WHERE replica", "schedule: write interest and created tasks (batch)"},
-	{"t.task_id = ANY(", "feed: read notified tasks' rows"},
+	{"t.task_id = ANY(", "feed: read tasks' rows (new interest, a reconnect, a row too large to notify)"},
 	{"i.tier <= 1", "schedule: a read's lookup"},
 	{"fleet_", "schedule: other"},
 	{"-- ping", "pool: ping"},

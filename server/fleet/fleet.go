@@ -2,8 +2,9 @@
 // PostgreSQL: one budget per cloud action for the whole fleet, one schedule
 // of the tasks' polls in which exactly one replica polls a task at a time
 // (under a lease fenced by an epoch), and a feed of the polls' observations
-// (LISTEN/NOTIFY carrying task ids, the rows re-read from a table) so that
-// watchers on every replica learn what any replica observed.
+// (LISTEN/NOTIFY carrying the rows the polls wrote, the table the truth to
+// read again after a listener's reconnect) so that watchers on every
+// replica learn what any replica observed.
 //
 // A single process needs none of it: package budget and tracker.Local are
 // its engines. The program chooses the engines in one place at start-up.

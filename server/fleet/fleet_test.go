@@ -1,13 +1,23 @@
 package fleet_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 
@@ -34,9 +44,17 @@ type replica struct {
 	fleet *fleet.Fleet
 }
 
-func join(t *testing.T, dsn, name string) *replica {
+func join(t *testing.T, dsn, name string) *replica { return joinTraced(t, dsn, name, nil) }
+
+// joinTraced is join with a tracer of the replica's statements.
+func joinTraced(t *testing.T, dsn, name string, tracer pgx.QueryTracer) *replica {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +133,7 @@ func sortTimes(ts []time.Time) {
 
 type env struct {
 	emu   *emulator.Emulator
+	addr  string
 	cloud *cloud.Client
 }
 
@@ -132,19 +151,27 @@ func startEmulator(t *testing.T) *env {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = emu.Serve(ctx, lis) }()
 	t.Cleanup(func() { cancel(); <-done })
-	cl := cloud.New(cloud.Config{Credential: common.NewCredential(secretID, secretKey), Endpoint: lis.Addr().String(), Scheme: "HTTP", Timeout: 5 * time.Second})
-	return &env{emu: emu, cloud: cl}
+	return &env{emu: emu, addr: lis.Addr().String(), cloud: cloudAt(lis.Addr().String())}
+}
+
+// cloudAt is a cloud client of the test's account at addr.
+func cloudAt(addr string) *cloud.Client {
+	return cloud.New(cloud.Config{Credential: common.NewCredential(secretID, secretKey), Endpoint: addr, Scheme: "HTTP", Timeout: 5 * time.Second})
 }
 
 // node is a replica with a tracker on the fleet's schedule.
 func (e *env) node(t *testing.T, dsn, name string) *tracker.Tracker {
+	return e.nodeOf(t, join(t, dsn, name), e.cloud)
+}
+
+// nodeOf is node on a replica already joined, calling the cloud through cl.
+func (e *env) nodeOf(t *testing.T, r *replica, cl *cloud.Client) *tracker.Tracker {
 	t.Helper()
-	r := join(t, dsn, name)
 	b, err := r.fleet.Budget(fleet.BudgetOptions{Action: cloud.ActionExportTasks, Rate: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := r.fleet.Schedule(fleet.ScheduleOptions{Cloud: e.cloud, Budget: b, Pacing: tracker.Pacing{MinInterval: 200 * time.Millisecond}, Freshness: 100 * time.Millisecond})
+	s, err := r.fleet.Schedule(fleet.ScheduleOptions{Cloud: cl, Budget: b, Pacing: tracker.Pacing{MinInterval: 200 * time.Millisecond}, Freshness: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,5 +330,116 @@ func TestReadsShareTheFleetsObservation(t *testing.T) {
 	s, _ := w.Current()
 	if up := e.emu.Stats().TaskPolls(id); up > s.Polls+1 {
 		t.Fatalf("50 Gets on another replica made %d polls beside the %d scheduled", up-s.Polls, s.Polls)
+	}
+}
+
+// rowReads counts a replica's statements that read the rows of tasks by
+// their ids (the feed's reads).
+type rowReads struct{ n atomic.Int64 }
+
+func (r *rowReads) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(d.SQL, "t.task_id = ANY(") {
+		r.n.Add(1)
+	}
+	return ctx
+}
+
+func (*rowReads) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestNotificationsCarryTheObservation: a replica watching a task learns
+// each poll, whichever replica made it, from the poll's notification,
+// without reading the task's row again.
+func TestNotificationsCarryTheObservation(t *testing.T) {
+	dsn := database(t)
+	e := startEmulator(t)
+	var reads rowReads
+	e.node(t, dsn, "a")
+	b := e.nodeOf(t, joinTraced(t, dsn, "b", &reads), e.cloud)
+	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.TaskID
+	w := b.Watch(id)
+	defer w.Close()
+	waitFor(t, "two polls", func() bool { s, _ := w.Current(); return s.Polls >= 2 })
+	before, polled := reads.n.Load(), e.emu.Stats().TaskPolls(id)
+	waitFor(t, "five polls more", func() bool { return e.emu.Stats().TaskPolls(id) >= polled+5 })
+	if err := e.emu.FinishTask(id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the watcher to see FINISHED", func() bool { s, _ := w.Current(); return s.State == cloud.StatusFinished })
+	s, _ := w.Current()
+	if up := e.emu.Stats().TaskPolls(id); s.Polls != up {
+		t.Errorf("the watcher saw %d polls; the cloud answered %d", s.Polls, up)
+	}
+	if n := reads.n.Load() - before; n != 0 {
+		t.Fatalf("the watching replica read the task's row %d times over %d polls; the notifications carry it", n, s.Polls-polled)
+	}
+}
+
+// TestRowsTooLargeForANotificationAreRead: a poll whose row would not fit
+// in a notification (here a cloud whose download URLs are 9 KB long)
+// reaches the watchers on every replica all the same: its notification
+// names the task, and they read the row.
+func TestRowsTooLargeForANotificationAreRead(t *testing.T) {
+	dsn := database(t)
+	e := startEmulator(t)
+	target, err := url.Parse("http://" + e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 9000)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		var answer struct{ Response map[string]any }
+		if json.Unmarshal(body, &answer) == nil {
+			if u, _ := answer.Response["DownloadUrl"].(string); u != "" {
+				answer.Response["DownloadUrl"] = u + "#" + pad
+				if body, err = json.Marshal(answer); err != nil {
+					return err
+				}
+			}
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		return nil
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	long := cloudAt(lis.Addr().String())
+
+	nodes := []*tracker.Tracker{e.nodeOf(t, join(t, dsn, "a"), long), e.nodeOf(t, join(t, dsn, "b"), long)}
+	created, err := long.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.TaskID
+	var watches []*tracker.Watch
+	for _, n := range nodes {
+		w := n.Watch(id)
+		defer w.Close()
+		watches = append(watches, w)
+	}
+	waitFor(t, "two polls", func() bool { return e.emu.Stats().TaskPolls(id) >= 2 })
+	if err := e.emu.FinishTask(id); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range watches {
+		waitFor(t, "every watcher to see FINISHED", func() bool { s, _ := w.Current(); return s.State == cloud.StatusFinished })
+		if s, _ := w.Current(); !strings.HasSuffix(s.DownloadURL, pad) {
+			t.Errorf("watcher %d: a download URL of %d bytes, without the cloud's end", i, len(s.DownloadURL))
+		}
 	}
 }

@@ -2,9 +2,12 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,8 +24,10 @@ import (
 )
 
 // Channel is the LISTEN/NOTIFY channel of the feed: each notification
-// carries one task id (well under PostgreSQL's 8000 bytes), whose row in
-// fleet_tasks says what its latest poll observed.
+// carries the row of fleet_tasks that a poll's result wrote, as JSON, or,
+// when the row would not fit in PostgreSQL's 8000 bytes, the task id alone
+// (its row is then read). The table stays the truth: a listener that
+// reconnects reads the rows of every task it wants.
 const Channel = "cwpexport_tasks"
 
 // ScheduleOptions configure the fleet's schedule of polls. Zero values take
@@ -86,10 +91,12 @@ type Schedule struct {
 	want    map[int64]tracker.Tier
 	dirty   map[int64]bool
 	created map[int64]bool
-	// reads are tasks whose row is to be read (a notification, a new
-	// interest); rows, what the last reads said of their schedule.
-	reads map[int64]bool
-	rows  map[int64]rowSchedule
+	// reads are tasks whose row is to be read (a notification without the
+	// row, a new interest); notified, rows that notifications carried;
+	// rows, what the last reads said of their schedule.
+	reads    map[int64]bool
+	notified map[int64]taskRow
+	rows     map[int64]rowSchedule
 	// pending is the number of tasks the fleet schedules, last counted.
 	pending int
 
@@ -112,7 +119,7 @@ func (f *Fleet) Schedule(opts ScheduleOptions) (*Schedule, error) {
 	return &Schedule{
 		f: f, opts: opts,
 		want: map[int64]tracker.Tier{}, dirty: map[int64]bool{}, created: map[int64]bool{},
-		reads: map[int64]bool{}, rows: map[int64]rowSchedule{},
+		reads: map[int64]bool{}, notified: map[int64]taskRow{}, rows: map[int64]rowSchedule{},
 		writeWake: make(chan struct{}, 1), readWake: make(chan struct{}, 1), claimWake: make(chan struct{}, 1),
 		tracer: opts.TracerProvider.Tracer(tracker.TracerName),
 	}, nil
@@ -394,14 +401,29 @@ func (s *Schedule) listen(ctx context.Context) {
 
 type feedHandler struct{ s *Schedule }
 
+// HandleNotification takes the row a notification carries, or, when it
+// names only the task (a row too large for a notification), marks the row
+// to be read.
 func (h feedHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
-	id, err := strconv.ParseInt(n.Payload, 10, 64)
+	var (
+		r   taskRow
+		err error
+	)
+	if strings.HasPrefix(n.Payload, "{") {
+		err = r.decode(n.Payload)
+	} else {
+		r.id, err = strconv.ParseInt(n.Payload, 10, 64)
+	}
 	if err != nil {
-		return fmt.Errorf("notification %q: %w", n.Payload, err)
+		return fmt.Errorf("notification %.100q: %w", n.Payload, err)
 	}
 	h.s.mu.Lock()
-	if _, wanted := h.s.want[id]; wanted {
-		h.s.reads[id] = true
+	if _, wanted := h.s.want[r.id]; wanted {
+		if r.carried {
+			h.s.notified[r.id] = r
+		} else {
+			h.s.reads[r.id] = true
+		}
 		wake(h.s.readWake)
 	}
 	h.s.mu.Unlock()
@@ -418,9 +440,11 @@ func (h feedHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
 	return nil
 }
 
-// taskColumns are what a row says of a task's latest poll.
+// taskColumns are what a row says of a task's latest poll. Their names are
+// the keys of a notification that carries the row (see taskRow.decode).
 const taskColumns = `t.task_id, t.state, t.download_url, t.request_id, t.refusal_code, t.refusal, t.error_code, t.error,
-	t.polls, t.failures, t.last_poll, t.observed, t.changed, t.due, coalesce(t.lease_until > clock_timestamp(), false), t.poll_span`
+	t.polls, t.failures, t.last_poll, t.observed, t.changed, t.due,
+	coalesce(t.lease_until > clock_timestamp(), false) AS leased, t.poll_span`
 
 // taskRow is one row of fleet_tasks as read.
 type taskRow struct {
@@ -433,6 +457,44 @@ type taskRow struct {
 	due                                    time.Time
 	leased                                 bool
 	span                                   string
+	// carried says that the row came whole in a notification.
+	carried bool
+}
+
+// notifiedRow is a row as a notification carries it: taskColumns as a
+// JSON object (PostgreSQL's to_json of the row).
+type notifiedRow struct {
+	ID          int64      `json:"task_id"`
+	State       string     `json:"state"`
+	URL         string     `json:"download_url"`
+	RequestID   string     `json:"request_id"`
+	RefusalCode string     `json:"refusal_code"`
+	Refusal     string     `json:"refusal"`
+	ErrCode     string     `json:"error_code"`
+	ErrText     string     `json:"error"`
+	Polls       int64      `json:"polls"`
+	Failures    int        `json:"failures"`
+	LastPoll    *time.Time `json:"last_poll"`
+	Observed    *time.Time `json:"observed"`
+	Changed     *time.Time `json:"changed"`
+	Due         time.Time  `json:"due"`
+	Leased      bool       `json:"leased"`
+	Span        string     `json:"poll_span"`
+}
+
+// decode reads a row from a notification's payload.
+func (r *taskRow) decode(payload string) error {
+	var n notifiedRow
+	if err := json.Unmarshal([]byte(payload), &n); err != nil {
+		return err
+	}
+	if n.ID <= 0 {
+		return errors.New("no task id")
+	}
+	*r = taskRow{id: n.ID, state: n.State, url: n.URL, rid: n.RequestID, refusalCode: n.RefusalCode, refusal: n.Refusal,
+		errCode: n.ErrCode, errText: n.ErrText, polls: n.Polls, failures: n.Failures, lastPoll: n.LastPoll,
+		observed: n.Observed, changed: n.Changed, due: n.Due, leased: n.Leased, span: n.Span, carried: true}
+	return nil
 }
 
 func (r *taskRow) scan(row pgx.Row, extra ...any) error {
@@ -479,8 +541,8 @@ func (r *taskRow) poll(pending int) tracker.Poll {
 // reads their rows.
 const readCoalesce = 10 * time.Millisecond
 
-// readLoop reads the rows of the tasks named by notifications and new
-// interest, and reports them.
+// readLoop reports the rows notifications carried, reads the rows of the
+// tasks named by other notifications and new interest, and reports them.
 func (s *Schedule) readLoop(ctx context.Context, report func(tracker.Poll)) {
 	for {
 		select {
@@ -488,8 +550,19 @@ func (s *Schedule) readLoop(ctx context.Context, report func(tracker.Poll)) {
 			return
 		case <-s.readWake:
 		}
-		// Notifications come in bursts (a poll every 50 ms across the
-		// fleet): one read serves those of a few milliseconds.
+		s.mu.Lock()
+		carried := s.notified
+		s.notified = map[int64]taskRow{}
+		toRead := len(s.reads) > 0
+		s.mu.Unlock()
+		if len(carried) > 0 {
+			s.deliver(slices.Collect(maps.Values(carried)), report)
+		}
+		if !toRead {
+			continue
+		}
+		// Reads come in bursts (new interest, a listener's reconnect): one
+		// read serves those of a few milliseconds.
 		if sleepUntil(ctx, time.Now().Add(readCoalesce)) != nil {
 			return
 		}
@@ -530,16 +603,21 @@ func (s *Schedule) readLoop(ctx context.Context, report func(tracker.Poll)) {
 			wake(s.readWake)
 			continue
 		}
-		s.mu.Lock()
-		pending := s.pending
-		for _, r := range got {
-			s.rows[r.id] = rowSchedule{due: r.due, leased: r.leased}
-		}
-		s.mu.Unlock()
-		for i := range got {
-			if got[i].observedAny() {
-				report(got[i].poll(pending))
-			}
+		s.deliver(got, report)
+	}
+}
+
+// deliver keeps the rows' schedules and reports what they observed.
+func (s *Schedule) deliver(got []taskRow, report func(tracker.Poll)) {
+	s.mu.Lock()
+	pending := s.pending
+	for _, r := range got {
+		s.rows[r.id] = rowSchedule{due: r.due, leased: r.leased}
+	}
+	s.mu.Unlock()
+	for i := range got {
+		if got[i].observedAny() {
+			report(got[i].poll(pending))
 		}
 	}
 }
@@ -715,8 +793,9 @@ func (s *Schedule) release(ctx context.Context, l lease) {
 }
 
 // result writes a poll's outcome under its lease's epoch, sets the next
-// due time, and notifies the fleet, in one round trip. A poller whose
-// lease was taken over writes nothing.
+// due time, and notifies the fleet with the row written (its id alone when
+// the row's JSON would not fit in a notification: maxPayload), in one round
+// trip. A poller whose lease was taken over writes nothing.
 const result = `
 WITH upd AS (
   UPDATE fleet_tasks AS t SET owner = '', lease_until = NULL,
@@ -740,7 +819,13 @@ WITH upd AS (
   WHERE task_id = $1 AND epoch = $11 AND owner = $12
   RETURNING ` + taskColumns + `
 )
-SELECT t.*, pg_notify('` + Channel + `', t.task_id::text)::text FROM upd AS t`
+SELECT t.*, pg_notify('` + Channel + `',
+  CASE WHEN octet_length(j.payload) <= ` + maxPayload + ` THEN j.payload ELSE t.task_id::text END)::text
+FROM upd AS t, LATERAL (SELECT to_json(t)::text AS payload) AS j`
+
+// maxPayload is the largest row a notification carries, in bytes: under
+// PostgreSQL's limit of 8000 (pg_notify fails beyond it).
+const maxPayload = "7900"
 
 // poll asks the cloud for the leased task's state and writes the outcome.
 func (s *Schedule) poll(ctx context.Context, l lease, late time.Duration, report func(tracker.Poll)) {
