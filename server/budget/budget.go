@@ -130,6 +130,7 @@ type LateError struct {
 	Delay time.Duration
 }
 
+// Error says how long the call would have waited.
 func (e *LateError) Error() string {
 	return fmt.Sprintf("budget: the next start is %s away, later than the caller allows", e.Delay.Round(time.Millisecond))
 }

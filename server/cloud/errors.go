@@ -35,6 +35,7 @@ type Error struct {
 	Err error
 }
 
+// Error names the action, the cloud's code and message, and its RequestId.
 func (e *Error) Error() string {
 	s := e.Action + ": " + e.Code
 	if e.Message != "" {
