@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/app"
@@ -175,6 +176,72 @@ func TestExportAndWatch(t *testing.T) {
 		}
 		if s := lines[len(lines)-1]["result"].(map[string]any)["task"].(map[string]any)["state"]; s != stateFinished {
 			t.Fatalf("last state %v", s)
+		}
+	})
+}
+
+// TestWatchMessagesCarryTheRecord: every message of a watch, and of an
+// export-and-watch, tells what the registry holds of the task — its
+// parameters, request id and creation time — as GetExportTask does.
+func TestWatchMessagesCarryTheRecord(t *testing.T) {
+	env := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	params := &cwpexportv1.ExportParameters{
+		Filters: []*cwpexportv1.Filter{{Name: "LicenseType", Values: []string{"1"}}},
+		Tags:    []*cwpexportv1.Tag{{TagKey: "team", TagValue: "ops"}},
+	}
+	same := func(t *testing.T, what string, got, want *cwpexportv1.ExportTask) {
+		t.Helper()
+		if !proto.Equal(got.GetParameters(), want.GetParameters()) || got.GetRequestId() != want.GetRequestId() ||
+			!proto.Equal(got.GetCreateTime(), want.GetCreateTime()) {
+			t.Errorf("%s: parameters %v, request id %q, created %v; the registry holds %v, %q, %v", what,
+				got.GetParameters(), got.GetRequestId(), got.GetCreateTime(), want.GetParameters(), want.GetRequestId(), want.GetCreateTime())
+		}
+	}
+
+	t.Run("watch", func(t *testing.T) {
+		res, err := env.Client.ExportLicenseDetail(ctx, &cwpexportv1.ExportLicenseDetailRequest{
+			Filters: params.Filters, Tags: params.Tags, RequestId: "6f1c2b4e-8a0d-4c3e-9f57-2d1b0e6a7c11"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := env.Client.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: res.GetTask().GetTaskId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := got.GetTask()
+		if !proto.Equal(want.GetParameters(), params) || want.GetRequestId() == "" {
+			t.Fatalf("GetExportTask answered %v", want)
+		}
+		stream, err := env.Client.WatchExportTask(ctx, &cwpexportv1.WatchExportTaskRequest{TaskId: want.GetTaskId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := testserver.RecvAll(t, stream.Recv)
+		if len(msgs) < 2 {
+			t.Fatalf("%d messages", len(msgs))
+		}
+		for _, m := range msgs {
+			same(t, m.GetKind().String(), m.GetTask(), want)
+		}
+	})
+	t.Run("export and watch", func(t *testing.T) {
+		stream, err := env.Client.ExportLicenseDetailAndWatch(ctx, &cwpexportv1.ExportLicenseDetailAndWatchRequest{
+			Filters: params.Filters, Tags: params.Tags, RequestId: "0d9e8f7a-6b5c-4d3e-8f21-a0b1c2d3e4f5"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := testserver.RecvAll(t, stream.Recv)
+		if len(msgs) < 2 {
+			t.Fatalf("%d messages", len(msgs))
+		}
+		got, err := env.Client.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: msgs[0].GetTask().GetTaskId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			same(t, m.GetKind().String(), m.GetTask(), got.GetTask())
 		}
 	})
 }
