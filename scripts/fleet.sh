@@ -8,8 +8,10 @@
 #
 #   scripts/fleet.sh            # or: make fleet
 #
-# Environment: FLEET_DIR (default data/fleet), FLEET_PG_PORT (default
-# 25432), FLEET_REPLICAS (default 3), FLEET_FLAGS (more cwpexportd flags).
+# Environment: FLEET_DIR (default data/fleet), FLEET_PG_DIR (default
+# FLEET_DIR/pg, or, as root when the postgres user cannot reach FLEET_DIR,
+# a directory under /tmp named after it), FLEET_PG_PORT (default 25432),
+# FLEET_REPLICAS (default 3), FLEET_FLAGS (more cwpexportd flags).
 # Replica i (1..N) serves REST on 127.0.0.1:808i and gRPC on 127.0.0.1:909i;
 # the emulator listens on 127.0.0.1:9100.
 set -euo pipefail
@@ -17,6 +19,12 @@ cd "$(dirname "$0")/.."
 
 dir=$(mkdir -p "${FLEET_DIR:-data/fleet}" && cd "${FLEET_DIR:-data/fleet}" && pwd)
 replicas=${FLEET_REPLICAS:-3}
+# As root, PostgreSQL runs as the postgres user, who cannot enter a private
+# directory: the service keeps its data directory (data/) to its own user.
+pgdir=${FLEET_PG_DIR:-$dir/pg}
+if [[ -z "${FLEET_PG_DIR:-}" && $EUID -eq 0 ]] && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+	pgdir=/tmp/cwpexport-fleet-pg-$(printf %s "$dir" | sha256sum | cut -c1-12)
+fi
 pids=()
 stop() {
 	trap - INT TERM EXIT
@@ -24,15 +32,15 @@ stop() {
 	echo "fleet: stopping"
 	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-	scripts/pg-cluster.sh stop "$dir/pg" >/dev/null 2>&1 || true
+	scripts/pg-cluster.sh stop "$pgdir" >/dev/null 2>&1 || true
 }
 trap stop INT TERM EXIT
 
 echo "fleet: building cwpexportd and cwp-emulator"
 go build -o "$dir/bin/" ./cmd/cwpexportd ./cmd/cwp-emulator
 
-db=$(scripts/pg-cluster.sh start "$dir/pg" "${FLEET_PG_PORT:-25432}")
-echo "fleet: PostgreSQL $db"
+db=$(scripts/pg-cluster.sh start "$pgdir" "${FLEET_PG_PORT:-25432}")
+echo "fleet: PostgreSQL $db (in $pgdir)"
 
 # One account for the whole fleet, kept with the emulator's state.
 if [[ ! -s "$dir/account" ]]; then
