@@ -17,42 +17,44 @@ func TestBadRESTInput(t *testing.T) {
 	const exportAndWatch = "/v1/license-detail:exportAndWatch"
 	hugeValues := `{"filters":[{"name":"Keywords","values":[` + strings.Repeat(`"a",`, 100_000) + `"a"]}]}`
 	hugeFilters := `{"filters":[` + strings.Repeat(`{"name":"Keywords","values":["a"]},`, 20_000) + `{"name":"Keywords","values":["a"]}]}`
-	cases := []struct{ name, method, path, body string }{
-		{"invalid JSON", http.MethodPost, export, `{"filters":`},
-		{"not an object", http.MethodPost, export, `"export"`},
-		{"trailing garbage", http.MethodPost, export, `{} {}`},
-		{"wrong type: filters", http.MethodPost, export, `{"filters":{"name":"Keywords"}}`},
-		{"wrong type: isHistory", http.MethodPost, export, `{"isHistory":"yes"}`},
-		{"wrong type: values", http.MethodPost, export, `{"filters":[{"name":"Keywords","values":[1,2]}]}`},
-		{"wrong type: null value", http.MethodPost, export, `{"filters":[{"name":"Keywords","values":[null]}]}`},
-		{"unknown field", http.MethodPost, export, `{"filter":[]}`},
-		{"unknown nested field", http.MethodPost, export, `{"tags":[{"tagKey":"k","colour":"red"}]}`},
-		{"oversized body", http.MethodPost, export, `{"filters":[{"name":"Keywords","values":["` + strings.Repeat("x", 2<<20) + `"]}]}`},
-		{"huge values array", http.MethodPost, export, hugeValues},
-		{"huge filters array", http.MethodPost, exportAndWatch, hugeFilters},
-		{"invalid UTF-8 in a value", http.MethodPost, export, "{\"filters\":[{\"name\":\"Keywords\",\"values\":[\"\xff\xfe\"]}]}"},
-		{"invalid UTF-8 in a key", http.MethodPost, export, "{\"\xff\":1}"},
-		{"escaped lone surrogate", http.MethodPost, export, `{"filters":[{"name":"Keywords","values":["\ud800"]}]}`},
-		{"deep nesting", http.MethodPost, export, strings.Repeat(`{"a":`, 10_000) + strings.Repeat("}", 10_000)},
-		{"task id ../", http.MethodGet, "/v1/export-tasks/..%2F..%2Fetc%2Fpasswd", ""},
-		{"task id dot-dot", http.MethodGet, "/v1/export-tasks/..", ""},
-		{"task id very long", http.MethodGet, "/v1/export-tasks/" + strings.Repeat("9", 5000), ""},
-		{"task id unicode digits", http.MethodGet, "/v1/export-tasks/%D9%A1%D9%A2%D9%A3", ""},
-		{"task id fullwidth digits", http.MethodGet, "/v1/export-tasks/%EF%BC%91%EF%BC%92", ""},
-		{"task id negative", http.MethodGet, "/v1/export-tasks/-5", ""},
-		{"task id overflowing", http.MethodGet, "/v1/export-tasks/9223372036854775808", ""},
-		{"task id invalid UTF-8", http.MethodGet, "/v1/export-tasks/%FF%FE", ""},
-		{"task id with space", http.MethodGet, "/v1/export-tasks/1%202", ""},
-		{"task id exponent", http.MethodGet, "/v1/export-tasks/1e5:watch", ""},
-		{"task id plus sign", http.MethodGet, "/v1/export-tasks/+5:watch", ""},
-		{"task id zero", http.MethodGet, "/v1/export-tasks/0:watch", ""},
-		{"unknown query parameter", http.MethodGet, "/v1/export-tasks/7?foo=bar", ""},
-		{"misspelt query parameter", http.MethodGet, "/v1/export-tasks?pagesize=5", ""},
-		{"query parameter below a scalar", http.MethodGet, "/v1/export-tasks?pageSize.x=5", ""},
-		{"bad enum in query", http.MethodGet, "/v1/export-tasks?state=BOGUS", ""},
-		{"bad number in query", http.MethodGet, "/v1/export-tasks?pageSize=ten", ""},
-		{"wrong method", http.MethodDelete, export, ""},
-		{"unknown path", http.MethodGet, "/v1/nothing-here", ""},
+	// field is the field violation a 400 must carry ("" for none: the
+	// decoder named no field); every 400 carries the reason.
+	cases := []struct{ name, method, path, body, field string }{
+		{"invalid JSON", http.MethodPost, export, `{"filters":`, ""},
+		{"not an object", http.MethodPost, export, `"export"`, ""},
+		{"trailing garbage", http.MethodPost, export, `{} {}`, ""},
+		{"wrong type: filters", http.MethodPost, export, `{"filters":{"name":"Keywords"}}`, ""},
+		{"wrong type: isHistory", http.MethodPost, export, `{"isHistory":"yes"}`, "is_history"},
+		{"wrong type: values", http.MethodPost, export, `{"filters":[{"name":"Keywords","values":[1,2]}]}`, ""},
+		{"wrong type: null value", http.MethodPost, export, `{"filters":[{"name":"Keywords","values":[null]}]}`, ""},
+		{"unknown field", http.MethodPost, export, `{"filter":[]}`, "filter"},
+		{"unknown nested field", http.MethodPost, export, `{"tags":[{"tagKey":"k","colour":"red"}]}`, "colour"},
+		{"oversized body", http.MethodPost, export, `{"filters":[{"name":"Keywords","values":["` + strings.Repeat("x", 2<<20) + `"]}]}`, ""},
+		{"huge values array", http.MethodPost, export, hugeValues, ""},
+		{"huge filters array", http.MethodPost, exportAndWatch, hugeFilters, ""},
+		{"invalid UTF-8 in a value", http.MethodPost, export, "{\"filters\":[{\"name\":\"Keywords\",\"values\":[\"\xff\xfe\"]}]}", ""},
+		{"invalid UTF-8 in a key", http.MethodPost, export, "{\"\xff\":1}", ""},
+		{"escaped lone surrogate", http.MethodPost, export, `{"filters":[{"name":"Keywords","values":["\ud800"]}]}`, ""},
+		{"deep nesting", http.MethodPost, export, strings.Repeat(`{"a":`, 10_000) + strings.Repeat("}", 10_000), ""},
+		{"task id ../", http.MethodGet, "/v1/export-tasks/..%2F..%2Fetc%2Fpasswd", "", ""},
+		{"task id dot-dot", http.MethodGet, "/v1/export-tasks/..", "", ""},
+		{"task id very long", http.MethodGet, "/v1/export-tasks/" + strings.Repeat("9", 5000), "", ""},
+		{"task id unicode digits", http.MethodGet, "/v1/export-tasks/%D9%A1%D9%A2%D9%A3", "", ""},
+		{"task id fullwidth digits", http.MethodGet, "/v1/export-tasks/%EF%BC%91%EF%BC%92", "", ""},
+		{"task id negative", http.MethodGet, "/v1/export-tasks/-5", "", ""},
+		{"task id overflowing", http.MethodGet, "/v1/export-tasks/9223372036854775808", "", ""},
+		{"task id invalid UTF-8", http.MethodGet, "/v1/export-tasks/%FF%FE", "", ""},
+		{"task id with space", http.MethodGet, "/v1/export-tasks/1%202", "", ""},
+		{"task id exponent", http.MethodGet, "/v1/export-tasks/1e5:watch", "", ""},
+		{"task id plus sign", http.MethodGet, "/v1/export-tasks/+5:watch", "", ""},
+		{"task id zero", http.MethodGet, "/v1/export-tasks/0:watch", "", ""},
+		{"unknown query parameter", http.MethodGet, "/v1/export-tasks/7?foo=bar", "", "foo"},
+		{"misspelt query parameter", http.MethodGet, "/v1/export-tasks?pagesize=5", "", "pagesize"},
+		{"query parameter below a scalar", http.MethodGet, "/v1/export-tasks?pageSize.x=5", "", "page_size.x"},
+		{"bad enum in query", http.MethodGet, "/v1/export-tasks?state=BOGUS", "", "state"},
+		{"bad number in query", http.MethodGet, "/v1/export-tasks?pageSize=ten", "", "page_size"},
+		{"wrong method", http.MethodDelete, export, "", ""},
+		{"unknown path", http.MethodGet, "/v1/nothing-here", "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +76,17 @@ func TestBadRESTInput(t *testing.T) {
 			}
 			if err := json.Unmarshal(body, &st); err != nil || st.Code == 0 || st.Message == "" || st.Details == nil {
 				t.Errorf("body is not a google.rpc.Status: %v: %.300s", err, r.Body)
+			}
+			if r.Status != http.StatusBadRequest {
+				return
+			}
+			// A 400 tells why as the service's own answers do, whoever
+			// refused the request: the reason, and the field when known.
+			if !strings.Contains(string(body), `"reason":"INVALID_ARGUMENT"`) {
+				t.Errorf("400 without the reason INVALID_ARGUMENT: %.300s", body)
+			}
+			if tc.field != "" && !strings.Contains(string(body), `"field":"`+tc.field+`"`) {
+				t.Errorf("400 without a violation of field %q: %.400s", tc.field, body)
 			}
 		})
 	}

@@ -114,7 +114,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	api := g.api(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r, w = withRetryAfter(r, w)
 		if err := validPath(r); err != nil {
-			runtime.DefaultHTTPErrorHandler(r.Context(), mux, marshaler, w, r, err)
+			errorWithRetryAfter(r.Context(), mux, marshaler, w, r, err)
 			return
 		}
 		// The watch endpoints answer Server-Sent Events to clients that ask
@@ -155,10 +155,13 @@ func (g guard) outer(h http.Handler) http.Handler {
 	return h
 }
 
-// errorWithRetryAfter answers an error as grpc-gateway does, adding a
-// Retry-After header (whole seconds, rounded up) when the status carries a
-// google.rpc.RetryInfo, so that HTTP clients and proxies can honour it.
+// errorWithRetryAfter answers an error as grpc-gateway does, with the
+// details of bad input for what grpc-gateway could not decode
+// (decodingError), and a Retry-After header (whole seconds, rounded up)
+// when the status carries a google.rpc.RetryInfo, so that HTTP clients and
+// proxies can honour it.
 func errorWithRetryAfter(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	err = decodingError(err)
 	if secs, ok := retryAfter(status.Convert(err)); ok {
 		w.Header().Set("Retry-After", secs)
 	}

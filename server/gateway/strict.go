@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -66,12 +68,22 @@ func validPath(r *http.Request) error {
 	// the path and nothing else; grpc-gateway would ignore a query there
 	// instead of refusing it as strictQuery does elsewhere.
 	if rest, ok := strings.CutPrefix(r.URL.Path, "/v1/export-tasks/"); ok && rest != "" && r.URL.RawQuery != "" {
-		return status.Error(codes.InvalidArgument, "this endpoint takes no query parameters: the task id is part of the path")
+		return noQuery(r, "this endpoint takes no query parameters: the task id is part of the path")
 	}
 	// GetBudgetStatus has no request fields, so grpc-gateway parses no
 	// query there at all.
 	if r.URL.Path == "/v1/budget" && r.URL.RawQuery != "" {
-		return status.Error(codes.InvalidArgument, "this endpoint takes no query parameters")
+		return noQuery(r, "this endpoint takes no query parameters")
 	}
 	return nil
+}
+
+// noQuery refuses the first of a request's query parameters, as the query
+// parser names one it does not know (decodingError finds the name).
+func noQuery(r *http.Request, why string) error {
+	keys := slices.Sorted(maps.Keys(r.URL.Query()))
+	if len(keys) == 0 {
+		return status.Error(codes.InvalidArgument, why)
+	}
+	return status.Errorf(codes.InvalidArgument, "unknown query parameter %q: %s", clip(keys[0]), why)
 }

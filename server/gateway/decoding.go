@@ -1,0 +1,76 @@
+package gateway
+
+import (
+	"regexp"
+	"strings"
+	"unicode"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/cwpexport/cwpexport/server/service"
+)
+
+// namedField finds the field a decoding error names, in protojson's
+// messages about a body and in the query parser's.
+var namedField = []*regexp.Regexp{
+	regexp.MustCompile(`unknown field "([^"]+)"`),
+	regexp.MustCompile(`duplicate field "([^"]+)"`),
+	regexp.MustCompile(`invalid value for [a-z0-9]+ field ([A-Za-z0-9_]+)`),
+	regexp.MustCompile(`unknown query parameter "([^"]+)"`),
+	regexp.MustCompile(`parsing field "([^"]+)"`),
+}
+
+// maxDecodingMessage bounds what a decoder's message may add to an answer:
+// it can quote the request.
+const maxDecodingMessage = 300
+
+// decodingError gives an InvalidArgument that grpc-gateway made while
+// decoding a REST request (a body that is not the request's JSON, a query
+// parameter) the details of the service's own answers to bad input: an
+// ErrorInfo with the reason INVALID_ARGUMENT, and a field violation when
+// the decoder named the field (in the API's snake_case). Errors that carry
+// details already, and others, pass unchanged.
+func decodingError(err error) error {
+	st := status.Convert(err)
+	if st.Code() != codes.InvalidArgument || len(st.Proto().GetDetails()) > 0 {
+		return err
+	}
+	what := strings.ToValidUTF8(strings.TrimPrefix(st.Message(), "proto: "), "\uFFFD")
+	if len(what) > maxDecodingMessage {
+		what = strings.ToValidUTF8(what[:maxDecodingMessage], "") + "…"
+	}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: service.ReasonInvalidArgument, Domain: service.Domain}}
+	msg := "invalid request: " + what
+	for _, re := range namedField {
+		if m := re.FindStringSubmatch(what); m != nil {
+			field := snakeCase(m[1])
+			msg = "invalid request: " + field + ": " + what
+			details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: what}}})
+			break
+		}
+	}
+	out, derr := status.New(codes.InvalidArgument, msg).WithDetails(details...)
+	if derr != nil {
+		return err
+	}
+	return out.Err()
+}
+
+// snakeCase writes a JSON name (isHistory, pageSize.x) as the API's field
+// names are written (is_history, page_size.x).
+func snakeCase(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if unicode.IsUpper(r) {
+			if i > 0 && name[i-1] != '.' {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
