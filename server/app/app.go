@@ -32,11 +32,11 @@ import (
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/access"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/calllog"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -610,7 +610,7 @@ func (s *Server) streamGate(inProcess bool) grpc.StreamServerInterceptor {
 
 func (s *Server) recovered(p any) error {
 	s.log.Error("panic in handler", "panic", s.redact(fmt.Sprint(p)))
-	return status.Error(codes.Internal, "internal error")
+	return apierror.Error(codes.Internal, "INTERNAL", "internal error")
 }
 
 // trackerObserver tells the metrics and the task registry what the tracker

@@ -48,6 +48,9 @@ func TestCallerAuthentication(t *testing.T) {
 			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", header)
 		}
 		_, err := env.Client.ExportLicenseDetail(ctx, &cwpexportv1.ExportLicenseDetailRequest{})
+		if st := status.Convert(err); st.Code() == codes.Unauthenticated && errorInfo(st).GetReason() != callerauth.ReasonUnauthenticated {
+			t.Errorf("gRPC with %q: %v without the reason %s", header, err, callerauth.ReasonUnauthenticated)
+		}
 		return status.Code(err)
 	}
 	restCall := func(header string) (int, string) {
@@ -64,8 +67,8 @@ func TestCallerAuthentication(t *testing.T) {
 			t.Errorf("gRPC with %q: %v, want Unauthenticated", bad, c)
 		}
 		code, body := restCall(bad)
-		if code != http.StatusUnauthorized || !strings.Contains(body, `"code":16`) {
-			t.Errorf("REST with %q: HTTP %d %s, want 401 with a google.rpc.Status", bad, code, body)
+		if code != http.StatusUnauthorized || !strings.Contains(body, `"code":16`) || restReason([]byte(body)) == "" {
+			t.Errorf("REST with %q: HTTP %d %s, want 401 with a google.rpc.Status and its ErrorInfo", bad, code, body)
 		}
 		if strings.Contains(body, aliceToken) {
 			t.Errorf("the answer quotes a token: %s", body)

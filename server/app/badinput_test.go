@@ -77,13 +77,18 @@ func TestBadRESTInput(t *testing.T) {
 			if err := json.Unmarshal(body, &st); err != nil || st.Code == 0 || st.Message == "" || st.Details == nil {
 				t.Errorf("body is not a google.rpc.Status: %v: %.300s", err, r.Body)
 			}
+			// Every answer tells why as the service's own answers do,
+			// whoever refused the request: an ErrorInfo's reason, and for a
+			// 400 the field when known.
+			reason := restReason(body)
+			if reason == "" {
+				t.Errorf("HTTP %d without an ErrorInfo: %.300s", r.Status, body)
+			}
 			if r.Status != http.StatusBadRequest {
 				return
 			}
-			// A 400 tells why as the service's own answers do, whoever
-			// refused the request: the reason, and the field when known.
-			if !strings.Contains(string(body), `"reason":"INVALID_ARGUMENT"`) {
-				t.Errorf("400 without the reason INVALID_ARGUMENT: %.300s", body)
+			if reason != "INVALID_ARGUMENT" {
+				t.Errorf("400 with the reason %q, want INVALID_ARGUMENT: %.300s", reason, body)
 			}
 			if tc.field != "" && !strings.Contains(string(body), `"field":"`+tc.field+`"`) {
 				t.Errorf("400 without a violation of field %q: %.400s", tc.field, body)
@@ -94,4 +99,23 @@ func TestBadRESTInput(t *testing.T) {
 	if n := stats.Actions[cloud.ActionExportLicenseDetail].Requests + stats.Actions[cloud.ActionExportTasks].Requests; n != 0 {
 		t.Fatalf("bad input reached the cloud %d times", n)
 	}
+}
+
+// restReason is the reason of the google.rpc.ErrorInfo in a REST error
+// body; "" when it has none.
+func restReason(body []byte) string {
+	var st struct {
+		Details []struct {
+			Type   string `json:"@type"`
+			Reason string
+			Domain string
+		}
+	}
+	_ = json.Unmarshal(body, &st)
+	for _, d := range st.Details {
+		if d.Type == "type.googleapis.com/google.rpc.ErrorInfo" && d.Domain == "cwpexport.v1" {
+			return d.Reason
+		}
+	}
+	return ""
 }

@@ -158,16 +158,17 @@ func TestRESTRequestHygiene(t *testing.T) {
 		path   string
 		header map[string]string
 		want   int
+		reason string
 	}{
-		{"text/plain POST", http.MethodPost, export, map[string]string{"Content-Type": "text/plain"}, 415},
-		{"form POST", http.MethodPost, export, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415},
-		{"POST without a type", http.MethodPost, export, nil, 415},
-		{"JSON in another charset", http.MethodPost, export, map[string]string{"Content-Type": "application/json; charset=latin1"}, 415},
-		{"streaming POST as text", http.MethodPost, "/v1/license-detail:exportAndWatch", map[string]string{"Content-Type": "text/plain"}, 415},
-		{"rebound host name", http.MethodGet, "/v1/export-tasks", map[string]string{"Host": "attacker.example:" + port}, 403},
-		{"rebound host on the page", http.MethodGet, "/", map[string]string{"Host": "attacker.example"}, 403},
-		{"cross-site POST", http.MethodPost, export, map[string]string{"Content-Type": "application/json", "Origin": "http://attacker.example"}, 403},
-		{"sandboxed page", http.MethodPost, export, map[string]string{"Content-Type": "application/json", "Origin": "null"}, 403},
+		{"text/plain POST", http.MethodPost, export, map[string]string{"Content-Type": "text/plain"}, 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"form POST", http.MethodPost, export, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"POST without a type", http.MethodPost, export, nil, 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"JSON in another charset", http.MethodPost, export, map[string]string{"Content-Type": "application/json; charset=latin1"}, 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"streaming POST as text", http.MethodPost, "/v1/license-detail:exportAndWatch", map[string]string{"Content-Type": "text/plain"}, 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"rebound host name", http.MethodGet, "/v1/export-tasks", map[string]string{"Host": "attacker.example:" + port}, 403, "HOST_NOT_ALLOWED"},
+		{"rebound host on the page", http.MethodGet, "/", map[string]string{"Host": "attacker.example"}, 403, "HOST_NOT_ALLOWED"},
+		{"cross-site POST", http.MethodPost, export, map[string]string{"Content-Type": "application/json", "Origin": "http://attacker.example"}, 403, "ORIGIN_NOT_ALLOWED"},
+		{"sandboxed page", http.MethodPost, export, map[string]string{"Content-Type": "application/json", "Origin": "null"}, 403, "ORIGIN_NOT_ALLOWED"},
 	}
 	for _, c := range cases {
 		r := send(c.method, c.path, `{}`, c.header)
@@ -177,6 +178,9 @@ func TestRESTRequestHygiene(t *testing.T) {
 		}
 		if m := r.JSON(t); m["code"] == nil || m["message"] == "" {
 			t.Errorf("%s: the body is not a google.rpc.Status: %s", c.name, r.Body)
+		}
+		if got := restReason(r.Body); got != c.reason {
+			t.Errorf("%s: reason %q, want %q: %s", c.name, got, c.reason, r.Body)
 		}
 	}
 	if n := cloudCalls(env); n != 0 {

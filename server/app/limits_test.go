@@ -15,6 +15,7 @@ import (
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
 
@@ -76,13 +77,14 @@ func TestStreamsPerCaller(t *testing.T) {
 		defer cancel()
 	}
 	_, err = open(aliceToken)
-	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), `caller "alice"`) {
-		t.Fatalf("alice's third stream: %v, want ResourceExhausted naming her", err)
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), `caller "alice"`) ||
+		errorInfo(st).GetReason() != limits.ReasonStreamLimit {
+		t.Fatalf("alice's third stream: %v (%v), want ResourceExhausted naming her, reason %s", err, errorInfo(st), limits.ReasonStreamLimit)
 	}
 	req, _ := http.NewRequest(http.MethodGet, env.RESTURL+"/v1/export-tasks/"+id+":watch", nil)
 	req.Header.Set("Authorization", "Bearer "+aliceToken)
-	if r := do(t, env.HTTP, req); !strings.Contains(string(r.Body), `"code":8`) {
-		t.Errorf("alice's third stream over REST: HTTP %d %s, want ResourceExhausted", r.Status, r.Body)
+	if r := do(t, env.HTTP, req); !strings.Contains(string(r.Body), `"code":8`) || !strings.Contains(string(r.Body), limits.ReasonStreamLimit) {
+		t.Errorf("alice's third stream over REST: HTTP %d %s, want ResourceExhausted, reason %s", r.Status, r.Body, limits.ReasonStreamLimit)
 	}
 	own, err := env.Client.ExportLicenseDetail(as(bobToken), &cwpexportv1.ExportLicenseDetailRequest{})
 	if err != nil {

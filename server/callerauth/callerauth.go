@@ -22,7 +22,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
+
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // ForwardedIdentity is the metadata key under which the REST gateway tells
@@ -103,6 +104,10 @@ func (a *Authenticator) Tokens() *Tokens { return a.tokens.Load() }
 // their caller; open streams continue.
 func (a *Authenticator) Reload(t *Tokens) { a.tokens.Store(t) }
 
+// ReasonUnauthenticated is the ErrorInfo reason of a call without valid
+// credentials.
+const ReasonUnauthenticated = "UNAUTHENTICATED"
+
 // certName returns the caller a certificate names, whether there was one.
 type certName func() (name string, found bool, err error)
 
@@ -113,20 +118,20 @@ func (a *Authenticator) identify(authz []string, cert certName) (string, error) 
 			token, ok = bearer(authz[0])
 		}
 		if !ok {
-			return "", status.Error(codes.Unauthenticated, "missing credentials: send the header \"Authorization: Bearer <token>\" (gRPC metadata \"authorization\")")
+			return "", apierror.Error(codes.Unauthenticated, ReasonUnauthenticated, "missing credentials: send the header \"Authorization: Bearer <token>\" (gRPC metadata \"authorization\")")
 		}
 		name, ok := tokens.lookup(token)
 		if !ok {
-			return "", status.Error(codes.Unauthenticated, "the bearer token is not valid")
+			return "", apierror.Error(codes.Unauthenticated, ReasonUnauthenticated, "the bearer token is not valid")
 		}
 		return name, nil
 	}
 	name, found, err := cert()
 	switch {
 	case err != nil:
-		return "", status.Error(codes.Unauthenticated, err.Error())
+		return "", apierror.Error(codes.Unauthenticated, ReasonUnauthenticated, err.Error())
 	case !found:
-		return "", status.Error(codes.Unauthenticated, "missing credentials: present a client certificate")
+		return "", apierror.Error(codes.Unauthenticated, ReasonUnauthenticated, "missing credentials: present a client certificate")
 	}
 	return name, nil
 }

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"unicode"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -38,7 +40,9 @@ func decodingError(err error) error {
 	if st.Code() != codes.InvalidArgument || len(st.Proto().GetDetails()) > 0 {
 		return err
 	}
-	what := strings.ToValidUTF8(strings.TrimPrefix(st.Message(), "proto: "), "\uFFFD")
+	// protobuf-go writes "proto:" and a space, or a no-break space.
+	what := strings.TrimLeftFunc(strings.TrimPrefix(st.Message(), "proto:"), unicode.IsSpace)
+	what = strings.ToValidUTF8(what, "\uFFFD")
 	if len(what) > maxDecodingMessage {
 		what = strings.ToValidUTF8(what[:maxDecodingMessage], "") + "…"
 	}
@@ -73,4 +77,28 @@ func snakeCase(name string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// withErrorInfo adds an ErrorInfo (domain cwpexport.v1) to an error that
+// has no details, so that every REST answer carries one: reason says what
+// the gateway refused; "" takes the name of the status's code
+// (UNAUTHENTICATED, NOT_FOUND...). An HTTPStatusError keeps its HTTP
+// status.
+func withErrorInfo(err error, reason string) error {
+	var hs *runtime.HTTPStatusError
+	if errors.As(err, &hs) {
+		return &runtime.HTTPStatusError{HTTPStatus: hs.HTTPStatus, Err: withErrorInfo(hs.Err, reason)}
+	}
+	st := status.Convert(err)
+	if len(st.Proto().GetDetails()) > 0 || st.Code() == codes.OK {
+		return err
+	}
+	if reason == "" {
+		reason = strings.ToUpper(snakeCase(st.Code().String()))
+	}
+	out, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: service.Domain})
+	if derr != nil {
+		return err
+	}
+	return out.Err()
 }

@@ -161,7 +161,7 @@ func (g guard) outer(h http.Handler) http.Handler {
 // when the status carries a google.rpc.RetryInfo, so that HTTP clients and
 // proxies can honour it.
 func errorWithRetryAfter(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	err = decodingError(err)
+	err = withErrorInfo(decodingError(err), "")
 	if secs, ok := retryAfter(status.Convert(err)); ok {
 		w.Header().Set("Retry-After", secs)
 	}

@@ -62,15 +62,15 @@ func (g guard) wrap(next http.Handler, check func(http.ResponseWriter, *http.Req
 			if g.opts.Logger != nil {
 				calllog.Refused(g.opts.Logger, r, hs.HTTPStatus, status.Convert(hs.Err))
 			}
-			runtime.DefaultHTTPErrorHandler(r.Context(), g.mux, g.m, w, r, err)
+			errorWithRetryAfter(r.Context(), g.mux, g.m, w, r, err)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func refuse(httpStatus int, code codes.Code, format string, a ...any) error {
-	return &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: status.Errorf(code, format, a...)}
+func refuse(httpStatus int, code codes.Code, reason, format string, a ...any) error {
+	return &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: withErrorInfo(status.Errorf(code, format, a...), reason)}
 }
 
 func (g guard) checkHost(_ http.ResponseWriter, r *http.Request) error {
@@ -78,11 +78,11 @@ func (g guard) checkHost(_ http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if !g.hostAllowed(r.Host) {
-		return refuse(http.StatusForbidden, codes.PermissionDenied,
+		return refuse(http.StatusForbidden, codes.PermissionDenied, "HOST_NOT_ALLOWED",
 			"this service does not answer to the host name %q; use localhost or 127.0.0.1, or have the operator allow the name (-rest-allowed-hosts)", clip(r.Host))
 	}
 	if o := r.Header.Get("Origin"); o != "" && !g.originAllowed(o) {
-		return refuse(http.StatusForbidden, codes.PermissionDenied, "requests from pages of %q are not accepted", clip(o))
+		return refuse(http.StatusForbidden, codes.PermissionDenied, "ORIGIN_NOT_ALLOWED", "requests from pages of %q are not accepted", clip(o))
 	}
 	return nil
 }
@@ -99,7 +99,7 @@ func (g guard) checkAPI(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodPost {
 		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mt != "application/json" || (params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
-			return refuse(http.StatusUnsupportedMediaType, codes.InvalidArgument,
+			return refuse(http.StatusUnsupportedMediaType, codes.InvalidArgument, "UNSUPPORTED_MEDIA_TYPE",
 				"the body must be JSON: send the header \"Content-Type: application/json\"")
 		}
 	}
@@ -120,11 +120,11 @@ func (g guard) readBody(w http.ResponseWriter, r *http.Request) error {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return refuse(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "the request body is larger than the limit of %d bytes", tooLarge.Limit)
+		return refuse(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "REQUEST_TOO_LARGE", "the request body is larger than the limit of %d bytes", tooLarge.Limit)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return refuse(http.StatusRequestTimeout, codes.DeadlineExceeded, "the request body did not arrive within %s", g.opts.BodyTimeout)
+		return refuse(http.StatusRequestTimeout, codes.DeadlineExceeded, "REQUEST_BODY_TIMEOUT", "the request body did not arrive within %s", g.opts.BodyTimeout)
 	case err != nil:
-		return refuse(http.StatusBadRequest, codes.InvalidArgument, "the request body could not be read")
+		return refuse(http.StatusBadRequest, codes.InvalidArgument, "REQUEST_BODY_UNREADABLE", "the request body could not be read")
 	}
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	return nil

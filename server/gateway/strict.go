@@ -45,17 +45,25 @@ type failingDecoder struct{ err error }
 
 func (d failingDecoder) Decode(any) error { return d.err }
 
-// routingError answers requests no route matches with a google.rpc.Status,
-// and a wrong method with HTTP 405 rather than grpc-gateway's 501.
+// routingError answers requests no route matches with a google.rpc.Status
+// carrying an ErrorInfo (UNKNOWN_PATH), and a wrong method with HTTP 405
+// (METHOD_NOT_ALLOWED) rather than grpc-gateway's 501.
 func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
-	if httpStatus == http.StatusMethodNotAllowed {
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
 		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
 			HTTPStatus: httpStatus,
-			Err:        status.Error(codes.Unimplemented, fmt.Sprintf("method %s is not allowed on %s; see /openapi.json", r.Method, r.URL.Path)),
+			Err: withErrorInfo(status.Error(codes.Unimplemented, fmt.Sprintf("method %s is not allowed on %s; see /openapi.json",
+				r.Method, clip(r.URL.Path))), "METHOD_NOT_ALLOWED"),
 		})
-		return
+	case http.StatusNotFound:
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
+			HTTPStatus: httpStatus,
+			Err:        withErrorInfo(status.Error(codes.NotFound, fmt.Sprintf("no endpoint at %s; see /openapi.json", clip(r.URL.Path))), "UNKNOWN_PATH"),
+		})
+	default:
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 	}
-	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 }
 
 // validPath reports a request whose path or query is not valid UTF-8: such

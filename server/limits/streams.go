@@ -5,12 +5,13 @@ package limits
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 )
 
@@ -40,6 +41,10 @@ func NewStreams(max int) *Streams {
 	return &Streams{max: max, open: map[string]int{}}
 }
 
+// ReasonStreamLimit is the ErrorInfo reason of a stream refused because its
+// caller holds the most streams allowed.
+const ReasonStreamLimit = "CALLER_STREAM_LIMIT_EXCEEDED"
+
 // Open counts a stream of ctx's caller to fullMethod, or refuses it with
 // ResourceExhausted when the caller holds the most allowed; release ends
 // it. Health watches and unauthenticated callers are not counted.
@@ -49,8 +54,8 @@ func (s *Streams) Open(ctx context.Context, fullMethod string) (release func(), 
 		return func() {}, nil
 	}
 	if !s.acquire(caller) {
-		return nil, status.Errorf(codes.ResourceExhausted,
-			"caller %q already holds %d open streams, the most allowed per caller; close a stream (one watch per task is enough) and retry", caller, s.max)
+		return nil, apierror.Error(codes.ResourceExhausted, ReasonStreamLimit, fmt.Sprintf(
+			"caller %q already holds %d open streams, the most allowed per caller; close a stream (one watch per task is enough) and retry", caller, s.max))
 	}
 	return func() { s.release(caller) }, nil
 }

@@ -11,11 +11,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/cloud"
 )
 
 // Domain is the google.rpc.ErrorInfo domain of this service's errors.
-const Domain = "cwpexport.v1"
+const Domain = apierror.Domain
 
 // Reasons (google.rpc.ErrorInfo.reason) of this service's errors.
 const (

@@ -1,0 +1,27 @@
+// Package apierror makes the error statuses the service answers with
+// outside its request handlers (authentication, stream limits, recovered
+// panics): each carries a google.rpc.ErrorInfo in the API's domain, as the
+// handlers' own errors do, so that a client tells errors apart by reason
+// whichever part of the service refused the call.
+package apierror
+
+import (
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Domain is the ErrorInfo domain of the service's errors.
+const Domain = "cwpexport.v1"
+
+// New returns a status of code with msg and an ErrorInfo of reason.
+func New(code codes.Code, reason, msg string) *status.Status {
+	st := status.New(code, msg)
+	if ws, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain}); err == nil {
+		return ws
+	}
+	return st
+}
+
+// Error is New as an error.
+func Error(code codes.Code, reason, msg string) error { return New(code, reason, msg).Err() }
