@@ -225,6 +225,17 @@ func TestWatchMessagesCarryTheRecord(t *testing.T) {
 		for _, m := range msgs {
 			same(t, m.GetKind().String(), m.GetTask(), want)
 		}
+		// The task has ended: GetExportTask answers from the registry, and
+		// tells the times the stream's last message told.
+		last := msgs[len(msgs)-1].GetTask()
+		ended, err := env.Client.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: want.GetTaskId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(ended.GetTask().GetUpdateTime(), last.GetUpdateTime()) || !proto.Equal(ended.GetTask().GetObserveTime(), last.GetObserveTime()) {
+			t.Errorf("updated %v, observed %v after the stream's %v, %v", ended.GetTask().GetUpdateTime(), ended.GetTask().GetObserveTime(),
+				last.GetUpdateTime(), last.GetObserveTime())
+		}
 	})
 	t.Run("export and watch", func(t *testing.T) {
 		stream, err := env.Client.ExportLicenseDetailAndWatch(ctx, &cwpexportv1.ExportLicenseDetailAndWatchRequest{

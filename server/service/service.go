@@ -538,5 +538,7 @@ func ts(t time.Time) *timestamppb.Timestamp {
 	if t.IsZero() {
 		return nil
 	}
-	return timestamppb.New(t)
+	// In microseconds, as the registry keeps times: an answer from this
+	// process's observation and one from the registry tell the same time.
+	return timestamppb.New(t.Truncate(time.Microsecond))
 }
