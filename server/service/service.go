@@ -359,12 +359,6 @@ func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send se
 		}
 		beat = false
 		if kind != cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_UNSPECIFIED {
-			if !info.recorded {
-				// Another replica may have recorded the task since.
-				if r, err := s.record(ctx, id); err == nil {
-					info = r
-				}
-			}
 			linked = linkPoll(ctx, linked, snap, kind)
 			if err := send(kind, info.apply(toTask(snap)), s.progress(snap, start)); err != nil {
 				return err
