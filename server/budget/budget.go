@@ -214,7 +214,7 @@ func (b *Local) admit(ctx context.Context, latest time.Time) (time.Duration, err
 		r.CancelAt(now)
 		return 0, &LateError{Delay: delay}
 	}
-	if err := sleep(ctx, delay); err != nil {
+	if err := Sleep(ctx, delay); err != nil {
 		r.Cancel()
 		return 0, err
 	}
@@ -256,7 +256,7 @@ func (b *Local) spaceBy(ctx context.Context, latest time.Time) (time.Duration, e
 		if !latest.IsZero() && now.Add(d).After(latest) {
 			return 0, &LateError{Delay: d}
 		}
-		if err := sleep(ctx, d); err != nil {
+		if err := Sleep(ctx, d); err != nil {
 			return 0, err
 		}
 	}
@@ -273,7 +273,9 @@ func (b *Local) Again(ctx context.Context, latest time.Time) (time.Duration, err
 	})
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or until ctx ends (its error then). The fleet's budget
+// and schedule wait with it too.
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

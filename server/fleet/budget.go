@@ -81,9 +81,10 @@ type Budget struct {
 	f    *Fleet
 	opts BudgetOptions
 	// rate is the effective rate last read (float64 bits); throttles, the
-	// fleet's count of refusals last read.
+	// fleet's count of refusals last read; read, when (unix nanoseconds).
 	rate      atomic.Uint64
 	throttles atomic.Int64
+	read      atomic.Int64
 	tracer    trace.Tracer
 }
 
@@ -162,12 +163,11 @@ func (b *Budget) admit(ctx context.Context, latest time.Time) (time.Duration, er
 			return 0, err
 		}
 		received := time.Now()
-		b.rate.Store(math.Float64bits(rate))
-		b.throttles.Store(throttles)
+		b.store(rate, throttles)
 		wait := slot.Sub(now)
 		// The slot is in the database's time; the answer came after its now.
 		target := received.Add(wait)
-		if err := sleepUntil(ctx, target); err != nil {
+		if err := budget.Sleep(ctx, time.Until(target)); err != nil {
 			return 0, err
 		}
 		if late := time.Since(target); late <= b.opts.Lateness {
@@ -188,21 +188,6 @@ func (b *Budget) Again(ctx context.Context, latest time.Time) (time.Duration, er
 func (b *Budget) Wait(ctx context.Context) error {
 	_, err := b.Admit(ctx, time.Time{})
 	return err
-}
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // throttle counts a refusal and cuts the rate, unless a replica did within
@@ -238,8 +223,7 @@ func (b *Budget) Throttled() {
 			b.f.opts.Logger.Warn("record a throttled call in the fleet's budget", "action", b.opts.Action, "err", err)
 			return
 		}
-		b.rate.Store(math.Float64bits(rate))
-		b.throttles.Store(throttles)
+		b.store(rate, throttles)
 	}()
 }
 
@@ -249,8 +233,12 @@ SELECT fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, clock_timestamp(
 FROM fleet_budget WHERE action = $1`
 
 // refresh reads the budget's figures, so that Rate follows the fleet's
-// cuts and recoveries when this replica makes no calls.
+// cuts and recoveries when this replica makes no calls. Figures a call's
+// statement brought within the last second are left as they are.
 func (b *Budget) refresh(ctx context.Context) error {
+	if time.Since(time.Unix(0, b.read.Load())) < time.Second {
+		return nil
+	}
 	var (
 		rate      float64
 		throttles int64
@@ -260,12 +248,16 @@ func (b *Budget) refresh(ctx context.Context) error {
 	if err := b.f.check(ctx, err); err != nil {
 		return err
 	}
-	b.rate.Store(math.Float64bits(rate))
-	b.throttles.Store(throttles)
+	b.store(rate, throttles)
 	return nil
 }
 
-func (b *Budget) storeRate(r float64) { b.rate.Store(math.Float64bits(r)) }
+// store keeps the figures a statement read.
+func (b *Budget) store(rate float64, throttles int64) {
+	b.rate.Store(math.Float64bits(rate))
+	b.throttles.Store(throttles)
+	b.read.Store(time.Now().UnixNano())
+}
 
 // Rate is the fleet's effective rate for the action, as last read.
 func (b *Budget) Rate() float64 { return math.Float64frombits(b.rate.Load()) }

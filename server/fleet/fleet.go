@@ -134,8 +134,9 @@ func (f *Fleet) Healthy() bool {
 	return time.Since(time.Unix(0, f.lastOK.Load())) < f.opts.UnhealthyAfter
 }
 
-// Watch pings the database every second until ctx ends, so that Healthy
-// follows it even when nothing else calls it.
+// Watch pings the database every second in which nothing else got an
+// answer from it, until ctx ends, so that Healthy follows it even when
+// nothing else calls it.
 func (f *Fleet) Watch(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -144,6 +145,9 @@ func (f *Fleet) Watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if time.Since(time.Unix(0, f.lastOK.Load())) < time.Second {
+			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := f.pool.Ping(pctx)

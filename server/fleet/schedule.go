@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
@@ -224,7 +225,7 @@ func (s *Schedule) pause(ctx context.Context, what string, err error) {
 	if ctx.Err() == nil {
 		s.opts.Logger.Warn("fleet: "+what+"; retrying", "err", err, "retry_in", retryPause)
 	}
-	_ = sleepUntil(ctx, time.Now().Add(retryPause))
+	_ = budget.Sleep(ctx, retryPause)
 }
 
 // writeLoop writes interest and creations as they come.
@@ -563,7 +564,7 @@ func (s *Schedule) readLoop(ctx context.Context, report func(tracker.Poll)) {
 		}
 		// Reads come in bursts (new interest, a listener's reconnect): one
 		// read serves those of a few milliseconds.
-		if sleepUntil(ctx, time.Now().Add(readCoalesce)) != nil {
+		if budget.Sleep(ctx, readCoalesce) != nil {
 			return
 		}
 		s.mu.Lock()
@@ -682,12 +683,13 @@ slot AS (
     next_slot = greatest(next_slot, clock_timestamp())
       + make_interval(secs => (1 + $7::float8) / fleet_budget_rate(cut_at, base, ceiling, $3, $4, $5, $6, clock_timestamp()))
   WHERE action = 'ExportTasks' AND EXISTS (SELECT 1 FROM cand)
-  RETURNING next_slot - make_interval(secs => last_gap) AS slot, clock_timestamp() AS now, (1 + $7::float8) / last_gap AS rate
+  RETURNING next_slot - make_interval(secs => last_gap) AS slot, clock_timestamp() AS now, (1 + $7::float8) / last_gap AS rate,
+    throttles
 )
 UPDATE fleet_tasks t SET owner = $1, epoch = t.epoch + 1, cadence = t.due, asked = slot.slot,
   lease_until = slot.slot + make_interval(secs => $8::float8)
 FROM cand, slot WHERE t.task_id = cand.task_id
-RETURNING t.task_id, t.epoch, cand.tier, slot.slot, slot.now, slot.rate,
+RETURNING t.task_id, t.epoch, cand.tier, slot.slot, slot.now, slot.rate, slot.throttles,
   t.state, t.download_url, t.refusal_code <> '', t.failures`
 
 // nextDue is how long until the fleet's next task is due (null: none).
@@ -726,12 +728,13 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 			tier       int16
 			slot, now  time.Time
 			rate       float64
+			throttles  int64
 			found      = true
 			budgetArgs = s.opts.Budget.rateArgs()
 		)
 		err := s.f.pool.QueryRow(ctx, claim, s.f.opts.Replica, s.opts.MinInterval.Seconds(),
 			budgetArgs[0], budgetArgs[1], budgetArgs[2], budgetArgs[3], s.opts.Budget.spacing(), leaseFor.Seconds()).
-			Scan(&l.id, &l.epoch, &tier, &slot, &now, &rate, &l.state, &l.url, &l.refused, &l.failures)
+			Scan(&l.id, &l.epoch, &tier, &slot, &now, &rate, &throttles, &l.state, &l.url, &l.refused, &l.failures)
 		if errors.Is(err, pgx.ErrNoRows) {
 			found, err = false, nil
 		}
@@ -744,7 +747,7 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 			continue
 		}
 		received := time.Now()
-		s.opts.Budget.storeRate(rate)
+		s.opts.Budget.store(rate, throttles)
 		l.tier = tracker.Tier(tier)
 		s.mu.Lock()
 		if _, wanted := s.want[l.id]; wanted {
@@ -753,7 +756,7 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 		s.mu.Unlock()
 		target := received.Add(slot.Sub(now))
 		l.until = target.Add(leaseFor)
-		if sleepUntil(ctx, target) != nil {
+		if budget.Sleep(ctx, time.Until(target)) != nil {
 			return
 		}
 		if time.Since(target) > s.opts.Budget.opts.Lateness {
@@ -878,7 +881,7 @@ func (s *Schedule) poll(ctx context.Context, l lease, late time.Duration, report
 		if err == nil {
 			break
 		}
-		if wctx.Err() != nil || sleepUntil(wctx, time.Now().Add(250*time.Millisecond)) != nil {
+		if wctx.Err() != nil || budget.Sleep(wctx, 250*time.Millisecond) != nil {
 			s.opts.Logger.Warn("fleet: a poll's result could not be written while its lease lasted; it is dropped", "task_id", l.id, "err", err)
 			return
 		}
