@@ -159,6 +159,16 @@ func cloudAt(addr string) *cloud.Client {
 	return cloud.New(cloud.Config{Credential: common.NewCredential(secretID, secretKey), Endpoint: addr, Scheme: "HTTP", Timeout: 5 * time.Second})
 }
 
+// createTask creates a cloud task through cl and returns its id.
+func createTask(t *testing.T, cl *cloud.Client) int64 {
+	t.Helper()
+	created, err := cl.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return created.TaskID
+}
+
 // node is a replica with a tracker on the fleet's schedule.
 func (e *env) node(t *testing.T, dsn, name string) *tracker.Tracker {
 	return e.nodeOf(t, join(t, dsn, name), e.cloud)
@@ -201,11 +211,7 @@ func TestWatchersOnEveryReplicaShareOnePoller(t *testing.T) {
 	dsn := database(t)
 	e := startEmulator(t)
 	nodes := []*tracker.Tracker{e.node(t, dsn, "a"), e.node(t, dsn, "b"), e.node(t, dsn, "c")}
-	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := created.TaskID
+	id := createTask(t, e.cloud)
 	var watches []*tracker.Watch
 	for _, n := range nodes {
 		for range 5 {
@@ -236,11 +242,7 @@ func TestWatchersOnEveryReplicaShareOnePoller(t *testing.T) {
 func TestADeadReplicasPollIsTakenOver(t *testing.T) {
 	dsn := database(t)
 	e := startEmulator(t)
-	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := created.TaskID
+	id := createTask(t, e.cloud)
 	// The first poll hangs in the cloud; its replica dies meanwhile.
 	if err := e.emu.InjectFault(emulator.Fault{Kind: emulator.FaultLatency, Action: cloud.ActionExportTasks, Delay: 30 * time.Second, Count: 1}); err != nil {
 		t.Fatal(err)
@@ -287,11 +289,7 @@ func TestNoPollsOnceNobodyWatches(t *testing.T) {
 	dsn := database(t)
 	e := startEmulator(t)
 	a, b := e.node(t, dsn, "a"), e.node(t, dsn, "b")
-	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := created.TaskID
+	id := createTask(t, e.cloud)
 	wa, wb := a.Watch(id), b.Watch(id)
 	waitFor(t, "three polls", func() bool { return e.emu.Stats().TaskPolls(id) >= 3 })
 	wa.Close()
@@ -313,11 +311,7 @@ func TestReadsShareTheFleetsObservation(t *testing.T) {
 	dsn := database(t)
 	e := startEmulator(t)
 	a, b := e.node(t, dsn, "a"), e.node(t, dsn, "b")
-	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := created.TaskID
+	id := createTask(t, e.cloud)
 	w := a.Watch(id)
 	defer w.Close()
 	waitFor(t, "a poll", func() bool { s, _ := w.Current(); return s.Polls >= 1 })
@@ -355,11 +349,7 @@ func TestNotificationsCarryTheObservation(t *testing.T) {
 	var reads rowReads
 	e.node(t, dsn, "a")
 	b := e.nodeOf(t, joinTraced(t, dsn, "b", &reads), e.cloud)
-	created, err := e.cloud.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := created.TaskID
+	id := createTask(t, e.cloud)
 	w := b.Watch(id)
 	defer w.Close()
 	waitFor(t, "two polls", func() bool { s, _ := w.Current(); return s.Polls >= 2 })
@@ -421,11 +411,7 @@ func TestRowsTooLargeForANotificationAreRead(t *testing.T) {
 	long := cloudAt(lis.Addr().String())
 
 	nodes := []*tracker.Tracker{e.nodeOf(t, join(t, dsn, "a"), long), e.nodeOf(t, join(t, dsn, "b"), long)}
-	created, err := long.ExportLicenseDetail(context.Background(), cloud.ExportParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := created.TaskID
+	id := createTask(t, long)
 	var watches []*tracker.Watch
 	for _, n := range nodes {
 		w := n.Watch(id)
