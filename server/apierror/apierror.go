@@ -14,6 +14,9 @@ import (
 // Domain is the ErrorInfo domain of the service's errors.
 const Domain = "cwpexport.v1"
 
+// ReasonInvalidArgument is the ErrorInfo reason of invalid input.
+const ReasonInvalidArgument = "INVALID_ARGUMENT"
+
 // New returns a status of code with msg and an ErrorInfo of reason.
 func New(code codes.Code, reason, msg string) *status.Status {
 	st := status.New(code, msg)
@@ -25,3 +28,14 @@ func New(code codes.Code, reason, msg string) *status.Status {
 
 // Error is New as an error.
 func Error(code codes.Code, reason, msg string) error { return New(code, reason, msg).Err() }
+
+// InvalidField is the InvalidArgument answer to one invalid field, as the
+// service answers invalid input everywhere: "invalid request: field:
+// description", the reason INVALID_ARGUMENT and a field violation.
+func InvalidField(field, description string) error {
+	st := New(codes.InvalidArgument, ReasonInvalidArgument, "invalid request: "+field+": "+description)
+	if ws, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: description}}}); err == nil {
+		st = ws
+	}
+	return st.Err()
+}

@@ -7,12 +7,10 @@ import (
 	"unicode"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/protoadapt"
 
-	"github.com/cwpexport/cwpexport/server/service"
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // namedField finds the field a decoding error names, in protojson's
@@ -46,21 +44,12 @@ func decodingError(err error) error {
 	if len(what) > maxDecodingMessage {
 		what = strings.ToValidUTF8(what[:maxDecodingMessage], "") + "…"
 	}
-	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: service.ReasonInvalidArgument, Domain: service.Domain}}
-	msg := "invalid request: " + what
 	for _, re := range namedField {
 		if m := re.FindStringSubmatch(what); m != nil {
-			field := snakeCase(m[1])
-			msg = "invalid request: " + field + ": " + what
-			details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: what}}})
-			break
+			return apierror.InvalidField(snakeCase(m[1]), what)
 		}
 	}
-	out, derr := status.New(codes.InvalidArgument, msg).WithDetails(details...)
-	if derr != nil {
-		return err
-	}
-	return out.Err()
+	return apierror.Error(codes.InvalidArgument, apierror.ReasonInvalidArgument, "invalid request: "+what)
 }
 
 // snakeCase writes a JSON name (isHistory, pageSize.x) as the API's field
@@ -96,9 +85,5 @@ func withErrorInfo(err error, reason string) error {
 	if reason == "" {
 		reason = strings.ToUpper(snakeCase(st.Code().String()))
 	}
-	out, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: service.Domain})
-	if derr != nil {
-		return err
-	}
-	return out.Err()
+	return apierror.Error(st.Code(), reason, st.Message())
 }

@@ -13,13 +13,12 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
-	"github.com/cwpexport/cwpexport/server/service"
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // Server-Sent Events of the two watch endpoints. A request whose Accept
@@ -175,16 +174,7 @@ func badLastEventID(v string) error {
 	return lastEventIDError(fmt.Sprintf("%s, got %q", lastEventIDViolations, clip(v)))
 }
 
-func lastEventIDError(desc string) error {
-	st := status.New(codes.InvalidArgument, "invalid request: "+lastEventIDHeader+": "+desc)
-	if ws, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: service.ReasonInvalidArgument, Domain: service.Domain},
-		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: lastEventIDHeader, Description: desc}}},
-	); err == nil {
-		st = ws
-	}
-	return st.Err()
-}
+func lastEventIDError(desc string) error { return apierror.InvalidField(lastEventIDHeader, desc) }
 
 // watch answers GET /v1/export-tasks/{task_id}:watch as events.
 func (e events) watch(w http.ResponseWriter, r *http.Request, taskID string) {

@@ -16,6 +16,8 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // strictJSON is the JSON marshaler with a stricter request decoder: a body
@@ -86,12 +88,11 @@ func validPath(r *http.Request) error {
 	return nil
 }
 
-// noQuery refuses the first of a request's query parameters, as the query
-// parser names one it does not know (decodingError finds the name).
+// noQuery refuses the first of a request's query parameters.
 func noQuery(r *http.Request, why string) error {
 	keys := slices.Sorted(maps.Keys(r.URL.Query()))
 	if len(keys) == 0 {
-		return status.Error(codes.InvalidArgument, why)
+		return apierror.Error(codes.InvalidArgument, apierror.ReasonInvalidArgument, "invalid request: "+why)
 	}
-	return status.Errorf(codes.InvalidArgument, "unknown query parameter %q: %s", clip(keys[0]), why)
+	return apierror.InvalidField(clip(keys[0]), "unknown query parameter: "+why)
 }

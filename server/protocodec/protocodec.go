@@ -13,16 +13,15 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	protov2 "google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // Codec is the codec with what answers for it: install it with
@@ -72,14 +71,7 @@ func (c *Codec) take(m any) error {
 	if path == "" {
 		path, desc = "request", "a string field is not valid UTF-8"
 	}
-	st := status.New(codes.InvalidArgument, fmt.Sprintf("invalid request: %s: %s", path, desc))
-	if ws, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: "INVALID_ARGUMENT", Domain: "cwpexport.v1"},
-		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: path, Description: desc}}},
-	); err == nil {
-		st = ws
-	}
-	return st.Err()
+	return apierror.InvalidField(path, desc)
 }
 
 // Unary answers a unary request the codec flagged. Place it before any

@@ -20,7 +20,7 @@ const Domain = apierror.Domain
 
 // Reasons (google.rpc.ErrorInfo.reason) of this service's errors.
 const (
-	ReasonInvalidArgument       = "INVALID_ARGUMENT"
+	ReasonInvalidArgument       = apierror.ReasonInvalidArgument
 	ReasonTaskNotFound          = "TASK_NOT_FOUND"
 	ReasonUpstreamNotFound      = "UPSTREAM_RESOURCE_NOT_FOUND"
 	ReasonUpstreamInvalid       = "UPSTREAM_INVALID_ARGUMENT"
