@@ -192,7 +192,7 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 		// slot is taken right before the cloud call, so that no write
 		// comes between them to bunch calls the budget spaced. Its lease
 		// covers the wait, the call and the recording of its outcome.
-		row.ID, row.Owner, row.Created = "", s.opts.Instance, s.opts.Now().Truncate(time.Microsecond)
+		row.ID, row.Owner, row.Created = "", s.opts.Instance, s.opts.Now()
 		waitAtMost := giveUp.Sub(s.opts.Now())
 		if d, ok := ctx.Deadline(); ok {
 			waitAtMost = min(waitAtMost, time.Until(d))
@@ -310,9 +310,7 @@ func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err e
 	defer cancel()
 	switch {
 	case err == nil:
-		// In microseconds, as the registry keeps times: every answer about
-		// the task then tells the same times, whichever path it takes.
-		now := s.opts.Now().Truncate(time.Microsecond)
+		now := s.opts.Now()
 		row.TaskID, row.State, row.Created, row.Observed, row.Changed = created.TaskID, taskstore.StatePending, now, now, now
 		row.CreateRequestID, row.LastRequestID = created.RequestID, created.RequestID
 		if werr := s.opts.Registry.Complete(ctx, row.ID, row.Owner, row); werr != nil {
