@@ -152,7 +152,10 @@ func TestTraceOfOneRESTExport(t *testing.T) {
 		t.Fatalf("answer %s: %v", res.Body, err)
 	}
 
-	spans := ended(t, rec, named(restExportSpanName, trace.SpanKindServer))
+	// The gRPC server's span may end after the gateway has its answer, and
+	// the REST span with it: wait for both.
+	isREST, isGRPC := named(restExportSpanName, trace.SpanKindServer), named(exportMethod, trace.SpanKindServer)
+	spans := endedN(t, rec, 2, func(s sdktrace.ReadOnlySpan) bool { return isREST(s) || isGRPC(s) })
 	var rest sdktrace.ReadOnlySpan
 	for _, s := range spans {
 		if s.Name() == restExportSpanName {
