@@ -19,15 +19,11 @@ const ReasonInvalidArgument = "INVALID_ARGUMENT"
 
 // New returns a status of code with msg and an ErrorInfo of reason.
 func New(code codes.Code, reason, msg string) *status.Status {
-	st := status.New(code, msg)
-	if ws, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain}); err == nil {
-		return ws
-	}
-	return st
+	return status.Convert(WithInfo(code, reason, msg, nil))
 }
 
 // Error is New as an error.
-func Error(code codes.Code, reason, msg string) error { return New(code, reason, msg).Err() }
+func Error(code codes.Code, reason, msg string) error { return WithInfo(code, reason, msg, nil) }
 
 // InvalidField is the InvalidArgument answer to one invalid field, as the
 // service answers invalid input everywhere: "invalid request: field:

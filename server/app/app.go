@@ -41,6 +41,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/calllog"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/exports"
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/metrics"
@@ -118,7 +119,7 @@ type Options struct {
 	// default limits.DefaultStreamsPerCaller.
 	MaxStreamsPerCaller int
 	// CallerShare is the fraction of CreateRate one caller may use;
-	// default service.DefaultCallerShare, 1 turns the share off.
+	// default exports.DefaultCallerShare, 1 turns the share off.
 	CallerShare float64
 	// AllowUnauthenticatedRemote lets the server listen on a non-loopback
 	// address with neither Tokens nor ClientCAFile; without it Serve
@@ -181,6 +182,7 @@ type Server struct {
 	log      *slog.Logger
 	cloud    *cloud.Client
 	tracker  *tracker.Tracker
+	saga     *exports.Saga
 	service  *service.Service
 	registry *taskstore.Store
 	pool     *pgxpool.Pool // the registry's PostgreSQL pool; nil on SQLite
@@ -286,30 +288,34 @@ func New(opts Options) (*Server, error) {
 	reads, creates := s.engines.reads, s.engines.creates
 	s.metrics.TrackBudget(metrics.BudgetRead, reads)
 	s.metrics.TrackBudget(metrics.BudgetCreate, creates)
-	s.tracker = tracker.New(tracker.Options{
+	s.saga, s.tracker = exports.New(exports.Options{
+		Cloud:            upstream,
+		Registry:         reg,
+		CreateBudget:     creates,
+		CallerShare:      opts.CallerShare,
+		CreateTimeout:    opts.CreateTimeout,
+		BudgetWaited:     s.metrics.CreateBudgetWaited,
+		Instance:         s.instance,
+		MaxFollowAge:     opts.MaxFollowAge,
+		RecordCacheBytes: opts.RecordCacheBytes,
+		Logger:           s.log,
+	}, tracker.Options{
 		Scheduler: s.engines.schedule,
 		Freshness: opts.Freshness,
 		Logger:    s.log,
-		Observer:  trackerObserver{s},
+		Observer:  s.metrics,
 	})
 	s.metrics.TrackStats(s.tracker)
 	s.service = service.New(service.Options{
-		Cloud:            upstream,
-		Tracker:          s.tracker,
-		CreateBudget:     creates,
-		CreateTimeout:    opts.CreateTimeout,
-		Instance:         s.instance,
-		Heartbeat:        opts.Heartbeat,
-		BudgetWaited:     s.metrics.CreateBudgetWaited,
-		CallerShare:      opts.CallerShare,
-		Registry:         reg,
-		MaxFollowAge:     opts.MaxFollowAge,
-		Logger:           s.log,
-		Access:           authz,
-		PageTokenKey:     pageKey,
-		MaxPageBytes:     opts.MaxPageBytes,
-		RecordCacheBytes: opts.RecordCacheBytes,
-		Budget:           service.BudgetOptions{Calls: s.metrics, Read: reads, Create: creates},
+		Saga:         s.saga,
+		Tracker:      s.tracker,
+		Registry:     reg,
+		Heartbeat:    opts.Heartbeat,
+		Logger:       s.log,
+		Access:       authz,
+		PageTokenKey: pageKey,
+		MaxPageBytes: opts.MaxPageBytes,
+		Budget:       service.BudgetOptions{Calls: s.metrics, Read: reads, Create: creates},
 	})
 	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
 	s.reads = limits.NewReads(opts.ReadsPerCaller, opts.ReadBurst)
@@ -461,7 +467,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		run("emulator", func() error { return s.emu.Serve(bg, s.emuLis) })
 	}
 	run("tracker", func() error { s.tracker.Run(bg); return nil })
-	run("registry", func() error { s.service.RunRegistry(bg); return nil })
+	run("registry", func() error { s.saga.Run(bg); return nil })
 	for _, follow := range s.engines.follow {
 		run("fleet", func() error { follow(bg); return nil })
 	}
@@ -493,7 +499,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	}
 	// A creation's cloud call outlives its caller: its outcome is recorded
 	// before the registry closes.
-	s.service.WaitCreations()
+	s.saga.WaitCreations()
 	stopBackground()
 	wg.Wait()
 	close(errc)
@@ -611,13 +617,4 @@ func (s *Server) streamGate(inProcess bool) grpc.StreamServerInterceptor {
 func (s *Server) recovered(p any) error {
 	s.log.Error("panic in handler", "panic", s.redact(fmt.Sprint(p)))
 	return apierror.Error(codes.Internal, "INTERNAL", "internal error")
-}
-
-// trackerObserver tells the metrics and the task registry what the tracker
-// did.
-type trackerObserver struct{ s *Server }
-
-func (o trackerObserver) Polled(snap tracker.Snapshot, settled bool) {
-	o.s.metrics.Polled(snap, settled)
-	o.s.service.Observed(snap)
 }

@@ -7,7 +7,9 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/cwpexport/cwpexport/server/access"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
+	"github.com/cwpexport/cwpexport/server/exports"
 )
 
 // Authorizer tells which tasks a caller may see (see package access).
@@ -30,23 +32,23 @@ func (s *Service) scope(ctx context.Context) access.Scope {
 // even that it exists. A task the registry does not know (created outside
 // the service) is visible only to a scope of everything, so that nobody
 // else makes the service poll the cloud for it.
-func (s *Service) visible(ctx context.Context, id int64) (recordInfo, error) {
+func (s *Service) visible(ctx context.Context, id int64) (exports.Record, error) {
 	scope := s.scope(ctx)
-	info, err := s.record(ctx, id)
+	info, err := s.opts.Saga.Record(ctx, id)
 	switch {
 	case err != nil && scope.All():
-		return recordInfo{}, nil // answer without the record rather than fail a read
+		return exports.Record{}, nil // answer without the record rather than fail a read
 	case err != nil:
-		return recordInfo{}, registryError(ctx, err)
-	case info.recorded && scope.Allows(info.creator), !info.recorded && scope.All():
+		return exports.Record{}, apierror.Registry(ctx, err)
+	case info.Recorded && scope.Allows(info.Creator), !info.Recorded && scope.All():
 		return info, nil
 	}
-	return recordInfo{}, taskNotFound(id)
+	return exports.Record{}, taskNotFound(id)
 }
 
 // taskNotFound is the answer about a task a caller may not see, the same
 // whether the task exists or not.
 func taskNotFound(id int64) error {
-	return withInfo(codes.NotFound, ReasonTaskNotFound, fmt.Sprintf("export task %d was not found", id),
-		map[string]string{metadataTaskID: fmt.Sprint(id)})
+	return apierror.WithInfo(codes.NotFound, apierror.ReasonTaskNotFound, fmt.Sprintf("export task %d was not found", id),
+		map[string]string{apierror.MetadataTaskID: fmt.Sprint(id)})
 }

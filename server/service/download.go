@@ -17,7 +17,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/exports"
+	"github.com/cwpexport/cwpexport/server/internal/deadline"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 )
 
@@ -81,7 +84,7 @@ func stale(resp *http.Response, err error) bool {
 func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
 	row, ok, err := s.opts.Registry.Get(ctx, id)
 	if err != nil {
-		return "", registryError(ctx, err)
+		return "", apierror.Registry(ctx, err)
 	}
 	if scope := s.scope(ctx); !(ok && scope.Allows(row.Creator) || !ok && scope.All()) {
 		return "", taskNotFound(id)
@@ -89,11 +92,11 @@ func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
 	if ok && row.State == taskstore.StateFinished && row.DownloadURL != "" {
 		return row.DownloadURL, nil
 	}
-	gctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
+	gctx, cancel := deadline.AnswerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
 	snap, err := s.opts.Tracker.Get(gctx, id)
 	if err != nil {
-		return "", cloudStatus(gctx, id, err)
+		return "", apierror.Cloud(gctx, id, err)
 	}
 	if snap.State != cloud.StatusFinished {
 		return "", notFinished(id, snap.State)
@@ -105,11 +108,11 @@ func (s *Service) downloadURL(ctx context.Context, id int64) (string, error) {
 // through the tracker, within the read budget, whose observation the
 // tracker keeps and the registry records.
 func (s *Service) refreshURL(ctx context.Context, id int64) (string, error) {
-	ctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
+	ctx, cancel := deadline.AnswerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
 	snap, err := s.opts.Tracker.Refresh(ctx, id)
 	if err != nil {
-		return "", cloudStatus(ctx, id, err)
+		return "", apierror.Cloud(ctx, id, err)
 	}
 	if snap.State != cloud.StatusFinished {
 		return "", notFinished(id, snap.State)
@@ -132,7 +135,7 @@ func (s *Service) fetch(ctx context.Context, id int64, url string) (*http.Respon
 	resp, err := s.opts.HTTPClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, contextStatus(ctx, ctx.Err())
+			return nil, apierror.Context(ctx, ctx.Err())
 		}
 		// The pre-signed URL stays out of answers and logs: its signature
 		// grants access to the file.
@@ -178,7 +181,7 @@ func (s *Service) streamFile(ctx context.Context, id int64, resp *http.Response,
 		}
 		if rerr != nil {
 			if ctx.Err() != nil {
-				return contextStatus(ctx, ctx.Err())
+				return apierror.Context(ctx, ctx.Err())
 			}
 			s.opts.Logger.WarnContext(ctx, "read an exported file", "task_id", id, "offset", off, "err", rerr)
 			return downloadFailed(id, fmt.Sprintf("the transfer from the object storage broke off after %d bytes", off))
@@ -207,14 +210,14 @@ func fileName(disposition string, id int64) string {
 }
 
 func notFinished(id int64, state cloud.Status) error {
-	shown := toState(state).String()
-	return withInfo(codes.FailedPrecondition, ReasonTaskNotFinished,
+	shown := exports.State(state).String()
+	return apierror.WithInfo(codes.FailedPrecondition, ReasonTaskNotFinished,
 		fmt.Sprintf("export task %d is %s, not FINISHED: only a finished export has a file to download", id, shown),
-		map[string]string{metadataTaskID: fmt.Sprint(id), "state": shown})
+		map[string]string{apierror.MetadataTaskID: fmt.Sprint(id), "state": shown})
 }
 
 func downloadFailed(id int64, why string) error {
-	return withInfo(codes.Unavailable, ReasonDownloadFailed,
+	return apierror.WithInfo(codes.Unavailable, ReasonDownloadFailed,
 		fmt.Sprintf("downloading the file of export task %d failed: %s; retry later", id, why),
-		map[string]string{metadataTaskID: fmt.Sprint(id)})
+		map[string]string{apierror.MetadataTaskID: fmt.Sprint(id)})
 }

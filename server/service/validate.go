@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/cloud"
 )
 
@@ -71,7 +72,7 @@ func (f *fieldErrors) err() error {
 	if f.total == 0 {
 		return nil
 	}
-	return invalidArgument(f.listed, f.total)
+	return apierror.InvalidArgument(f.listed, f.total)
 }
 
 // exportRequest is the part common to ExportLicenseDetail and

@@ -1,4 +1,4 @@
-package service
+package apierror
 
 import (
 	"context"
@@ -9,18 +9,22 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/cloud"
 )
 
-// Domain is the google.rpc.ErrorInfo domain of this service's errors.
-const Domain = apierror.Domain
-
-// Reasons (google.rpc.ErrorInfo.reason) of this service's errors.
+// Keys of ErrorInfo metadata that several errors carry.
 const (
-	ReasonInvalidArgument       = apierror.ReasonInvalidArgument
+	// MetadataTaskID is the task an error is about.
+	MetadataTaskID = "task_id"
+	// MetadataRetryAfterMillis is how long to wait before a retry.
+	MetadataRetryAfterMillis = "retry_after_ms"
+)
+
+// Reasons (google.rpc.ErrorInfo.reason) of the service's errors.
+const (
 	ReasonTaskNotFound          = "TASK_NOT_FOUND"
 	ReasonUpstreamNotFound      = "UPSTREAM_RESOURCE_NOT_FOUND"
 	ReasonUpstreamInvalid       = "UPSTREAM_INVALID_ARGUMENT"
@@ -35,21 +39,20 @@ const (
 	ReasonDeadlineExceeded      = "DEADLINE_EXCEEDED"
 	ReasonCanceled              = "CANCELED"
 	ReasonShuttingDown          = "SHUTTING_DOWN"
+	ReasonRegistryFailed        = "REGISTRY_FAILED"
 	retryAfterThrottled         = time.Second
 	metadataCloudCode           = "cloud_code"
 	metadataCloudRequestID      = "cloud_request_id"
 	metadataCloudAction         = "cloud_action"
-	metadataTaskID              = "task_id"
-	metadataRetryAfterMillis    = "retry_after_ms"
 	metadataFieldViolations     = "field_violations"
 	msgCredentialsOperatorFixes = "the service's cloud credentials were rejected by the cloud (%s); this is not the caller's fault: an operator must fix the service's configuration"
 )
 
-// invalidArgument is the status of a request that failed validation with
+// InvalidArgument is the status of a request that failed validation with
 // total violations, of which v lists the first. When some are not listed,
 // the message says how many and ErrorInfo.metadata.field_violations counts
 // them all.
-func invalidArgument(v violations, total int) error {
+func InvalidArgument(v []*errdetails.BadRequest_FieldViolation, total int) error {
 	msg := fmt.Sprintf("invalid request: %s: %s", v[0].Field, v[0].Description)
 	var md map[string]string
 	if total > len(v) {
@@ -64,7 +67,7 @@ func invalidArgument(v violations, total int) error {
 	return st.Err()
 }
 
-// cloudStatus maps a failed cloud call to the status a caller receives.
+// Cloud maps a failed cloud call to the status a caller receives.
 //
 //	cloud error                                gRPC code           HTTP
 //	ResourceNotFound*                          NotFound            404
@@ -84,7 +87,7 @@ func invalidArgument(v violations, total int) error {
 //
 // Every status carries a google.rpc.ErrorInfo whose metadata holds the
 // cloud's code, action and RequestId.
-func cloudStatus(ctx context.Context, taskID int64, err error) error {
+func Cloud(ctx context.Context, taskID int64, err error) error {
 	if s, ok := status.FromError(err); ok {
 		return s.Err() // already a status
 	}
@@ -100,7 +103,7 @@ func cloudStatus(ctx context.Context, taskID int64, err error) error {
 		md[metadataCloudAction] = ce.Action
 	}
 	if taskID > 0 {
-		md[metadataTaskID] = fmt.Sprint(taskID)
+		md[MetadataTaskID] = fmt.Sprint(taskID)
 	}
 	var (
 		code   codes.Code
@@ -110,7 +113,7 @@ func cloudStatus(ctx context.Context, taskID int64, err error) error {
 	)
 	switch cloud.KindOf(err) {
 	case cloud.KindCanceled:
-		return contextStatus(ctx, err)
+		return Context(ctx, err)
 	case cloud.KindNotFound:
 		code, reason = codes.NotFound, ReasonUpstreamNotFound
 		msg = "the cloud found no such resource: " + ce.Message
@@ -132,7 +135,7 @@ func cloudStatus(ctx context.Context, taskID int64, err error) error {
 		msg = fmt.Sprintf(msgCredentialsOperatorFixes, ce.Code)
 	case cloud.KindPermission:
 		code, reason = codes.Internal, ReasonUpstreamPermission
-		msg = "the service's cloud account is not authorized for " + orDefault(ce.Action, "this action") + "; an operator must grant it"
+		msg = "the service's cloud account is not authorized for " + OrDefault(ce.Action, "this action") + "; an operator must grant it"
 	case cloud.KindUnavailable:
 		code, reason = codes.Unavailable, ReasonUpstreamUnavailable
 		msg = "the cloud is unavailable or answered unreadably (" + ce.Code + "); retry later"
@@ -144,7 +147,7 @@ func cloudStatus(ctx context.Context, taskID int64, err error) error {
 		msg = "the cloud answered with an unexpected error (" + ce.Code + ")"
 	}
 	st := status.New(code, msg)
-	details := []protoMessage{&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: md}}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: md}}
 	if retry > 0 {
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
 	}
@@ -154,16 +157,16 @@ func cloudStatus(ctx context.Context, taskID int64, err error) error {
 	return st.Err()
 }
 
-// contextStatus is the status of a call whose context ended.
-func contextStatus(ctx context.Context, err error) error {
+// Context is the status of a call whose context ended.
+func Context(ctx context.Context, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return withInfo(codes.DeadlineExceeded, ReasonDeadlineExceeded, "the call's deadline passed before the cloud answered", nil)
+		return WithInfo(codes.DeadlineExceeded, ReasonDeadlineExceeded, "the call's deadline passed before the cloud answered", nil)
 	}
-	return withInfo(codes.Canceled, ReasonCanceled, "the call was canceled", nil)
+	return WithInfo(codes.Canceled, ReasonCanceled, "the call was canceled", nil)
 }
 
 // withInfo builds a status with an ErrorInfo detail.
-func withInfo(code codes.Code, reason, msg string, md map[string]string) error {
+func WithInfo(code codes.Code, reason, msg string, md map[string]string) error {
 	st := status.New(code, msg)
 	if ws, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: md}); err == nil {
 		st = ws
@@ -171,9 +174,26 @@ func withInfo(code codes.Code, reason, msg string, md map[string]string) error {
 	return st.Err()
 }
 
-func orDefault(s, def string) string {
+// OrDefault returns s, or def when s is empty.
+func OrDefault(s, def string) string {
 	if s == "" {
 		return def
 	}
 	return s
+}
+
+// CloudMessage describes a failed cloud call without internals: the
+// message of the status a caller of Cloud would receive.
+func CloudMessage(err error) string {
+	st, _ := status.FromError(Cloud(context.Background(), 0, err))
+	return st.Message()
+}
+
+// Registry is the status of a call the task registry failed: the caller's
+// own end when its context ended, Unavailable otherwise.
+func Registry(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return Context(ctx, ctx.Err())
+	}
+	return WithInfo(codes.Unavailable, ReasonRegistryFailed, "the task registry is unavailable; retry later", nil)
 }

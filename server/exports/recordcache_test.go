@@ -1,4 +1,4 @@
-package service
+package exports
 
 import (
 	"strings"
@@ -9,7 +9,7 @@ import (
 )
 
 func TestRecordCacheIsBoundedInBytes(t *testing.T) {
-	big := recordInfo{recorded: true, creator: "alice", params: &cwpexportv1.ExportParameters{
+	big := Record{Recorded: true, Creator: "alice", Params: &cwpexportv1.ExportParameters{
 		Filters: []*cwpexportv1.Filter{{Name: "Keywords", Values: []string{strings.Repeat("x", 30<<10)}}}}}
 	const max = 1 << 20
 	c := newRecordCache(max)
@@ -30,12 +30,12 @@ func TestRecordCacheIsBoundedInBytes(t *testing.T) {
 	}
 	// A record learnt meanwhile is not replaced by "unknown".
 	c.AddAbsent(100, time.Now())
-	if got, _ := c.Get(100); !got.recorded {
+	if got, _ := c.Get(100); !got.Recorded {
 		t.Errorf("AddAbsent replaced a record")
 	}
 	// Replacing a record accounts for the old one.
 	before := c.bytes
-	c.Add(100, recordInfo{recorded: true})
+	c.Add(100, Record{Recorded: true})
 	if c.bytes >= before {
 		t.Errorf("replacing a large record by a small one: %d bytes, was %d", c.bytes, before)
 	}

@@ -1,4 +1,4 @@
-package service
+package exports
 
 import (
 	"context"
@@ -16,40 +16,19 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/internal/deadline"
 	"github.com/cwpexport/cwpexport/server/taskstore"
-	"github.com/cwpexport/cwpexport/server/tracker"
-)
-
-// Registry records the tasks the service created (see package taskstore).
-type Registry interface {
-	Reserve(ctx context.Context, r taskstore.Task, lease time.Duration) (taskstore.Task, bool, error)
-	GetRequest(ctx context.Context, creator, requestID string) (taskstore.Task, bool, error)
-	Complete(ctx context.Context, id, owner string, t taskstore.Task) error
-	Release(ctx context.Context, id, owner string) error
-	Unknown(ctx context.Context, id, owner, reason string) error
-	Get(ctx context.Context, taskID int64) (taskstore.Task, bool, error)
-	Observe(ctx context.Context, o taskstore.Observation) error
-	Abandon(ctx context.Context, taskID int64, reason string) error
-	Lost(ctx context.Context, taskID int64, reason string, at time.Time) error
-	Following(ctx context.Context) ([]taskstore.Task, error)
-	List(ctx context.Context, q taskstore.Query) ([]taskstore.Task, error)
-}
-
-// Page sizes of ListExportTasks.
-const (
-	DefaultPageSize = 50
-	MaxPageSize     = 1000
 )
 
 // Reasons of the registry's and the creation's errors.
 const (
 	ReasonRequestIDReused         = "REQUEST_ID_REUSED"
-	ReasonRegistryFailed          = "REGISTRY_FAILED"
 	ReasonCreationInProgress      = "CREATION_IN_PROGRESS"
 	ReasonCreationOutcomeUnknown  = "CREATION_OUTCOME_UNKNOWN"
 	metadataCreationOutcome       = "creation_outcome"
@@ -65,6 +44,30 @@ const errExportFailed = "the cloud reported that the export failed; start a new 
 // registryTimeout bounds registry writes that must happen even when the
 // caller has gone (recording a creation's outcome).
 const registryTimeout = 10 * time.Second
+
+// Request is an export to start, validated by the caller.
+type Request struct {
+	// Parameters are the export's parameters as the API states them: the
+	// registry records them, and a request id's retries must repeat them.
+	Parameters *cwpexportv1.ExportParameters
+	// Cloud are the same parameters as the cloud takes them.
+	Cloud cloud.ExportParams
+	// RequestID, when set, makes the creation idempotent for its caller.
+	RequestID string
+}
+
+// Create starts an export within the caller's share of the export budget
+// (see createRecorded) and returns its task and the cloud's request id.
+func (s *Saga) Create(ctx context.Context, req Request) (*cwpexportv1.ExportTask, string, error) {
+	// Unauthenticated callers cannot be told apart: they share the budget
+	// as before.
+	if caller := callerauth.Caller(ctx); s.shares != nil && caller != "" {
+		if err := s.shares.admit(caller, s.opts.Now()); err != nil {
+			return nil, "", err
+		}
+	}
+	return s.createRecorded(ctx, req)
+}
 
 // createRecorded starts an export, recording it in the registry before the
 // cloud is called and its outcome whether or not the caller is still there:
@@ -83,16 +86,17 @@ const registryTimeout = 10 * time.Second
 // when its outcome is unknown — never a second cloud task — and
 // REQUEST_ID_REUSED for other parameters. Concurrent calls in this process
 // share one flight.
-func (s *Service) createRecorded(ctx context.Context, req exportRequest, params cloud.ExportParams) (*cwpexportv1.ExportTask, string, error) {
+func (s *Saga) createRecorded(ctx context.Context, req Request) (*cwpexportv1.ExportTask, string, error) {
 	creator := callerauth.Caller(ctx)
-	enc, fp := encodeParameters(toParameters(req), creator)
-	row := taskstore.Task{RequestID: req.GetRequestId(), Fingerprint: fp, Parameters: enc, Creator: creator}
+	params := req.Cloud
+	enc, fp := encodeParameters(req.Parameters, creator)
+	row := taskstore.Task{RequestID: req.RequestID, Fingerprint: fp, Parameters: enc, Creator: creator}
 	if row.RequestID == "" {
 		got, err := s.createOnce(ctx, row, params)
 		if err != nil {
 			return nil, "", err
 		}
-		return s.rowTask(got), got.CreateRequestID, nil
+		return FromRow(got), got.CreateRequestID, nil
 	}
 	key := creator + "\x00" + row.RequestID
 	for {
@@ -114,16 +118,16 @@ func (s *Service) createRecorded(ctx context.Context, req exportRequest, params 
 		if got.Fingerprint != fp {
 			return nil, "", requestIDReused(row.RequestID, got.TaskID)
 		}
-		return s.rowTask(got), got.CreateRequestID, nil
+		return FromRow(got), got.CreateRequestID, nil
 	}
 }
 
 // createIdempotent is one flight of a creation with a request id.
-func (s *Service) createIdempotent(ctx context.Context, row taskstore.Task, params cloud.ExportParams) (taskstore.Task, error) {
+func (s *Saga) createIdempotent(ctx context.Context, row taskstore.Task, params cloud.ExportParams) (taskstore.Task, error) {
 	for {
 		got, found, err := s.opts.Registry.GetRequest(ctx, row.Creator, row.RequestID)
 		if err != nil {
-			return taskstore.Task{}, registryError(ctx, err)
+			return taskstore.Task{}, apierror.Registry(ctx, err)
 		}
 		if !found {
 			return s.createOnce(ctx, row, params)
@@ -141,8 +145,8 @@ func (s *Service) createIdempotent(ctx context.Context, row taskstore.Task, para
 // answering CREATION_IN_PROGRESS shortly before the caller's deadline. again
 // means the first creation was released (the cloud created nothing) and
 // this one may start afresh.
-func (s *Service) resolve(ctx context.Context, got taskstore.Task) (_ taskstore.Task, again bool, _ error) {
-	wctx, cancel := answerBefore(ctx, s.opts.CreateTimeout+registryTimeout)
+func (s *Saga) resolve(ctx context.Context, got taskstore.Task) (_ taskstore.Task, again bool, _ error) {
+	wctx, cancel := deadline.AnswerBefore(ctx, s.opts.CreateTimeout+registryTimeout)
 	defer cancel()
 	for {
 		switch {
@@ -171,7 +175,7 @@ func (s *Service) resolve(ctx context.Context, got taskstore.Task) (_ taskstore.
 		var found bool
 		var err error
 		if got, found, err = s.opts.Registry.GetRequest(ctx, got.Creator, got.RequestID); err != nil {
-			return taskstore.Task{}, false, registryError(ctx, err)
+			return taskstore.Task{}, false, apierror.Registry(ctx, err)
 		} else if !found {
 			return taskstore.Task{}, true, nil
 		}
@@ -182,7 +186,7 @@ func (s *Service) resolve(ctx context.Context, got taskstore.Task) (_ taskstore.
 // budget. When the cloud answers RequestLimitExceeded (other programs share
 // the account's quota) it backs off with jitter and tries again while the
 // caller's deadline allows: the cloud refused before doing anything.
-func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params cloud.ExportParams) (taskstore.Task, error) {
+func (s *Saga) createOnce(ctx context.Context, row taskstore.Task, params cloud.ExportParams) (taskstore.Task, error) {
 	retry := backoff.ExponentialBackOff{InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}
 	retry.Reset()
 	giveUp := s.opts.Now().Add(s.opts.MaxQueueWait)
@@ -204,7 +208,7 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 			continue
 		case err != nil:
 			s.opts.Logger.ErrorContext(ctx, "record a creation before calling the cloud", "request_id", row.RequestID, "err", err)
-			return taskstore.Task{}, registryError(ctx, err)
+			return taskstore.Task{}, apierror.Registry(ctx, err)
 		case !fresh:
 			// Another process recorded the request id first.
 			got, again, err := s.resolve(ctx, got)
@@ -223,7 +227,7 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 		case err == nil:
 			return created, nil
 		case cloud.KindOf(err) != cloud.KindThrottled:
-			return taskstore.Task{}, cloudStatus(ctx, 0, err)
+			return taskstore.Task{}, apierror.Cloud(ctx, 0, err)
 		}
 		wait := retry.NextBackOff()
 		end := giveUp
@@ -231,7 +235,7 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 			end = d
 		}
 		if s.opts.Now().Add(wait + s.opts.CreateCallTime).After(end) {
-			return taskstore.Task{}, cloudStatus(ctx, 0, err)
+			return taskstore.Task{}, apierror.Cloud(ctx, 0, err)
 		}
 		again = true
 		t := time.NewTimer(wait)
@@ -239,7 +243,7 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return taskstore.Task{}, contextStatus(ctx, ctx.Err())
+			return taskstore.Task{}, apierror.Context(ctx, ctx.Err())
 		}
 	}
 }
@@ -248,7 +252,7 @@ func (s *Service) createOnce(ctx context.Context, row taskstore.Task, params clo
 // caller: it runs under CreateTimeout whether or not the caller waits, and
 // its outcome is recorded when it ends. The caller gets the outcome, or
 // its own deadline's status if that comes first.
-func (s *Service) call(ctx context.Context, row taskstore.Task, params cloud.ExportParams) (taskstore.Task, error) {
+func (s *Saga) call(ctx context.Context, row taskstore.Task, params cloud.ExportParams) (taskstore.Task, error) {
 	type outcome struct {
 		row taskstore.Task
 		err error
@@ -278,7 +282,7 @@ func (s *Service) call(ctx context.Context, row taskstore.Task, params cloud.Exp
 		s.inflightMu.Unlock()
 		close(notify)
 	}()
-	wctx, cancel := answerBefore(ctx, s.opts.CreateTimeout+registryTimeout)
+	wctx, cancel := deadline.AnswerBefore(ctx, s.opts.CreateTimeout+registryTimeout)
 	defer cancel()
 	select {
 	case o := <-done:
@@ -290,7 +294,7 @@ func (s *Service) call(ctx context.Context, row taskstore.Task, params cloud.Exp
 
 // creating returns a channel closed when this process has recorded the
 // outcome of creation id, or nil when no call of this process makes it.
-func (s *Service) creating(id string) <-chan struct{} {
+func (s *Saga) creating(id string) <-chan struct{} {
 	s.inflightMu.Lock()
 	defer s.inflightMu.Unlock()
 	if ch, ok := s.inflight[id]; ok {
@@ -302,10 +306,10 @@ func (s *Service) creating(id string) <-chan struct{} {
 // WaitCreations waits for the cloud calls of creations under way to end
 // and their outcomes to be recorded; the server calls it at shutdown,
 // before it closes the registry.
-func (s *Service) WaitCreations() { s.detached.Wait() }
+func (s *Saga) WaitCreations() { s.detached.Wait() }
 
 // recordOutcome writes the outcome of a creation's cloud call.
-func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err error) (taskstore.Task, error) {
+func (s *Saga) recordOutcome(row taskstore.Task, created cloud.Created, err error) (taskstore.Task, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
 	defer cancel()
 	switch {
@@ -316,10 +320,10 @@ func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err e
 		if werr := s.opts.Registry.Complete(ctx, row.ID, row.Owner, row); werr != nil {
 			s.opts.Logger.Error("record a created task", "task_id", created.TaskID, "request_id", row.RequestID, "err", werr)
 			// It can still be watched: the tracker knows it.
-			s.opts.Tracker.Created(created.TaskID, created.RequestID)
-			return taskstore.Task{}, withInfo(codes.Internal, ReasonRegistryFailed, fmt.Sprintf(
+			s.tracker.Created(created.TaskID, created.RequestID)
+			return taskstore.Task{}, apierror.WithInfo(codes.Internal, apierror.ReasonRegistryFailed, fmt.Sprintf(
 				"export task %d was created but could not be recorded; it can still be watched by its id", created.TaskID),
-				map[string]string{metadataTaskID: fmt.Sprint(created.TaskID)})
+				map[string]string{apierror.MetadataTaskID: fmt.Sprint(created.TaskID)})
 		}
 		s.started(row)
 		return row, nil
@@ -327,7 +331,7 @@ func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err e
 		s.release(row)
 		return taskstore.Task{}, err
 	default:
-		reason := "the cloud call failed without a clear answer (" + pollErrorText(err) + "), so the cloud may have created a task this service never learned of"
+		reason := "the cloud call failed without a clear answer (" + apierror.CloudMessage(err) + "), so the cloud may have created a task this service never learned of"
 		if werr := s.opts.Registry.Unknown(ctx, row.ID, row.Owner, reason); werr != nil {
 			s.opts.Logger.Error("record a creation's unknown outcome", "request_id", row.RequestID, "err", werr)
 		}
@@ -338,7 +342,7 @@ func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err e
 
 // release drops a recorded creation the cloud certainly did not act on,
 // even when the caller has gone.
-func (s *Service) release(row taskstore.Task) {
+func (s *Saga) release(row taskstore.Task) {
 	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
 	defer cancel()
 	if err := s.opts.Registry.Release(ctx, row.ID, row.Owner); err != nil {
@@ -348,17 +352,67 @@ func (s *Service) release(row taskstore.Task) {
 
 // started tells the tracker about a task just created and recorded: it is
 // pending, and the registry's interest keeps it polled until it ends.
-func (s *Service) started(row taskstore.Task) {
-	s.opts.Tracker.Created(row.TaskID, row.CreateRequestID)
-	s.opts.Tracker.Follow(row.TaskID, row.Created)
+func (s *Saga) started(row taskstore.Task) {
+	s.tracker.Created(row.TaskID, row.CreateRequestID)
+	s.tracker.Follow(row.TaskID, row.Created)
 	s.remember(row)
+}
+
+// admit waits for the export budget, again for a call the cloud refused
+// for its rate. A caller whose deadline (or giveUp, the end of the
+// service's queue) would pass first, leaving less than CreateCallTime for
+// the cloud call, gets ResourceExhausted at once with a retry hint, rather
+// than a wait that cannot succeed.
+func (s *Saga) admit(ctx context.Context, giveUp time.Time, again bool) error {
+	latest, deadline := giveUp, false
+	if d, ok := ctx.Deadline(); ok && d.Add(-s.opts.CreateCallTime).Before(latest) {
+		latest, deadline = d.Add(-s.opts.CreateCallTime), true
+	}
+	wait := s.opts.CreateBudget.Admit
+	if again {
+		wait = s.opts.CreateBudget.Again
+	}
+	waited, err := wait(ctx, latest)
+	var late *budget.LateError
+	switch {
+	case errors.As(err, &late):
+		return budgetExhausted(late.Delay, deadline, s.opts.MaxQueueWait)
+	case err != nil && ctx.Err() != nil:
+		return apierror.Context(ctx, ctx.Err())
+	case err != nil:
+		return apierror.WithInfo(codes.Unavailable, apierror.ReasonBudgetExhausted, "the export budget cannot be reached; retry later", nil)
+	}
+	s.budgetWaited(waited)
+	return nil
+}
+
+func (s *Saga) budgetWaited(d time.Duration) {
+	if s.opts.BudgetWaited != nil {
+		s.opts.BudgetWaited(d)
+	}
+}
+
+func budgetExhausted(retry time.Duration, deadline bool, queue time.Duration) error {
+	msg := fmt.Sprintf("too many exports are queued for the cloud's request budget to start this one before the call's deadline; retry in %s or with a longer deadline", retry.Round(time.Millisecond))
+	if !deadline {
+		msg = fmt.Sprintf("too many exports are queued for the cloud's request budget to start this one within the %s an export may wait; retry in %s", queue, retry.Round(time.Millisecond))
+	}
+	st := status.New(codes.ResourceExhausted, msg)
+	ws, err := st.WithDetails(
+		&errdetails.ErrorInfo{Reason: apierror.ReasonBudgetExhausted, Domain: apierror.Domain, Metadata: map[string]string{apierror.MetadataRetryAfterMillis: fmt.Sprint(retry.Milliseconds())}},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)},
+	)
+	if err == nil {
+		st = ws
+	}
+	return st.Err()
 }
 
 // outcomeUnknownNow is the status of a creation whose cloud call just failed
 // without a clear answer: the cloud failure's own status, saying that the
 // outcome is unknown.
 func outcomeUnknownNow(err error, rid string) error {
-	st := status.Convert(cloudStatus(context.Background(), 0, err))
+	st := status.Convert(apierror.Cloud(context.Background(), 0, err))
 	msg := st.Message() + "; the export may have been created in the cloud"
 	if rid != "" {
 		msg += fmt.Sprintf(": a retry with request_id %s answers %s rather than create a second one", rid, ReasonCreationOutcomeUnknown)
@@ -384,7 +438,7 @@ func outcomeUnknown(row taskstore.Task) error {
 	if why == "" {
 		why = "the service stopped while the cloud call was under way"
 	}
-	return withInfo(codes.Aborted, ReasonCreationOutcomeUnknown, fmt.Sprintf(
+	return apierror.WithInfo(codes.Aborted, ReasonCreationOutcomeUnknown, fmt.Sprintf(
 		"the export first requested with request_id %s has an unknown outcome: %s. The request_id will not create another one; to export anyway, send a new request_id (the cloud may then hold two exports)",
 		row.RequestID, why), map[string]string{metadataRequestID: row.RequestID})
 }
@@ -395,7 +449,7 @@ func creationInProgress(rid string) error {
 	st := status.New(codes.Unavailable, fmt.Sprintf(
 		"the export with request_id %s is being created and the cloud has not answered yet; retry with the same request_id to get its task", rid))
 	if ws, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: ReasonCreationInProgress, Domain: Domain, Metadata: map[string]string{metadataRequestID: rid}},
+		&errdetails.ErrorInfo{Reason: ReasonCreationInProgress, Domain: apierror.Domain, Metadata: map[string]string{metadataRequestID: rid}},
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfterCreationInProgress)},
 	); err == nil {
 		st = ws
@@ -408,7 +462,7 @@ func creationInProgress(rid string) error {
 // call goes on and is recorded.
 func creationCutShort(ctx context.Context, rid string) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
-		return contextStatus(ctx, ctx.Err())
+		return apierror.Context(ctx, ctx.Err())
 	}
 	msg := "the call's deadline passed before the cloud answered; the export may still be created, and is recorded either way"
 	if rid != "" {
@@ -416,26 +470,19 @@ func creationCutShort(ctx context.Context, rid string) error {
 	} else {
 		msg += ": it will be listed by ListExportTasks (send a request_id to make retries safe)"
 	}
-	return withInfo(codes.DeadlineExceeded, ReasonDeadlineExceeded, msg, nil)
+	return apierror.WithInfo(codes.DeadlineExceeded, apierror.ReasonDeadlineExceeded, msg, nil)
 }
 
 func requestIDReused(rid string, taskID int64) error {
-	v := violations{}
-	v.add("request_id", "request_id %s was already used for an export with other parameters; use a new request_id for a different export", rid)
+	v := []*errdetails.BadRequest_FieldViolation{{Field: "request_id", Description: fmt.Sprintf(
+		"request_id %s was already used for an export with other parameters; use a new request_id for a different export", rid)}}
 	st := status.New(codes.InvalidArgument, "invalid request: request_id: "+v[0].Description)
 	md := map[string]string{metadataRequestID: rid}
 	if taskID > 0 {
-		md[metadataTaskID] = fmt.Sprint(taskID)
+		md[apierror.MetadataTaskID] = fmt.Sprint(taskID)
 	}
-	st, _ = st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonRequestIDReused, Domain: Domain, Metadata: md}, &errdetails.BadRequest{FieldViolations: v})
+	st, _ = st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonRequestIDReused, Domain: apierror.Domain, Metadata: md}, &errdetails.BadRequest{FieldViolations: v})
 	return st.Err()
-}
-
-func registryError(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return contextStatus(ctx, ctx.Err())
-	}
-	return withInfo(codes.Unavailable, ReasonRegistryFailed, "the task registry is unavailable; retry later", nil)
 }
 
 // encodeParameters returns the stored form of an export's parameters and
@@ -451,241 +498,4 @@ func encodeParameters(p *cwpexportv1.ExportParameters, caller string) (string, s
 	sum := sha256.Sum256(b)
 	j, _ := protojson.Marshal(p)
 	return string(j), hex.EncodeToString(sum[:])
-}
-
-// rowTask converts a registry row to the API's task.
-func (s *Service) rowTask(r taskstore.Task) *cwpexportv1.ExportTask {
-	t := &cwpexportv1.ExportTask{
-		TaskId:                fmt.Sprint(r.TaskID),
-		State:                 toState(cloud.Status(r.State)),
-		DownloadUrl:           r.DownloadURL,
-		CreateTime:            ts(r.Created),
-		UpdateTime:            ts(r.Changed),
-		ObserveTime:           ts(r.Observed),
-		LastUpstreamRequestId: r.LastRequestID,
-		RequestId:             r.RequestID,
-		Creator:               r.Creator,
-	}
-	if r.Parameters != "" {
-		p := &cwpexportv1.ExportParameters{}
-		if protojson.Unmarshal([]byte(r.Parameters), p) == nil {
-			t.Parameters = p
-		}
-	}
-	switch {
-	case r.State == taskstore.StateError && r.EndReason != "":
-		t.ErrorMessage = "the export cannot be followed: " + r.EndReason
-	case r.State == taskstore.StateError:
-		t.ErrorMessage = errExportFailed
-	case r.EndReason != "":
-		t.ErrorMessage = "the service stopped following this task: " + r.EndReason
-	}
-	return t
-}
-
-// record returns what the registry holds of a task, from the cache when it
-// can; a task the registry does not know has recorded false.
-func (s *Service) record(ctx context.Context, id int64) (recordInfo, error) {
-	now := s.opts.Now()
-	if info, ok := s.records.Get(id); ok && (info.recorded || now.Sub(info.absentSince) < absentFor) {
-		return info, nil
-	}
-	row, found, err := s.opts.Registry.Get(ctx, id)
-	if err != nil {
-		return recordInfo{}, err
-	}
-	if !found {
-		s.records.AddAbsent(id, now) // not created through this service, yet
-		return recordInfo{}, nil
-	}
-	return s.remember(row), nil
-}
-
-// absentFor is how long the registry's answer that it does not know a task
-// stands: another replica sharing the registry may record the task in the
-// meantime.
-const absentFor = time.Second
-
-// apply adds what the registry knows of a task (its parameters, request id,
-// creator and creation time) to an answer built from the tracker.
-func (r recordInfo) apply(t *cwpexportv1.ExportTask) *cwpexportv1.ExportTask {
-	if r.recorded {
-		t.Parameters, t.RequestId, t.Creator, t.CreateTime = r.params, r.requestID, r.creator, r.created
-	}
-	return t
-}
-
-// recordInfo is what the registry holds of a task and never changes.
-type recordInfo struct {
-	recorded  bool // false: the registry does not know the task
-	params    *cwpexportv1.ExportParameters
-	requestID string
-	creator   string
-	created   *timestamppb.Timestamp
-	// final is the task as recorded once it ended (FINISHED or ERROR,
-	// which never change again); nil before.
-	final *cwpexportv1.ExportTask
-	// absentSince is when the registry said it does not know the task
-	// (recorded false).
-	absentSince time.Time
-}
-
-// remember caches the unchanging part of a registry row.
-func (s *Service) remember(row taskstore.Task) recordInfo {
-	rec := s.rowTask(row)
-	info := recordInfo{recorded: true, params: rec.GetParameters(), requestID: rec.GetRequestId(), creator: rec.GetCreator(), created: rec.GetCreateTime()}
-	if row.Terminal() {
-		info.final = rec
-	}
-	s.records.Add(row.TaskID, info)
-	return info
-}
-
-// ListExportTasks lists the tasks this service created that the caller may
-// see, newest first, in pages bounded by count and by size.
-func (s *Service) ListExportTasks(ctx context.Context, req *cwpexportv1.ListExportTasksRequest) (*cwpexportv1.ListExportTasksResponse, error) {
-	var v fieldErrors
-	caller := callerauth.Caller(ctx)
-	size := int(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = DefaultPageSize
-	case size < 0 || size > MaxPageSize:
-		v.add("page_size", "must be between 1 and %d (0 means %d), got %d", MaxPageSize, DefaultPageSize, size)
-	}
-	state := ""
-	switch req.GetState() {
-	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_UNSPECIFIED:
-	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_PENDING:
-		state = taskstore.StatePending
-	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED:
-		state = taskstore.StateFinished
-	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR:
-		state = taskstore.StateError
-	default:
-		v.add("state", "must be one of EXPORT_TASK_STATE_PENDING, EXPORT_TASK_STATE_FINISHED, EXPORT_TASK_STATE_ERROR or unspecified, got %d", req.GetState())
-	}
-	var after *taskstore.Cursor
-	if tok := req.GetPageToken(); tok != "" {
-		c, tokState, err := s.decodePageToken(caller, tok)
-		switch {
-		case err != nil:
-			v.add("page_token", "is not a token this service issued to this caller; pass next_page_token from the previous page unchanged")
-		case tokState != state:
-			v.add("page_token", "was issued for a different state filter; use the same state on every page")
-		default:
-			after = &c
-		}
-	}
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	q := taskstore.Query{State: state, After: after, Limit: size + 1}
-	if scope := s.scope(ctx); !scope.All() {
-		q.Creators = scope.Owners()
-		if q.Creators == nil {
-			q.Creators = []string{} // sees nothing
-		}
-	}
-	rows, err := s.opts.Registry.List(ctx, q)
-	if err != nil {
-		return nil, registryError(ctx, err)
-	}
-	resp := &cwpexportv1.ListExportTasksResponse{}
-	bytes := 0
-	for i, r := range rows {
-		if i == size {
-			break
-		}
-		t := s.rowTask(r)
-		// Bounded in bytes as well as rows, so that a page always fits in
-		// a gRPC message; one task always fits (MaxParametersBytes).
-		bytes += proto.Size(t)
-		if i > 0 && bytes > s.opts.MaxPageBytes {
-			break
-		}
-		resp.Tasks = append(resp.Tasks, t)
-	}
-	if n := len(resp.Tasks); n < len(rows) {
-		last := rows[n-1]
-		resp.NextPageToken = s.encodePageToken(caller, taskstore.Cursor{Seq: last.Seq}, state)
-	}
-	return resp, nil
-}
-
-// Observed records a poll's outcome in the registry (the tracker's observer
-// calls it). A task that ended is no longer followed; a task the cloud no
-// longer knows ends in ERROR.
-func (s *Service) Observed(snap tracker.Snapshot) {
-	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
-	defer cancel()
-	var err error
-	switch {
-	case snap.Err != nil && cloud.KindOf(snap.Err) == cloud.KindNotFound:
-		err = s.opts.Registry.Lost(ctx, snap.TaskID, lostReason(snap.Err), snap.LastPoll)
-		s.opts.Tracker.Unfollow(snap.TaskID)
-	case snap.Err != nil:
-		// The service's own trouble (credentials, permissions): the task
-		// is followed again by the next registry pass.
-	default:
-		err = s.opts.Registry.Observe(ctx, taskstore.Observation{TaskID: snap.TaskID, State: string(snap.State), DownloadURL: snap.DownloadURL,
-			RequestID: snap.RequestID, Observed: snap.Observed, Changed: snap.Changed})
-		if snap.Terminal() {
-			s.opts.Tracker.Unfollow(snap.TaskID)
-		}
-	}
-	if snap.Terminal() {
-		// The record's final state is read again from the registry.
-		s.records.Remove(snap.TaskID)
-	}
-	if err != nil {
-		s.opts.Logger.Error("record an observation in the registry", "task_id", snap.TaskID, "err", err)
-	}
-}
-
-// lostReason is why a task the cloud answers ResourceNotFound for ended.
-func lostReason(err error) string {
-	return "the cloud no longer knows the task (" + pollErrorText(err) + ")"
-}
-
-// RunRegistry keeps the registry's unfinished tasks followed until ctx ends:
-// at once (resuming after a restart) and then every FollowPass. A task still
-// not terminal MaxFollowAge after its creation is abandoned, with the reason
-// recorded.
-func (s *Service) RunRegistry(ctx context.Context) {
-	t := time.NewTicker(s.opts.FollowPass)
-	defer t.Stop()
-	for {
-		s.followPass(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (s *Service) followPass(ctx context.Context) {
-	rows, err := s.opts.Registry.Following(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.opts.Logger.Error("read the registry's unfinished tasks", "err", err)
-		}
-		return
-	}
-	now := s.opts.Now()
-	for _, r := range rows {
-		if age := now.Sub(r.Created); age > s.opts.MaxFollowAge {
-			reason := fmt.Sprintf("still %s after %s, longer than the service follows a task (%s)",
-				orDefault(r.State, "unobserved"), age.Round(time.Second), s.opts.MaxFollowAge)
-			if err := s.opts.Registry.Abandon(ctx, r.TaskID, reason); err != nil {
-				s.opts.Logger.Error("abandon a task", "task_id", r.TaskID, "err", err)
-				continue
-			}
-			s.opts.Tracker.Unfollow(r.TaskID)
-			s.opts.Logger.Warn("no longer following a task", "task_id", r.TaskID, "reason", reason)
-			continue
-		}
-		s.opts.Tracker.Follow(r.TaskID, r.Created)
-	}
 }

@@ -1,4 +1,4 @@
-package service
+package exports
 
 import (
 	"sync"
@@ -18,7 +18,7 @@ const DefaultRecordCacheBytes = 32 << 20
 // alone would not bound the memory.
 type recordCache struct {
 	mu    sync.Mutex
-	lru   *simplelru.LRU[int64, recordInfo]
+	lru   *simplelru.LRU[int64, Record]
 	bytes int
 	max   int
 }
@@ -26,19 +26,19 @@ type recordCache struct {
 func newRecordCache(maxBytes int) *recordCache {
 	c := &recordCache{max: maxBytes}
 	// The count is bounded by the bytes; the LRU wants a bound of its own.
-	c.lru, _ = simplelru.NewLRU(1<<30, func(_ int64, v recordInfo) { c.bytes -= v.size() })
+	c.lru, _ = simplelru.NewLRU(1<<30, func(_ int64, v Record) { c.bytes -= v.size() })
 	return c
 }
 
 // Get returns a task's record.
-func (c *recordCache) Get(id int64) (recordInfo, bool) {
+func (c *recordCache) Get(id int64) (Record, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lru.Get(id)
 }
 
 // Add keeps a task's record, replacing any.
-func (c *recordCache) Add(id int64, info recordInfo) {
+func (c *recordCache) Add(id int64, info Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.lru.Peek(id); ok {
@@ -63,13 +63,13 @@ func (c *recordCache) AddAbsent(id int64, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.lru.Peek(id); ok {
-		if old.recorded {
+		if old.Recorded {
 			return
 		}
 		c.bytes -= old.size()
 	}
-	c.lru.Add(id, recordInfo{absentSince: at})
-	c.bytes += recordInfo{}.size()
+	c.lru.Add(id, Record{absentSince: at})
+	c.bytes += Record{}.size()
 	c.trim()
 }
 
@@ -81,13 +81,13 @@ func (c *recordCache) trim() {
 
 // size estimates a record's memory: a fixed part for the entry and its
 // strings' headers, twice the parameters' encoded size for their Go form.
-func (r recordInfo) size() int {
-	n := 256 + len(r.requestID) + len(r.creator)
-	if r.params != nil {
-		n += 2 * proto.Size(r.params)
+func (r Record) size() int {
+	n := 256 + len(r.RequestID) + len(r.Creator)
+	if r.Params != nil {
+		n += 2 * proto.Size(r.Params)
 	}
-	if r.final != nil {
-		n += 2 * proto.Size(r.final)
+	if r.Final != nil {
+		n += 2 * proto.Size(r.Final)
 	}
 	return n
 }

@@ -1,4 +1,4 @@
-package service
+package apierror
 
 import (
 	"context"
@@ -56,7 +56,7 @@ func TestCloudStatusTable(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%s/%d", tc.code, tc.taskID), func(t *testing.T) {
 			err := &cloud.Error{Action: cloud.ActionExportTasks, Code: tc.code, Message: "m", RequestID: "rid-1"}
-			st := status.Convert(cloudStatus(context.Background(), tc.taskID, err))
+			st := status.Convert(Cloud(context.Background(), tc.taskID, err))
 			if st.Code() != tc.want {
 				t.Fatalf("code %v, want %v", st.Code(), tc.want)
 			}
@@ -90,13 +90,13 @@ func TestCloudStatusTable(t *testing.T) {
 func TestContextErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if c := status.Code(cloudStatus(ctx, 0, &cloud.Error{Code: cloud.CodeNetwork, Err: context.Canceled})); c != codes.Canceled {
+	if c := status.Code(Cloud(ctx, 0, &cloud.Error{Code: cloud.CodeNetwork, Err: context.Canceled})); c != codes.Canceled {
 		t.Errorf("canceled: %v", c)
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 0)
 	defer dcancel()
 	<-dctx.Done()
-	if c := status.Code(cloudStatus(dctx, 0, &cloud.Error{Code: cloud.CodeNetwork, Err: context.DeadlineExceeded})); c != codes.DeadlineExceeded {
+	if c := status.Code(Cloud(dctx, 0, &cloud.Error{Code: cloud.CodeNetwork, Err: context.DeadlineExceeded})); c != codes.DeadlineExceeded {
 		t.Errorf("deadline: %v", c)
 	}
 }

@@ -1,4 +1,6 @@
-package service
+// Package deadline ends waits on the cloud shortly before their caller's
+// deadline, so that callers learn why the wait failed.
+package deadline
 
 import (
 	"context"
@@ -9,11 +11,11 @@ import (
 // that waits on the cloud gives up.
 const maxAnswerMargin = 100 * time.Millisecond
 
-// answerBefore bounds a wait by limit and ends it shortly before the
+// AnswerBefore bounds a wait by limit and ends it shortly before the
 // caller's deadline (a tenth of the time left, at most maxAnswerMargin), so
 // that the caller receives the reason of the wait's failure (say, the cloud's
 // last error) rather than its own DeadlineExceeded.
-func answerBefore(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
+func AnswerBefore(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
 	if d, ok := ctx.Deadline(); ok {
 		margin := min(time.Until(d)/10, maxAnswerMargin)
 		if margin > 0 && time.Until(d)-margin < limit {
