@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/limits"
@@ -39,8 +40,8 @@ func run() error {
 	flag.StringVar(&o.Endpoint, "cloud-endpoint", "", "cloud API host:port override (default cwp.tencentcloudapi.com)")
 	flag.StringVar(&o.Scheme, "cloud-scheme", "HTTPS", "cloud API scheme: HTTPS or HTTP")
 	flag.DurationVar(&o.EmulatorPending, "emulator-pending", 0, "how long emulated exports stay pending (default 3s)")
-	flag.Float64Var(&o.ReadRate, "read-rate", 18, "ExportTasks calls per second, for all tasks together (cloud limit: 20)")
-	flag.Float64Var(&o.CreateRate, "create-rate", 18, "ExportLicenseDetail calls per second (cloud limit: 20)")
+	flag.Float64Var(&o.ReadRate, "read-rate", budget.DefaultRate, fmt.Sprintf("ExportTasks calls per second, for all tasks together (cloud limit: %d)", budget.CloudQuota))
+	flag.Float64Var(&o.CreateRate, "create-rate", budget.DefaultRate, fmt.Sprintf("ExportLicenseDetail calls per second (cloud limit: %d)", budget.CloudQuota))
 	flag.DurationVar(&o.MinPollInterval, "min-poll-interval", 0, "floor between two polls of one task (default 1s)")
 	flag.DurationVar(&o.PollTimeout, "poll-timeout", 0, "bound on one ExportTasks call; a slower answer is a transient failure, retried with backoff (default 10s)")
 	flag.DurationVar(&o.CreateTimeout, "create-timeout", 0, "bound on one ExportLicenseDetail call, which runs to its end even when the caller leaves (default 20s)")

@@ -37,6 +37,7 @@ import (
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/access"
 	"github.com/cwpexport/cwpexport/server/apierror"
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/calllog"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -69,8 +70,8 @@ type Options struct {
 	// EmulatorPending is how long emulated exports stay pending; default 3s.
 	EmulatorPending time.Duration
 	// ReadRate and CreateRate are the budgets, in requests per second, for
-	// ExportTasks and ExportLicenseDetail; default 18 each, under the cloud's
-	// 20 per action.
+	// ExportTasks and ExportLicenseDetail; default budget.DefaultRate each,
+	// under the cloud's budget.CloudQuota per action.
 	ReadRate   float64
 	CreateRate float64
 	// MinPollInterval is the floor between polls of one task; default 1s.
@@ -119,7 +120,7 @@ type Options struct {
 	// default limits.DefaultStreamsPerCaller.
 	MaxStreamsPerCaller int
 	// CallerShare is the fraction of CreateRate one caller may use;
-	// default exports.DefaultCallerShare, 1 turns the share off.
+	// default budget.DefaultCallerShare, 1 turns the share off.
 	CallerShare float64
 	// AllowUnauthenticatedRemote lets the server listen on a non-loopback
 	// address with neither Tokens nor ClientCAFile; without it Serve
@@ -203,10 +204,10 @@ type Server struct {
 // on a loopback port and points the cloud client at it.
 func New(opts Options) (*Server, error) {
 	if opts.ReadRate <= 0 {
-		opts.ReadRate = 18
+		opts.ReadRate = budget.DefaultRate
 	}
 	if opts.CreateRate <= 0 {
-		opts.CreateRate = 18
+		opts.CreateRate = budget.DefaultRate
 	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 10 * time.Second
@@ -315,7 +316,7 @@ func New(opts Options) (*Server, error) {
 		Access:       authz,
 		PageTokenKey: pageKey,
 		MaxPageBytes: opts.MaxPageBytes,
-		Budget:       service.BudgetOptions{Calls: s.metrics, Read: reads, Create: creates},
+		Budget:       &budget.Reporter{Calls: s.metrics, Read: reads, Create: creates, Tasks: func() int { return s.tracker.Stats().Scheduled }},
 	})
 	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
 	s.reads = limits.NewReads(opts.ReadsPerCaller, opts.ReadBurst)

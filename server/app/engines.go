@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -11,25 +10,13 @@ import (
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
-// cloudBudget paces one cloud action's calls: package budget in one
-// process, package fleet for a fleet of replicas.
-type cloudBudget interface {
-	Admit(ctx context.Context, latest time.Time) (time.Duration, error)
-	Again(ctx context.Context, latest time.Time) (time.Duration, error)
-	Wait(ctx context.Context) error
-	Throttled()
-	Rate() float64
-	Configured() float64
-	Throttles() int64
-}
-
 // engines are what a fleet of replicas shares and a single process keeps
 // to itself: the budgets of the cloud's two actions and the schedule of
 // the polls. They are chosen here, once, with the registry's database: on
 // SQLite (one process per data directory) the process's own; on
 // PostgreSQL the fleet's, in the same database.
 type engines struct {
-	reads, creates cloudBudget
+	reads, creates budget.Engine
 	schedule       tracker.Scheduler
 	// fleet is nil for a single process.
 	fleet *fleet.Fleet

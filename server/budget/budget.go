@@ -1,5 +1,18 @@
 // Package budget paces the service's calls to one cloud action within the
 // cloud's per-account quota, and adapts the pace when the quota is shared.
+// It owns the budget as one concept:
+//
+//   - Engine, the interface of one action's budget, and DefaultRate;
+//   - Local, the engine of one process (this file);
+//   - Admission and Shares, which admit an export into the budget for a
+//     caller (with answers it can act on) and give each caller its share;
+//   - Window, the per-second count of the calls made, and Status, what
+//     GetBudgetStatus reports.
+//
+// The fleet's engine, shared by the replicas of one PostgreSQL database,
+// lives in package fleet (fleet.Budget) for now: it is built on the
+// fleet's schema, connection and liveness, and is being reworked there;
+// the rest of the service reaches it only through Engine.
 //
 // A Local budget is a token bucket (golang.org/x/time/rate) at an effective
 // rate that starts at the configured rate. When the cloud answers

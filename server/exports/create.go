@@ -19,7 +19,6 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
-	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/internal/deadline"
@@ -62,7 +61,7 @@ func (s *Saga) Create(ctx context.Context, req Request) (*cwpexportv1.ExportTask
 	// Unauthenticated callers cannot be told apart: they share the budget
 	// as before.
 	if caller := callerauth.Caller(ctx); s.shares != nil && caller != "" {
-		if err := s.shares.admit(caller, s.opts.Now()); err != nil {
+		if err := s.shares.Admit(caller, s.opts.Now()); err != nil {
 			return nil, "", err
 		}
 	}
@@ -217,7 +216,7 @@ func (s *Saga) createOnce(ctx context.Context, row taskstore.Task, params cloud.
 			}
 			return got, err
 		}
-		if err := s.admit(ctx, giveUp, again); err != nil {
+		if err := s.admission.Admit(ctx, giveUp, again); err != nil {
 			// Nothing was sent: the request id may be tried again.
 			s.release(got)
 			return taskstore.Task{}, err
@@ -356,56 +355,6 @@ func (s *Saga) started(row taskstore.Task) {
 	s.tracker.Created(row.TaskID, row.CreateRequestID)
 	s.tracker.Follow(row.TaskID, row.Created)
 	s.remember(row)
-}
-
-// admit waits for the export budget, again for a call the cloud refused
-// for its rate. A caller whose deadline (or giveUp, the end of the
-// service's queue) would pass first, leaving less than CreateCallTime for
-// the cloud call, gets ResourceExhausted at once with a retry hint, rather
-// than a wait that cannot succeed.
-func (s *Saga) admit(ctx context.Context, giveUp time.Time, again bool) error {
-	latest, deadline := giveUp, false
-	if d, ok := ctx.Deadline(); ok && d.Add(-s.opts.CreateCallTime).Before(latest) {
-		latest, deadline = d.Add(-s.opts.CreateCallTime), true
-	}
-	wait := s.opts.CreateBudget.Admit
-	if again {
-		wait = s.opts.CreateBudget.Again
-	}
-	waited, err := wait(ctx, latest)
-	var late *budget.LateError
-	switch {
-	case errors.As(err, &late):
-		return budgetExhausted(late.Delay, deadline, s.opts.MaxQueueWait)
-	case err != nil && ctx.Err() != nil:
-		return apierror.Context(ctx, ctx.Err())
-	case err != nil:
-		return apierror.WithInfo(codes.Unavailable, apierror.ReasonBudgetExhausted, "the export budget cannot be reached; retry later", nil)
-	}
-	s.budgetWaited(waited)
-	return nil
-}
-
-func (s *Saga) budgetWaited(d time.Duration) {
-	if s.opts.BudgetWaited != nil {
-		s.opts.BudgetWaited(d)
-	}
-}
-
-func budgetExhausted(retry time.Duration, deadline bool, queue time.Duration) error {
-	msg := fmt.Sprintf("too many exports are queued for the cloud's request budget to start this one before the call's deadline; retry in %s or with a longer deadline", retry.Round(time.Millisecond))
-	if !deadline {
-		msg = fmt.Sprintf("too many exports are queued for the cloud's request budget to start this one within the %s an export may wait; retry in %s", queue, retry.Round(time.Millisecond))
-	}
-	st := status.New(codes.ResourceExhausted, msg)
-	ws, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: apierror.ReasonBudgetExhausted, Domain: apierror.Domain, Metadata: map[string]string{apierror.MetadataRetryAfterMillis: fmt.Sprint(retry.Milliseconds())}},
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)},
-	)
-	if err == nil {
-		st = ws
-	}
-	return st.Err()
 }
 
 // outcomeUnknownNow is the status of a creation whose cloud call just failed

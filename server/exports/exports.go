@@ -43,21 +43,6 @@ type Creator interface {
 	ExportLicenseDetail(ctx context.Context, p cloud.ExportParams) (cloud.Created, error)
 }
 
-// CreateBudget paces ExportLicenseDetail calls (see package budget).
-type CreateBudget interface {
-	// Admit waits until a call may start and returns how long it waited;
-	// a call that could not start by latest fails at once with a
-	// *budget.LateError.
-	Admit(ctx context.Context, latest time.Time) (time.Duration, error)
-	// Again is Admit for a call the cloud refused for its rate limit, which
-	// keeps its place in the queue where the budget can.
-	Again(ctx context.Context, latest time.Time) (time.Duration, error)
-	// Throttled reports a call the cloud refused for its rate limit.
-	Throttled()
-	// Configured is the configured rate, in calls per second.
-	Configured() float64
-}
-
 // Tracker is what the saga tells the tracker (see package tracker): the
 // tasks it created, and which tasks to keep polled while nobody watches.
 type Tracker interface {
@@ -74,11 +59,11 @@ type Options struct {
 	// idempotent; required.
 	Registry Registry
 	// CreateBudget paces ExportLicenseDetail calls to the cloud; nil means
-	// budget.New at 18 per second.
-	CreateBudget CreateBudget
+	// a budget.Local at budget.DefaultRate.
+	CreateBudget budget.Engine
 	// CallerShare is the fraction of CreateBudget's rate one
 	// authenticated caller (callerauth.Caller) may use; 0 means
-	// DefaultCallerShare, 1 or more turns the per-caller share off.
+	// budget.DefaultCallerShare, 1 or more turns the per-caller share off.
 	CallerShare float64
 	// CreateTimeout bounds a creation's cloud call, which runs whether or
 	// not its caller waits; default 20s.
@@ -116,8 +101,10 @@ type Saga struct {
 	opts    Options
 	tracker Tracker
 	// next is told of every poll before the saga (the metrics).
-	next   tracker.Observer
-	shares *callerShares
+	next tracker.Observer
+	// shares and admission admit creations into the export budget.
+	shares    *budget.Shares
+	admission budget.Admission
 	// flights collapses concurrent creations with one request_id.
 	flights singleflight.Group
 	// inflight holds, per creation whose cloud call this process makes, a
@@ -147,7 +134,7 @@ func New(opts Options, track tracker.Options) (*Saga, *tracker.Tracker) {
 // newSaga returns a saga without its tracker.
 func newSaga(opts Options) *Saga {
 	if opts.CreateBudget == nil {
-		opts.CreateBudget = budget.MustNew(budget.Options{Rate: 18})
+		opts.CreateBudget = budget.MustNew(budget.Options{Rate: budget.DefaultRate})
 	}
 	if opts.CreateTimeout <= 0 {
 		opts.CreateTimeout = 20 * time.Second
@@ -159,7 +146,7 @@ func newSaga(opts Options) *Saga {
 		opts.CreateCallTime = 500 * time.Millisecond
 	}
 	if opts.CallerShare <= 0 {
-		opts.CallerShare = DefaultCallerShare
+		opts.CallerShare = budget.DefaultCallerShare
 	}
 	if opts.Instance == "" {
 		opts.Instance = uuid.NewString()
@@ -179,9 +166,10 @@ func newSaga(opts Options) *Saga {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Saga{opts: opts, records: newRecordCache(opts.RecordCacheBytes), inflight: map[string]chan struct{}{}}
+	s := &Saga{opts: opts, records: newRecordCache(opts.RecordCacheBytes), inflight: map[string]chan struct{}{},
+		admission: budget.Admission{Engine: opts.CreateBudget, CallTime: opts.CreateCallTime, QueueWait: opts.MaxQueueWait, Waited: opts.BudgetWaited}}
 	if opts.CallerShare < 1 {
-		s.shares = newCallerShares(rate.Limit(opts.CreateBudget.Configured()), opts.CallerShare)
+		s.shares = budget.NewShares(rate.Limit(opts.CreateBudget.Configured()), opts.CallerShare)
 	}
 	return s
 }

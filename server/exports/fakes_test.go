@@ -226,7 +226,10 @@ func (b *fakeBudget) Throttled() {
 	defer b.mu.Unlock()
 	b.throttle++
 }
-func (b *fakeBudget) Configured() float64 { return 100 }
+func (b *fakeBudget) Configured() float64        { return 100 }
+func (b *fakeBudget) Rate() float64              { return 100 }
+func (b *fakeBudget) Throttles() int64           { return 0 }
+func (b *fakeBudget) Wait(context.Context) error { return nil }
 
 // fakeTracker records what the saga tells the tracker.
 type fakeTracker struct {

@@ -12,6 +12,7 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/taskstore"
@@ -243,8 +244,8 @@ func TestACallerBeyondItsShareIsRefusedBeforeTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err := f.saga.Create(alice, request("", "2026-01"))
-	if status.Code(err) != codes.ResourceExhausted || reason(err) != ReasonCallerShareExhausted {
-		t.Errorf("second creation within the second: %v, want ResourceExhausted %s", err, ReasonCallerShareExhausted)
+	if status.Code(err) != codes.ResourceExhausted || reason(err) != budget.ReasonCallerShareExhausted {
+		t.Errorf("second creation within the second: %v, want ResourceExhausted %s", err, budget.ReasonCallerShareExhausted)
 	}
 	if f.reg.count("Reserve") != 1 {
 		t.Errorf("%d reservations, want only the admitted creation's", f.reg.count("Reserve"))

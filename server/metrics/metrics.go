@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
@@ -46,7 +47,7 @@ type Metrics struct {
 	pollsPerTask  prometheus.Histogram
 	outcomes      *prometheus.CounterVec
 	// recent counts the last minute's cloud calls per second, by action.
-	recent map[string]*secondRing
+	recent map[string]*budget.Window
 }
 
 // New creates the collectors. Call TrackStats to add the tracker's gauges.
@@ -79,7 +80,7 @@ func New() *Metrics {
 			Namespace: namespace, Name: "export_outcomes_total",
 			Help: "Tasks that reached a terminal state, by outcome: finished, error (the cloud reported ERROR) or failed (the task could not be followed, e.g. unknown to the cloud).",
 		}, []string{"outcome"}),
-		recent: map[string]*secondRing{
+		recent: map[string]*budget.Window{
 			cloud.ActionExportTasks:         {},
 			cloud.ActionExportLicenseDetail: {},
 		},
@@ -98,18 +99,11 @@ func (m *Metrics) TrackStats(src StatsSource) {
 	m.reg.MustRegister(trackerCollector{src})
 }
 
-// BudgetSource reports a cloud action's budget (see package budget).
-type BudgetSource interface {
-	Rate() float64
-	Configured() float64
-	Throttles() int64
-}
-
 // TrackBudget adds the budget's figures, read at each scrape, labelled with
 // its name (BudgetRead or BudgetCreate): the effective rate, the configured
 // rate, and the refusals for the cloud's rate limit it was told of. Call
 // it once per budget.
-func (m *Metrics) TrackBudget(name string, b BudgetSource) {
+func (m *Metrics) TrackBudget(name string, b budget.Engine) {
 	labels := prometheus.Labels{"budget": name}
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -172,20 +166,20 @@ func (m *Metrics) observeCall(action string, start time.Time, err error) {
 	m.upstreamTime.WithLabelValues(action).Observe(time.Since(start).Seconds())
 	m.upstreamCalls.WithLabelValues(action, resultCode(err)).Inc()
 	if r := m.recent[action]; r != nil {
-		r.add(start, cloud.KindOf(err) == cloud.KindThrottled)
+		r.Add(start, cloud.KindOf(err) == cloud.KindThrottled)
 	}
 }
 
 // CloudCalls returns the calls made to the cloud action in each of the
-// CallWindow whole seconds before now, oldest first (by the second each
+// budget.CallWindow whole seconds before now, oldest first (by the second each
 // call started), and how many of them the cloud answered with
 // RequestLimitExceeded.
 func (m *Metrics) CloudCalls(action string, now time.Time) (perSecond []int32, throttled int32) {
 	r := m.recent[action]
 	if r == nil {
-		return make([]int32, CallWindow), 0
+		return make([]int32, budget.CallWindow), 0
 	}
-	return r.window(now)
+	return r.Calls(now)
 }
 
 // resultCode is the cloud's error code, or a fixed word for errors that have

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/exports"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/tracker"
@@ -61,8 +62,8 @@ type Options struct {
 	// MaxPageBytes bounds a ListExportTasks page's encoded size; default
 	// DefaultMaxPageBytes.
 	MaxPageBytes int
-	// Budget answers GetBudgetStatus (see budget.go).
-	Budget BudgetOptions
+	// Budget answers GetBudgetStatus; nil answers Unimplemented.
+	Budget *budget.Reporter
 }
 
 // DefaultMaxPageBytes bounds a list page well under gRPC's default 4 MiB

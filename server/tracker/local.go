@@ -83,7 +83,7 @@ func (p Pacing) Backoff(n int) time.Duration {
 type LocalOptions struct {
 	// Cloud answers the polls.
 	Cloud Reader
-	// Budget paces all polls; nil means budget.New at 18 per second.
+	// Budget paces all polls; nil means a budget.Local at budget.DefaultRate.
 	Budget Budget
 	// Pacing paces each task's polls.
 	Pacing
@@ -100,7 +100,7 @@ type LocalOptions struct {
 
 func (o *LocalOptions) defaults() {
 	if o.Budget == nil {
-		o.Budget = budget.MustNew(budget.Options{Rate: 18})
+		o.Budget = budget.MustNew(budget.Options{Rate: budget.DefaultRate})
 	}
 	o.Pacing = o.Pacing.WithDefaults()
 	if o.Now == nil {

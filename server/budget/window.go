@@ -1,30 +1,31 @@
-package metrics
+package budget
 
 import (
 	"sync"
 	"time"
 )
 
-// CallWindow is how many whole seconds of cloud calls CloudCalls reports.
+// CallWindow is how many whole seconds of cloud calls a Window reports.
 const CallWindow = 60
 
 // ringSlots holds the window plus the second in progress, so that counting
 // the current second never overwrites the oldest one still reported.
 const ringSlots = CallWindow + 1
 
-// secondRing counts one action's cloud calls, and the throttled ones, per
-// wall-clock second over the last ringSlots seconds. Prometheus counters
+// Window counts one action's cloud calls, and the throttled ones, per
+// wall-clock second over the last ringSlots seconds (the per-second view
+// of the budget that GetBudgetStatus reports). The zero Window is ready. Prometheus counters
 // give totals; a person looking at the budget wants the recent per-second
 // shape, which a scrape interval would smooth away.
-type secondRing struct {
+type Window struct {
 	mu        sync.Mutex
 	second    [ringSlots]int64 // the Unix second each slot counts
 	calls     [ringSlots]int32
 	throttled [ringSlots]int32
 }
 
-// add counts a call that started at t.
-func (r *secondRing) add(t time.Time, throttled bool) {
+// Add counts a call that started at t.
+func (r *Window) Add(t time.Time, throttled bool) {
 	s := t.Unix()
 	i := slot(s)
 	r.mu.Lock()
@@ -41,9 +42,9 @@ func (r *secondRing) add(t time.Time, throttled bool) {
 	}
 }
 
-// window returns the calls of each of the CallWindow whole seconds before
+// Calls returns the calls of each of the CallWindow whole seconds before
 // now's second, oldest first, and the throttled calls among them.
-func (r *secondRing) window(now time.Time) (perSecond []int32, throttled int32) {
+func (r *Window) Calls(now time.Time) (perSecond []int32, throttled int32) {
 	end := now.Unix()
 	perSecond = make([]int32, CallWindow)
 	r.mu.Lock()

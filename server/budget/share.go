@@ -1,4 +1,4 @@
-package exports
+package budget
 
 import (
 	"fmt"
@@ -16,19 +16,20 @@ const ReasonCallerShareExhausted = "CALLER_SHARE_EXHAUSTED"
 // DefaultCallerShare is the fraction of the export budget one caller may use.
 const DefaultCallerShare = 0.5
 
-// callerShares gives each caller a share of the export budget, so that one
+// Shares gives each caller a share of the export budget, so that one
 // caller's burst of exports cannot queue the others out of the budget.
-type callerShares struct {
+type Shares struct {
 	buckets *limits.PerCaller
 }
 
-func newCallerShares(budget rate.Limit, share float64) *callerShares {
+// NewShares returns shares of share (a fraction) of a budget's rate.
+func NewShares(budget rate.Limit, share float64) *Shares {
 	l := budget * rate.Limit(share)
-	return &callerShares{buckets: limits.NewPerCaller(l, max(1, int(l)))}
+	return &Shares{buckets: limits.NewPerCaller(l, max(1, int(l)))}
 }
 
-// admit takes one export from caller's share, or says when to retry.
-func (c *callerShares) admit(caller string, now time.Time) error {
+// Admit takes one export from caller's share, or says when to retry.
+func (c *Shares) Admit(caller string, now time.Time) error {
 	delay, ok := c.buckets.Take(caller, now)
 	if ok {
 		return nil

@@ -10,9 +10,9 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
-	"github.com/cwpexport/cwpexport/server/metrics"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
 
@@ -94,8 +94,8 @@ func TestBudgetStatusCountsTheCloudCalls(t *testing.T) {
 				t.Errorf("%s: actions[%d] = %s configured %v effective %v quota %v; want %s %v, effective lowered only by throttles, quota 20", via, i,
 					a.GetAction(), a.GetConfiguredRate(), a.GetEffectiveRate(), a.GetCloudQuota(), want.action, want.configured)
 			}
-			if len(a.GetCallsPerSecond()) != metrics.CallWindow {
-				t.Errorf("%s: %s has %d seconds, want %d", via, want.action, len(a.GetCallsPerSecond()), metrics.CallWindow)
+			if len(a.GetCallsPerSecond()) != budget.CallWindow {
+				t.Errorf("%s: %s has %d seconds, want %d", via, want.action, len(a.GetCallsPerSecond()), budget.CallWindow)
 			}
 			if int64(calls) != saw.Requests || int64(a.GetThrottledCalls()) != saw.Errors["RequestLimitExceeded"] {
 				t.Errorf("%s: %s counted %d calls, %d throttled; the cloud received %d, throttled %d", via, want.action,
