@@ -44,9 +44,9 @@ import (
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/exports"
 	"github.com/cwpexport/cwpexport/server/gateway"
+	"github.com/cwpexport/cwpexport/server/internal/protocodec"
 	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/metrics"
-	"github.com/cwpexport/cwpexport/server/protocodec"
 	"github.com/cwpexport/cwpexport/server/service"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/telemetry"
@@ -469,8 +469,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	}
 	run("tracker", func() error { s.tracker.Run(bg); return nil })
 	run("registry", func() error { s.saga.Run(bg); return nil })
-	for _, follow := range s.engines.follow {
-		run("fleet", func() error { follow(bg); return nil })
+	for _, refresh := range s.engines.refresh {
+		run("fleet", func() error { refresh(bg); return nil })
 	}
 	run("readiness", func() error { s.readiness(bg, hs); return nil })
 	run("grpc", func() error { return gs.Serve(grpcLis) })

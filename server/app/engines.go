@@ -20,8 +20,9 @@ type engines struct {
 	schedule       tracker.Scheduler
 	// fleet is nil for a single process.
 	fleet *fleet.Fleet
-	// follow keeps the fleet's shared figures fresh; nil for one process.
-	follow []func(context.Context)
+	// refresh keeps the fleet's health and shared figures current; nil
+	// for one process.
+	refresh []func(context.Context)
 }
 
 // openEngines chooses the engines. reader makes the polls.
@@ -64,7 +65,7 @@ func (s *Server) openEngines(ctx context.Context, reader tracker.Reader) (engine
 	s.log.Info("fleet engines on PostgreSQL: the cloud budgets and the poll schedule are shared by every replica of this database",
 		"replica", f.Replica(), "read_rate", o.ReadRate, "create_rate", o.CreateRate)
 	return engines{reads: reads, creates: creates, schedule: schedule, fleet: f,
-		follow: []func(context.Context){f.Watch, reads.Follow, creates.Follow}}, nil
+		refresh: []func(context.Context){f.PingWhileIdle, reads.Follow, creates.Follow}}, nil
 }
 
 // pacing is how each task's polls are paced, in one process or a fleet.

@@ -5,6 +5,11 @@
 // every poll's outcome is recorded), and the cache of what the registry
 // holds of a task.
 //
+// "Follow" means one thing here, as in package tracker: to keep a recorded
+// task polled in the background, whether or not anyone watches it, until
+// it ends (Run and its passes over the registry's unfinished tasks); a
+// caller's watch is a stream (package service).
+//
 // Package service answers the API with it; package tracker polls the tasks.
 package exports
 

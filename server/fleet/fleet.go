@@ -134,10 +134,10 @@ func (f *Fleet) Healthy() bool {
 	return time.Since(time.Unix(0, f.lastOK.Load())) < f.opts.UnhealthyAfter
 }
 
-// Watch pings the database every second in which nothing else got an
-// answer from it, until ctx ends, so that Healthy follows it even when
-// nothing else calls it.
-func (f *Fleet) Watch(ctx context.Context) {
+// PingWhileIdle pings the database every second in which nothing else got
+// an answer from it, until ctx ends, so that Healthy stays current even
+// when nothing else calls it.
+func (f *Fleet) PingWhileIdle(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {

@@ -16,7 +16,7 @@ func (s *Service) ExportLicenseDetail(ctx context.Context, req *cwpexportv1.Expo
 	return &cwpexportv1.ExportLicenseDetailResponse{Task: task, UpstreamRequestId: rid}, nil
 }
 
-// ExportLicenseDetailAndWatch starts an export and follows it.
+// ExportLicenseDetailAndWatch starts an export and streams it to its end.
 func (s *Service) ExportLicenseDetailAndWatch(req *cwpexportv1.ExportLicenseDetailAndWatchRequest, stream cwpexportv1.LicenseExportService_ExportLicenseDetailAndWatchServer) error {
 	ctx := stream.Context()
 	task, rid, err := s.create(ctx, req)
@@ -26,7 +26,7 @@ func (s *Service) ExportLicenseDetailAndWatch(req *cwpexportv1.ExportLicenseDeta
 	id, _ := parseTaskID(task.GetTaskId())
 	info, _ := s.opts.Saga.Record(ctx, id) // cached by the creation; a task ends only later
 	first := true
-	return s.follow(ctx, id, info, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
+	return s.streamTask(ctx, id, info, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
 		msg := &cwpexportv1.ExportLicenseDetailAndWatchResponse{Kind: kind, Task: t, Progress: p}
 		if first {
 			msg.UpstreamRequestId, first = rid, false

@@ -32,7 +32,7 @@ type Options struct {
 	// Saga creates exports and knows what the registry holds of them;
 	// required.
 	Saga *exports.Saga
-	// Tracker follows tasks (the saga's); its Run must be running.
+	// Tracker polls tasks (the saga's); its Run must be running.
 	Tracker *tracker.Tracker
 	// Registry lists the recorded tasks; required.
 	Registry Registry

@@ -17,7 +17,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
-// WatchExportTask follows a task to its end. It also resumes an
+// WatchExportTask streams a task to its end. It also resumes an
 // ExportLicenseDetailAndWatch stream, under the same authorization.
 func (s *Service) WatchExportTask(req *cwpexportv1.WatchExportTaskRequest, stream cwpexportv1.LicenseExportService_WatchExportTaskServer) error {
 	id, err := parseTaskID(req.GetTaskId())
@@ -28,7 +28,7 @@ func (s *Service) WatchExportTask(req *cwpexportv1.WatchExportTaskRequest, strea
 	if err != nil {
 		return err
 	}
-	return s.follow(stream.Context(), id, info, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
+	return s.streamTask(stream.Context(), id, info, func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error {
 		return stream.Send(&cwpexportv1.WatchExportTaskResponse{Kind: kind, Task: t, Progress: p})
 	})
 }
@@ -36,11 +36,11 @@ func (s *Service) WatchExportTask(req *cwpexportv1.WatchExportTaskRequest, strea
 // sendFunc sends one watch message.
 type sendFunc func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p *cwpexportv1.Progress) error
 
-// follow streams a task's observations: a snapshot as soon as the task's
+// streamTask sends a task's observations: a snapshot as soon as the task's
 // state is known, a message on every change, heartbeats while pending; it
 // returns after the terminal message, or when ctx ends (closing the
 // caller's interest, so polling stops when nobody else is watching).
-func (s *Service) follow(ctx context.Context, id int64, info exports.Record, send sendFunc) error {
+func (s *Service) streamTask(ctx context.Context, id int64, info exports.Record, send sendFunc) error {
 	start := s.opts.Now()
 	if info.Final != nil {
 		return send(cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT, proto.CloneOf(info.Final), s.progress(s.opts.Tracker.Peek(id), start))
