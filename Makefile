@@ -70,8 +70,12 @@ bench-fleet: ## Run the fleet's benchmarks alone: three replicas on PostgreSQL (
 	 install -m 0644 $$v1/third_party/googleapis/google/rpc/{status,error_details,code}.proto .third_party/google/rpc/
 	@touch .third_party
 
+.PHONY: flagsdoc
+flagsdoc: ## Regenerate docs/flags.md from cwpexportd's flags (server/flags)
+	go run ./server/flags/flagsdoc > docs/flags.md.tmp && mv docs/flags.md.tmp docs/flags.md
+
 .PHONY: generate
-generate: .third_party ## Regenerate gen/ from proto/
+generate: .third_party flagsdoc ## Regenerate gen/ from proto/ and docs/flags.md from the flags
 	rm -rf gen/cwpexport gen/openapi/*.json && $(BUF) generate
 
 .PHONY: lint
@@ -82,5 +86,5 @@ lint: .third_party ## buf lint, buf format check, go vet, gofmt check
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 .PHONY: checkgenerate
-checkgenerate: generate ## Fail if gen/ differs from what the protos generate
-	git add -N gen && git diff --exit-code -- gen
+checkgenerate: generate ## Fail if gen/ or docs/flags.md differ from what the protos and the flags generate
+	git add -N gen docs/flags.md && git diff --exit-code -- gen docs/flags.md

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,6 +43,8 @@ import (
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/exports"
 	"github.com/cwpexport/cwpexport/server/gateway"
+	"github.com/cwpexport/cwpexport/server/internal/lifecycle"
+	"github.com/cwpexport/cwpexport/server/internal/logger"
 	"github.com/cwpexport/cwpexport/server/internal/protocodec"
 	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/metrics"
@@ -91,7 +92,7 @@ type Options struct {
 	// Heartbeat is the interval of watch heartbeats; default 5s.
 	Heartbeat time.Duration
 	// DataDir holds the task registry (registry.db) when Database is
-	// empty, and the embedded emulator's state; default "data".
+	// empty, and the embedded emulator's state; default DefaultDataDir.
 	DataDir string
 	// Database is the task registry's PostgreSQL connection string
 	// (postgres://… or key=value; see ResolveDatabase for the flag and
@@ -168,6 +169,10 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 }
 
+// DefaultDataDir is the directory of the SQLite registry and the embedded
+// emulator's state, relative to the working directory.
+const DefaultDataDir = "data"
+
 // Defaults of the transports' bounds.
 const (
 	DefaultRESTMaxConns              = 4096
@@ -212,15 +217,11 @@ func New(opts Options) (*Server, error) {
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 10 * time.Second
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = logger.OrDiscard(opts.Logger)
 	if opts.DataDir == "" {
-		opts.DataDir = "data"
+		opts.DataDir = DefaultDataDir
 	}
-	if opts.AuditLogger == nil {
-		opts.AuditLogger = slog.New(slog.DiscardHandler)
-	}
+	opts.AuditLogger = logger.OrDiscard(opts.AuditLogger)
 	// Lines logged within a traced call carry its trace and span ids.
 	opts.Logger = slog.New(telemetry.LogHandler(opts.Logger.Handler()))
 	opts.AuditLogger = slog.New(telemetry.LogHandler(opts.AuditLogger.Handler()))
@@ -448,63 +449,63 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 
-	// The emulator and the tracker outlive the servers' shutdown: calls in
-	// their grace period still need them.
+	// The background parts outlive the servers' shutdown: calls in their
+	// grace period still need them.
 	bg, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	var wg sync.WaitGroup
-	errc := make(chan error, 5)
-	run := func(name string, f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
+	parts := lifecycle.NewGroup(cancel)
+	parts.Go(bg, s.backgroundParts(hs)...)
+	parts.Go(ctx,
+		lifecycle.Part{Name: "grpc", Run: func(context.Context) error { return gs.Serve(grpcLis) }},
+		lifecycle.Part{Name: "grpc-in-process", Run: func(context.Context) error { return igs.Serve(inproc) }},
+		lifecycle.Part{Name: "rest", Run: func(context.Context) error {
+			if err := hsrv.Serve(restLis); !errors.Is(err, http.ErrServerClosed) {
+				return err
 			}
-		}()
-	}
-	if s.emu != nil {
-		run("emulator", func() error { return s.emu.Serve(bg, s.emuLis) })
-	}
-	run("tracker", func() error { s.tracker.Run(bg); return nil })
-	run("registry", func() error { s.saga.Run(bg); return nil })
-	for _, refresh := range s.engines.refresh {
-		run("fleet", func() error { refresh(bg); return nil })
-	}
-	run("readiness", func() error { s.readiness(bg, hs); return nil })
-	run("grpc", func() error { return gs.Serve(grpcLis) })
-	run("grpc-in-process", func() error { return igs.Serve(inproc) })
-	run("rest", func() error {
-		if err := hsrv.Serve(restLis); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
+			return nil
+		}},
+	)
 
 	<-ctx.Done()
 	s.log.Info("shutting down")
-	hs.Shutdown()
-	s.service.Drain()
 	sctx, scancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
 	defer scancel()
-	_ = hsrv.Shutdown(sctx)
-	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); igs.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-sctx.Done():
-		gs.Stop()
-		igs.Stop()
-		<-stopped
+	lifecycle.Shutdown(s.log,
+		lifecycle.Step{Name: "health: not serving", Do: hs.Shutdown},
+		lifecycle.Step{Name: "watches: told to resume elsewhere", Do: s.service.Drain},
+		lifecycle.Step{Name: "rest: calls in flight, within the grace", Do: func() { _ = hsrv.Shutdown(sctx) }},
+		lifecycle.Step{Name: "grpc: calls in flight, within the grace", Do: func() {
+			stopped := make(chan struct{})
+			go func() { gs.GracefulStop(); igs.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-sctx.Done():
+				gs.Stop()
+				igs.Stop()
+				<-stopped
+			}
+		}},
+		// A creation's cloud call outlives its caller: its outcome is
+		// recorded before the registry closes.
+		lifecycle.Step{Name: "creations: outcomes recorded", Do: s.saga.WaitCreations},
+		lifecycle.Step{Name: "background parts", Do: stopBackground},
+	)
+	return parts.Wait()
+}
+
+// backgroundParts are the parts that run as long as the server: started
+// before the servers, stopped after their shutdown (see Serve).
+func (s *Server) backgroundParts(hs *health.Server) []lifecycle.Part {
+	var parts []lifecycle.Part
+	if s.emu != nil {
+		parts = append(parts, lifecycle.Part{Name: "emulator", Run: func(ctx context.Context) error { return s.emu.Serve(ctx, s.emuLis) }})
 	}
-	// A creation's cloud call outlives its caller: its outcome is recorded
-	// before the registry closes.
-	s.saga.WaitCreations()
-	stopBackground()
-	wg.Wait()
-	close(errc)
-	return <-errc
+	parts = append(parts,
+		lifecycle.Loop("tracker", s.tracker.Run),
+		lifecycle.Loop("registry", s.saga.Run),
+		lifecycle.Loop("readiness", func(ctx context.Context) { s.readiness(ctx, hs) }),
+	)
+	return append(parts, s.engines.refresh...)
 }
 
 // grpcServer returns a gRPC server of the service with its interceptors:

@@ -244,8 +244,8 @@ func checkTeams(t *testing.T, env *testserver.Env, alice, bob, carol, olga calle
 	if r := carol.rest(t, http.MethodGet, "/v1/export-tasks/"+aliceTask+":download", ""); r.Status != 200 || len(r.Body) == 0 {
 		t.Errorf("carol downloads alice's file: HTTP %d", r.Status)
 	}
-	if got, _ := downloadAs(t, carol, aliceTask); len(got) == 0 {
-		t.Errorf("carol's gRPC download of alice's file is empty")
+	if got, err := downloadAs(t, carol, aliceTask); len(got) == 0 {
+		t.Errorf("carol's gRPC download of alice's file is empty: %v", err)
 	}
 	if ids := carol.list(t); !slices.Equal(ids, []string{aliceTask}) {
 		t.Errorf("carol lists %v, want alice's task %s", ids, aliceTask)

@@ -7,6 +7,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/fleet"
+	"github.com/cwpexport/cwpexport/server/internal/lifecycle"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
@@ -22,7 +23,7 @@ type engines struct {
 	fleet *fleet.Fleet
 	// refresh keeps the fleet's health and shared figures current; nil
 	// for one process.
-	refresh []func(context.Context)
+	refresh []lifecycle.Part
 }
 
 // openEngines chooses the engines. reader makes the polls.
@@ -65,7 +66,11 @@ func (s *Server) openEngines(ctx context.Context, reader tracker.Reader) (engine
 	s.log.Info("fleet engines on PostgreSQL: the cloud budgets and the poll schedule are shared by every replica of this database",
 		"replica", f.Replica(), "read_rate", o.ReadRate, "create_rate", o.CreateRate)
 	return engines{reads: reads, creates: creates, schedule: schedule, fleet: f,
-		refresh: []func(context.Context){f.PingWhileIdle, reads.Follow, creates.Follow}}, nil
+		refresh: []lifecycle.Part{
+			lifecycle.Loop("fleet: database ping", f.PingWhileIdle),
+			lifecycle.Loop("fleet: read budget", reads.Follow),
+			lifecycle.Loop("fleet: create budget", creates.Follow),
+		}}, nil
 }
 
 // pacing is how each task's polls are paced, in one process or a fleet.

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/cwpexport/cwpexport/server/internal/logger"
 )
 
 // Defaults applied by New for zero-valued Options fields.
@@ -136,9 +138,7 @@ func New(opts Options) (*Emulator, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
-	if e.log == nil {
-		e.log = slog.New(slog.DiscardHandler)
-	}
+	e.log = logger.OrDiscard(e.log)
 	data := dataSet{anchor: anchorDate(e.now()), seed: opts.Seed, records: records}
 	e.tasks = newTaskStore(opts.FirstTaskID)
 	if opts.StateDir != "" {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/internal/logger"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
@@ -56,6 +57,15 @@ type Tracker interface {
 	Unfollow(id int64)
 }
 
+// Defaults of the operator's bounds (cwpexportd's flags read them).
+const (
+	// DefaultCreateTimeout bounds a creation's cloud call.
+	DefaultCreateTimeout = 20 * time.Second
+	// DefaultMaxFollowAge is how long a task is followed after its
+	// creation.
+	DefaultMaxFollowAge = 24 * time.Hour
+)
+
 // Options configure a Saga. Zero durations take the defaults named.
 type Options struct {
 	// Cloud starts exports; required.
@@ -71,7 +81,7 @@ type Options struct {
 	// budget.DefaultCallerShare, 1 or more turns the per-caller share off.
 	CallerShare float64
 	// CreateTimeout bounds a creation's cloud call, which runs whether or
-	// not its caller waits; default 20s.
+	// not its caller waits; default DefaultCreateTimeout.
 	CreateTimeout time.Duration
 	// MaxQueueWait bounds how long a creation waits for the budget when the
 	// caller set no earlier deadline; default 30s.
@@ -88,7 +98,8 @@ type Options struct {
 	// differ between runs. Default: a random UUID.
 	Instance string
 	// MaxFollowAge is how long after its creation a registry task is
-	// followed before the service gives up on it; default 24h.
+	// followed before the service gives up on it; default
+	// DefaultMaxFollowAge.
 	MaxFollowAge time.Duration
 	// FollowPass is the interval of the registry's follow pass; default 1m.
 	FollowPass time.Duration
@@ -142,7 +153,7 @@ func newSaga(opts Options) *Saga {
 		opts.CreateBudget = budget.MustNew(budget.Options{Rate: budget.DefaultRate})
 	}
 	if opts.CreateTimeout <= 0 {
-		opts.CreateTimeout = 20 * time.Second
+		opts.CreateTimeout = DefaultCreateTimeout
 	}
 	if opts.MaxQueueWait <= 0 {
 		opts.MaxQueueWait = 30 * time.Second
@@ -157,7 +168,7 @@ func newSaga(opts Options) *Saga {
 		opts.Instance = uuid.NewString()
 	}
 	if opts.MaxFollowAge <= 0 {
-		opts.MaxFollowAge = 24 * time.Hour
+		opts.MaxFollowAge = DefaultMaxFollowAge
 	}
 	if opts.FollowPass <= 0 {
 		opts.FollowPass = time.Minute
@@ -168,9 +179,7 @@ func newSaga(opts Options) *Saga {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = logger.OrDiscard(opts.Logger)
 	s := &Saga{opts: opts, records: newRecordCache(opts.RecordCacheBytes), inflight: map[string]chan struct{}{},
 		admission: budget.Admission{Engine: opts.CreateBudget, CallTime: opts.CreateCallTime, QueueWait: opts.MaxQueueWait, Waited: opts.BudgetWaited}}
 	if opts.CallerShare < 1 {

@@ -16,6 +16,7 @@ import (
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/exports"
+	"github.com/cwpexport/cwpexport/server/internal/logger"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
@@ -37,7 +38,7 @@ type Options struct {
 	// Registry lists the recorded tasks; required.
 	Registry Registry
 	// Heartbeat is the interval of heartbeat messages on watches of pending
-	// tasks; default 5s.
+	// tasks; default DefaultHeartbeat.
 	Heartbeat time.Duration
 	// GetTimeout bounds a GetExportTask that must ask the cloud when the
 	// caller set no earlier deadline; default 15s.
@@ -66,6 +67,10 @@ type Options struct {
 	Budget *budget.Reporter
 }
 
+// DefaultHeartbeat is the interval of heartbeats on watches of pending
+// tasks.
+const DefaultHeartbeat = 5 * time.Second
+
 // DefaultMaxPageBytes bounds a list page well under gRPC's default 4 MiB
 // message limit of clients.
 const DefaultMaxPageBytes = 1 << 20
@@ -81,7 +86,7 @@ type Service struct {
 // New returns a Service.
 func New(opts Options) *Service {
 	if opts.Heartbeat <= 0 {
-		opts.Heartbeat = 5 * time.Second
+		opts.Heartbeat = DefaultHeartbeat
 	}
 	if opts.GetTimeout <= 0 {
 		opts.GetTimeout = 15 * time.Second
@@ -97,9 +102,7 @@ func New(opts Options) *Service {
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 256 << 10
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = logger.OrDiscard(opts.Logger)
 	if len(opts.PageTokenKey) == 0 {
 		opts.PageTokenKey = make([]byte, 32)
 		_, _ = rand.Read(opts.PageTokenKey)

@@ -29,6 +29,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	logs "github.com/cwpexport/cwpexport/server/internal/logger"
 )
 
 // ServiceName is the resource's service.name unless OTEL_SERVICE_NAME (or
@@ -100,9 +102,7 @@ func FromEnv(ctx context.Context, logger *slog.Logger) (*Tracing, error) {
 		opts = append(opts, sdktrace.WithBatcher(exp))
 		t.Exporters = append(t.Exporters, label)
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logs.OrDiscard(logger)
 	if resErr != nil {
 		logger.Warn("OTEL_RESOURCE_ATTRIBUTES: some attributes were ignored", "err", resErr)
 	}
