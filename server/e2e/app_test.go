@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/internal/testutil"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
 
@@ -519,26 +520,15 @@ func TestCanceledWatchStopsPolling(t *testing.T) {
 			} else {
 				go env.Stream(t, ctx, http.MethodGet, "/v1/export-tasks/"+res.GetTask().GetTaskId()+":watch", "")
 			}
-			waitFor(t, "polls while watched", func() bool { return env.Emulator.Stats().TaskPolls(id) >= before+2 })
+			testutil.WaitFor(t, "polls while watched", func() bool { return env.Emulator.Stats().TaskPolls(id) >= before+2 })
 			cancel()
-			waitFor(t, "the watcher to leave", func() bool { return env.Server.Tracker().Stats().Watchers == 0 })
+			testutil.WaitFor(t, "the watcher to leave", func() bool { return env.Server.Tracker().Stats().Watchers == 0 })
 			stopped := env.Emulator.Stats().TaskPolls(id)
 			time.Sleep(500 * time.Millisecond) // five poll intervals
 			if after := env.Emulator.Stats().TaskPolls(id); after > stopped+1 {
 				t.Fatalf("polls went on after the watcher left: %d -> %d", stopped, after)
 			}
 		})
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

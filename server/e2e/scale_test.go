@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/internal/testutil"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
 
@@ -128,8 +129,8 @@ func TestWatchersShareOnePollerOverGRPCAndREST(t *testing.T) {
 			report(polls, err)
 		}()
 	}
-	waitFor(t, "every watcher", func() bool { return env.Server.Tracker().Stats().Watchers == grpcWatchers+restWatchers })
-	waitFor(t, "three polls", func() bool { return env.Emulator.Stats().TaskPolls(id) >= 3 })
+	testutil.WaitFor(t, "every watcher", func() bool { return env.Server.Tracker().Stats().Watchers == grpcWatchers+restWatchers })
+	testutil.WaitFor(t, "three polls", func() bool { return env.Emulator.Stats().TaskPolls(id) >= 3 })
 	// Reads of the watched task come from the shared observation.
 	for i := range 100 {
 		if i%2 == 0 {
@@ -153,7 +154,7 @@ func TestWatchersShareOnePollerOverGRPCAndREST(t *testing.T) {
 	if len(counts) != grpcWatchers+restWatchers {
 		t.Fatalf("%d of %d watchers saw FINISHED", len(counts), grpcWatchers+restWatchers)
 	}
-	waitFor(t, "the poller to stop", func() bool {
+	testutil.WaitFor(t, "the poller to stop", func() bool {
 		s := env.Server.Tracker().Stats()
 		return s.Watchers == 0 && s.Scheduled == 0
 	})

@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"bufio"
@@ -24,6 +24,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/internal/testutil"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
 
@@ -154,7 +155,7 @@ func fromStatus(st *status.Status) answer {
 // request sent so far (a creation's cloud call outlives its caller).
 func waitForCreations(t *testing.T, env *testserver.Env, requests int64) {
 	t.Helper()
-	waitFor(t, "the cloud to answer the export", func() bool {
+	testutil.WaitFor(t, "the cloud to answer the export", func() bool {
 		return env.Emulator.Stats().Actions[cloud.ActionExportLicenseDetail].Requests >= requests
 	})
 }

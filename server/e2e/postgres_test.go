@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/internal/testutil"
 	"github.com/cwpexport/cwpexport/server/pgtest"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/testserver"
@@ -190,7 +191,7 @@ func TestReplicasLearnTasksRecordedLater(t *testing.T) {
 		Observed: now, Changed: now}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the replica to know the task's request id", func() bool {
+	testutil.WaitFor(t, "the replica to know the task's request id", func() bool {
 		res, err = envs[0].Client.GetExportTask(context.Background(), &cwpexportv1.GetExportTaskRequest{TaskId: id})
 		return err == nil && res.GetTask().GetRequestId() == requestID
 	})

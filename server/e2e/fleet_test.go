@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/internal/testutil"
 	"github.com/cwpexport/cwpexport/server/pgtest"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
@@ -77,7 +78,7 @@ func TestFleetWatchersShareOnePoller(t *testing.T) {
 			ends <- end{state: state}
 		}()
 	}
-	waitFor(t, "four polls", func() bool { return envs[0].Emulator.Stats().TaskPolls(taskID) >= 4 })
+	testutil.WaitFor(t, "four polls", func() bool { return envs[0].Emulator.Stats().TaskPolls(taskID) >= 4 })
 	if err := envs[0].Emulator.FinishTask(taskID); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestFleetFailsClosedWithoutItsDatabase(t *testing.T) {
 
 	cluster.Stop(t)
 	health := grpc_health_v1.NewHealthClient(env.Conn)
-	waitFor(t, "not ready", func() bool {
+	testutil.WaitFor(t, "not ready", func() bool {
 		r, err := health.Check(ctx, &grpc_health_v1.HealthCheckRequest{})
 		return err == nil && r.GetStatus() == grpc_health_v1.HealthCheckResponse_NOT_SERVING
 	})
@@ -192,14 +193,14 @@ func TestFleetFailsClosedWithoutItsDatabase(t *testing.T) {
 	}
 
 	cluster.Start(t)
-	waitFor(t, "ready again", func() bool {
+	testutil.WaitFor(t, "ready again", func() bool {
 		r, err := health.Check(ctx, &grpc_health_v1.HealthCheckRequest{})
 		return err == nil && r.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING
 	})
 	ectx, ecancel = context.WithTimeout(ctx, 20*time.Second)
 	defer ecancel()
 	var again error
-	waitFor(t, "an export to succeed again", func() bool {
+	testutil.WaitFor(t, "an export to succeed again", func() bool {
 		_, again = env.Client.ExportLicenseDetail(ectx, &cwpexportv1.ExportLicenseDetailRequest{})
 		return again == nil
 	})

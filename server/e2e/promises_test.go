@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/internal/testutil"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
@@ -117,7 +118,7 @@ func TestCreationOutlivesItsCaller(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("export without a request_id: %v", err)
 	}
-	waitFor(t, "the abandoned export to be recorded", func() bool {
+	testutil.WaitFor(t, "the abandoned export to be recorded", func() bool {
 		page, err := env.Client.ListExportTasks(long, &cwpexportv1.ListExportTasksRequest{})
 		return err == nil && len(page.GetTasks()) == 2 && page.GetTasks()[0].GetParameters().GetIsHistory()
 	})
@@ -299,7 +300,7 @@ func TestEndedTasksAreAnsweredFromTheRegistry(t *testing.T) {
 	o.DataDir = dir
 	env := testserver.Start(t, testserver.Config{Emulator: emulator.Options{PendingFor: 100 * time.Millisecond}, App: o})
 	id := finished(t, env)
-	waitFor(t, "the registry to record FINISHED", func() bool {
+	testutil.WaitFor(t, "the registry to record FINISHED", func() bool {
 		page, err := env.Client.ListExportTasks(context.Background(), &cwpexportv1.ListExportTasksRequest{State: cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED})
 		return err == nil && len(page.GetTasks()) == 1
 	})
@@ -329,7 +330,7 @@ func TestEndedTasksAreAnsweredFromTheRegistry(t *testing.T) {
 func TestTaskTheCloudForgotEnds(t *testing.T) {
 	env := testserver.Start(t, testserver.Config{App: withPendingTask(t, 777777, time.Now())})
 	var msg string
-	waitFor(t, "the forgotten task to end in ERROR", func() bool {
+	testutil.WaitFor(t, "the forgotten task to end in ERROR", func() bool {
 		page, err := env.Client.ListExportTasks(context.Background(), &cwpexportv1.ListExportTasksRequest{State: cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR})
 		if err != nil || len(page.GetTasks()) != 1 {
 			return false
@@ -396,7 +397,7 @@ func TestWatchesOutlastASlowCloud(t *testing.T) {
 		}
 		results[1] = fmt.Sprintf("HTTP %d, last line %s", code, last)
 	}()
-	waitFor(t, "the slow polls to pass", func() bool { return len(env.Emulator.Faults().Active) == 0 })
+	testutil.WaitFor(t, "the slow polls to pass", func() bool { return len(env.Emulator.Faults().Active) == 0 })
 	taskID := mustParse(t, id)
 	if err := env.Emulator.FinishTask(taskID); err != nil {
 		t.Fatal(err)
@@ -472,7 +473,7 @@ func TestDownloadAfterTheStorageMoved(t *testing.T) {
 	env := testserver.Start(t, cfg)
 	id := finished(t, env)
 	want, _ := downloadGRPC(t, env, id)
-	waitFor(t, "the registry to record FINISHED", func() bool {
+	testutil.WaitFor(t, "the registry to record FINISHED", func() bool {
 		page, err := env.Client.ListExportTasks(context.Background(), &cwpexportv1.ListExportTasksRequest{State: cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED})
 		return err == nil && len(page.GetTasks()) == 1
 	})

@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/internal/testutil"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
@@ -162,7 +163,7 @@ func TestListPagesNewestFirstWithFilterAndConcurrentInserts(t *testing.T) {
 	if _, err := env.Client.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: want[len(want)-1]}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the registry to record FINISHED", func() bool {
+	testutil.WaitFor(t, "the registry to record FINISHED", func() bool {
 		r := env.Do(t, http.MethodGet, "/v1/export-tasks?state=EXPORT_TASK_STATE_FINISHED", "")
 		tasks, _ := r.JSON(t)["tasks"].([]any)
 		return r.Status == http.StatusOK && len(tasks) == 1 && tasks[0].(map[string]any)["taskId"] == want[len(want)-1]
@@ -373,7 +374,7 @@ func withPendingTask(t *testing.T, id int64, created time.Time) app.Options {
 func TestOldPendingTasksAreGivenUp(t *testing.T) {
 	env := testserver.Start(t, testserver.Config{App: withPendingTask(t, 424242, time.Now().Add(-48*time.Hour))})
 	var msg string
-	waitFor(t, "the task to be given up", func() bool {
+	testutil.WaitFor(t, "the task to be given up", func() bool {
 		page, err := env.Client.ListExportTasks(context.Background(), &cwpexportv1.ListExportTasksRequest{})
 		if err != nil || len(page.GetTasks()) != 1 {
 			t.Fatalf("list: %v %v", page, err)

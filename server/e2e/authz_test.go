@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"context"
@@ -26,6 +26,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/internal/testutil"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
 
@@ -108,7 +109,7 @@ func (c caller) export(t *testing.T) string {
 
 func (c caller) waitFinished(t *testing.T, id string) {
 	t.Helper()
-	waitFor(t, "task "+id+" FINISHED", func() bool {
+	testutil.WaitFor(t, "task "+id+" FINISHED", func() bool {
 		res, err := c.grpc.GetExportTask(c.ctx(), &cwpexportv1.GetExportTaskRequest{TaskId: id})
 		return err == nil && res.GetTask().GetState() == cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED
 	})
