@@ -38,10 +38,38 @@ func freeAddr(t *testing.T) string {
 	return lis.Addr().String()
 }
 
-func startDaemon(t *testing.T, bin, dataDir, grpcAddr, restAddr, emuAddr string) *daemon {
+// buildDaemon builds cwpexportd into the test's directory.
+func buildDaemon(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command(bin, "-data-dir", dataDir, "-grpc-addr", grpcAddr, "-rest-addr", restAddr,
-		"-cloud-endpoint", emuAddr, "-cloud-scheme", "HTTP", "-min-poll-interval", "100ms", "-heartbeat", "200ms", "-log-format", "json")
+	bin := filepath.Join(t.TempDir(), "cwpexportd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// serveEmulator serves an emulator whose tasks stay pending until told,
+// on loopback, until ctx ends.
+func serveEmulator(t *testing.T, ctx context.Context) (*emulator.Emulator, net.Listener) {
+	t.Helper()
+	emu, err := emulator.New(emulator.Options{Credentials: map[string]string{testserver.SecretID: testserver.SecretKey}, PendingFor: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = emu.Serve(ctx, lis) }()
+	return emu, lis
+}
+
+// startDaemon starts bin on dataDir and the emulator at emuAddr, with more
+// flags in extra, and waits until it answers.
+func startDaemon(t *testing.T, bin, dataDir, grpcAddr, restAddr, emuAddr string, extra ...string) *daemon {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-data-dir", dataDir, "-grpc-addr", grpcAddr, "-rest-addr", restAddr,
+		"-cloud-endpoint", emuAddr, "-cloud-scheme", "HTTP", "-min-poll-interval", "100ms", "-heartbeat", "200ms", "-log-format", "json"}, extra...)...)
 	cmd.Env = append(os.Environ(), "TENCENTCLOUD_SECRET_ID="+testserver.SecretID, "TENCENTCLOUD_SECRET_KEY="+testserver.SecretKey)
 	cmd.Stderr = io.Discard
 	if testing.Verbose() {
@@ -57,16 +85,17 @@ func startDaemon(t *testing.T, bin, dataDir, grpcAddr, restAddr, emuAddr string)
 	}
 	t.Cleanup(func() { conn.Close() })
 	d := &daemon{cmd: cmd, client: cwpexportv1.NewLicenseExportServiceClient(conn), conn: conn}
-	deadline := time.Now().Add(20 * time.Second)
+	// A minute: some tests put the database far away.
+	deadline := time.Now().Add(time.Minute)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := d.client.ListExportTasks(ctx, &cwpexportv1.ListExportTasksRequest{PageSize: 1})
 		cancel()
 		if err == nil {
 			return d
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("cwpexportd did not answer within 20s: %v", err)
+			t.Fatalf("cwpexportd did not answer within a minute: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -80,21 +109,10 @@ func TestTasksSurviveSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server binary")
 	}
-	bin := filepath.Join(t.TempDir(), "cwpexportd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	emu, err := emulator.New(emulator.Options{Credentials: map[string]string{testserver.SecretID: testserver.SecretKey}, PendingFor: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	emuLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := buildDaemon(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = emu.Serve(ctx, emuLis) }()
+	emu, emuLis := serveEmulator(t, ctx)
 
 	dataDir := t.TempDir()
 	grpcAddr, restAddr := freeAddr(t), freeAddr(t)

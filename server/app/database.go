@@ -62,6 +62,10 @@ func ResolveDatabase(flag string, getenv func(string) string) (database, source 
 	return "", "default"
 }
 
+// defaultPoolMaxConns is the size of a replica's PostgreSQL pool unless the
+// connection string sets pool_max_conns.
+const defaultPoolMaxConns = 32
+
 // openRegistry opens the registry the options name: PostgreSQL through a
 // pool of its own when Database is set, else SQLite in DataDir.
 func (s *Server) openRegistry(ctx context.Context) error {
@@ -78,6 +82,13 @@ func (s *Server) openRegistry(ctx context.Context) error {
 	if err != nil {
 		// Not pgx's message: it may quote the string, password and all.
 		return errors.New("the PostgreSQL connection string is not valid; see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING")
+	}
+	if !strings.Contains(s.opts.Database, "pool_max_conns") {
+		// pgx's default (4 on small machines) caps a replica at a few
+		// statements a second when the database answers slowly: the budget's
+		// slots, the registry's writes and the schedule's polls then queue
+		// for a connection, and creations wait on bookkeeping.
+		cfg.MaxConns = defaultPoolMaxConns
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = pgConnectTimeout

@@ -40,9 +40,20 @@ const (
 // errExportFailed is the error_message of a task the cloud reports as ERROR.
 const errExportFailed = "the cloud reported that the export failed; start a new export"
 
-// registryTimeout bounds registry writes that must happen even when the
-// caller has gone (recording a creation's outcome).
+// registryTimeout bounds one attempt of a registry write that must happen
+// even when the caller has gone (recording a creation's outcome).
 const registryTimeout = 10 * time.Second
+
+// recordPatience bounds how long the outcome of a creation's cloud call is
+// written again after failed attempts: a task the cloud created must be
+// recorded, and a slow or briefly unreachable database is no reason to give
+// up on it. Shutdown waits for these writes (see WaitCreations).
+const recordPatience = time.Minute
+
+// recordWait bounds how long a caller without a deadline waits for the
+// record of a task the cloud created; past it (or shortly before the
+// caller's deadline) the caller gets its task while the write goes on.
+const recordWait = 30 * time.Second
 
 // Request is an export to start, validated by the caller.
 type Request struct {
@@ -151,6 +162,14 @@ func (s *Saga) resolve(ctx context.Context, got taskstore.Task) (_ taskstore.Tas
 		switch {
 		case got.TaskID != 0:
 			return got, false, nil
+		case !got.InFlight && got.EndReason == "" && !got.CallStarted:
+			// Its process stopped before the cloud call could start (it
+			// waited for the budget): nothing reached the cloud, so the
+			// request runs again.
+			if _, err := s.opts.Registry.ReleaseUnstarted(ctx, got.ID); err != nil {
+				return taskstore.Task{}, false, apierror.Registry(ctx, err)
+			}
+			return taskstore.Task{}, true, nil
 		case !got.InFlight: // by the registry's clock, which every process shares
 			return taskstore.Task{}, false, outcomeUnknown(got)
 		}
@@ -191,17 +210,17 @@ func (s *Saga) createOnce(ctx context.Context, row taskstore.Task, params cloud.
 	giveUp := s.opts.Now().Add(s.opts.MaxQueueWait)
 	again := false
 	for {
-		// The creation is recorded before it waits for the budget: the
-		// slot is taken right before the cloud call, so that no write
-		// comes between them to bunch calls the budget spaced. Its lease
-		// covers the wait, the call and the recording of its outcome.
+		// The creation is recorded before it waits for the budget, with a
+		// lease that covers the wait and the mark that its call starts
+		// (CallStarting, which renews the lease for the call and the
+		// recording of its outcome). A process that stops while it waits
+		// leaves a row without the mark: a retry runs it again.
 		row.ID, row.Owner, row.Created = "", s.opts.Instance, s.opts.Now()
 		waitAtMost := giveUp.Sub(s.opts.Now())
 		if d, ok := ctx.Deadline(); ok {
 			waitAtMost = min(waitAtMost, time.Until(d))
 		}
-		lease := max(waitAtMost, 0) + s.opts.CreateTimeout + 2*registryTimeout
-		got, fresh, err := s.opts.Registry.Reserve(ctx, row, lease)
+		got, fresh, err := s.opts.Registry.Reserve(ctx, row, max(waitAtMost, 0)+registryTimeout)
 		switch {
 		case errors.Is(err, taskstore.ErrLostReservation):
 			continue
@@ -220,6 +239,15 @@ func (s *Saga) createOnce(ctx context.Context, row taskstore.Task, params cloud.
 			// Nothing was sent: the request id may be tried again.
 			s.release(got)
 			return taskstore.Task{}, err
+		}
+		// The mark comes after the budget's slot, so that a process
+		// stopped in the queue burns no request id; the call waits for it.
+		switch err := s.opts.Registry.CallStarting(ctx, got.ID, got.Owner, s.opts.CreateTimeout+2*registryTimeout); {
+		case errors.Is(err, taskstore.ErrLostReservation):
+			continue
+		case err != nil:
+			s.release(got)
+			return taskstore.Task{}, apierror.Registry(ctx, err)
 		}
 		created, err := s.call(ctx, got, params)
 		switch {
@@ -257,6 +285,7 @@ func (s *Saga) call(ctx context.Context, row taskstore.Task, params cloud.Export
 		err error
 	}
 	done := make(chan outcome, 1)
+	created := make(chan taskstore.Task, 1) // the cloud created the task; its record is being written
 	notify := make(chan struct{})
 	s.inflightMu.Lock()
 	s.inflight[row.ID] = notify
@@ -265,7 +294,7 @@ func (s *Saga) call(ctx context.Context, row taskstore.Task, params cloud.Export
 	go func() {
 		defer s.detached.Done()
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.CreateTimeout)
-		created, err := s.opts.Cloud.ExportLicenseDetail(cctx, params)
+		got, err := s.opts.Cloud.ExportLicenseDetail(cctx, params)
 		if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
 			err = &cloud.Error{Action: cloud.ActionExportLicenseDetail, Code: cloud.CodeTimeout,
 				Message: fmt.Sprintf("the cloud did not answer within %s", s.opts.CreateTimeout)}
@@ -274,7 +303,7 @@ func (s *Saga) call(ctx context.Context, row taskstore.Task, params cloud.Export
 		if cloud.KindOf(err) == cloud.KindThrottled {
 			s.opts.CreateBudget.Throttled()
 		}
-		r, err := s.recordOutcome(row, created, err)
+		r, err := s.recordOutcome(row, got, err, created)
 		done <- outcome{r, err}
 		s.inflightMu.Lock()
 		delete(s.inflight, row.ID)
@@ -288,6 +317,21 @@ func (s *Saga) call(ctx context.Context, row taskstore.Task, params cloud.Export
 		return o.row, o.err
 	case <-wctx.Done():
 		return taskstore.Task{}, creationCutShort(ctx, row.RequestID)
+	case r := <-created:
+		// The task exists: an error now would make the caller retry and
+		// create a second one. Its record is awaited as long as the
+		// caller's deadline allows, then the caller gets the task while
+		// the write goes on.
+		rctx, cancel := deadline.AnswerBefore(ctx, recordWait)
+		defer cancel()
+		select {
+		case o := <-done:
+			if o.err == nil {
+				return o.row, nil
+			}
+		case <-rctx.Done():
+		}
+		return r, nil
 	}
 }
 
@@ -307,31 +351,37 @@ func (s *Saga) creating(id string) <-chan struct{} {
 // before it closes the registry.
 func (s *Saga) WaitCreations() { s.detached.Wait() }
 
-// recordOutcome writes the outcome of a creation's cloud call.
-func (s *Saga) recordOutcome(row taskstore.Task, created cloud.Created, err error) (taskstore.Task, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
-	defer cancel()
+// recordOutcome writes the outcome of a creation's cloud call. A task the
+// cloud created is sent on created first (the caller may answer with it)
+// and then recorded, the write tried again until recordPatience passes.
+func (s *Saga) recordOutcome(row taskstore.Task, got cloud.Created, err error, created chan<- taskstore.Task) (taskstore.Task, error) {
 	switch {
 	case err == nil:
 		now := s.opts.Now()
-		row.TaskID, row.State, row.Created, row.Observed, row.Changed = created.TaskID, taskstore.StatePending, now, now, now
-		row.CreateRequestID, row.LastRequestID = created.RequestID, created.RequestID
-		if werr := s.opts.Registry.Complete(ctx, row.ID, row.Owner, row); werr != nil {
-			s.opts.Logger.Error("record a created task", "task_id", created.TaskID, "request_id", row.RequestID, "err", werr)
-			// It can still be watched: the tracker knows it.
-			s.tracker.Created(created.TaskID, created.RequestID)
+		row.TaskID, row.State, row.Created, row.Observed, row.Changed = got.TaskID, taskstore.StatePending, now, now, now
+		row.CreateRequestID, row.LastRequestID = got.RequestID, got.RequestID
+		// It can be watched by its id from now on, recorded or not.
+		s.tracker.Created(got.TaskID, got.RequestID)
+		created <- row
+		if werr := s.persist("record a created task", row, func(ctx context.Context) error {
+			return s.opts.Registry.Complete(ctx, row.ID, row.Owner, row)
+		}); werr != nil {
+			s.opts.Logger.Error("a created task could not be recorded; it is watched by its id but not listed", "task_id", got.TaskID, "request_id", row.RequestID, "err", werr)
 			return taskstore.Task{}, apierror.WithInfo(codes.Internal, apierror.ReasonRegistryFailed, fmt.Sprintf(
-				"export task %d was created but could not be recorded; it can still be watched by its id", created.TaskID),
-				map[string]string{apierror.MetadataTaskID: fmt.Sprint(created.TaskID)})
+				"export task %d was created but could not be recorded; it can still be watched by its id", got.TaskID),
+				map[string]string{apierror.MetadataTaskID: fmt.Sprint(got.TaskID)})
 		}
-		s.started(row)
+		s.recorded(row)
 		return row, nil
 	case cloud.Refused(err):
 		s.release(row)
 		return taskstore.Task{}, err
 	default:
 		reason := "the cloud call failed without a clear answer (" + apierror.CloudMessage(err) + "), so the cloud may have created a task this service never learned of"
+		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+		defer cancel()
 		if werr := s.opts.Registry.Unknown(ctx, row.ID, row.Owner, reason); werr != nil {
+			// Its lease running out says the same to every reader.
 			s.opts.Logger.Error("record a creation's unknown outcome", "request_id", row.RequestID, "err", werr)
 		}
 		s.opts.Logger.Warn("a creation's outcome is unknown; the cloud may hold an unreported task", "request_id", row.RequestID, "err", err)
@@ -339,20 +389,56 @@ func (s *Saga) recordOutcome(row taskstore.Task, created cloud.Created, err erro
 	}
 }
 
-// release drops a recorded creation the cloud certainly did not act on,
-// even when the caller has gone.
-func (s *Saga) release(row taskstore.Task) {
-	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
-	defer cancel()
-	if err := s.opts.Registry.Release(ctx, row.ID, row.Owner); err != nil {
-		s.opts.Logger.Error("release a creation the cloud did not act on", "request_id", row.RequestID, "err", err)
+// persist runs write, a registry write about creation row that must
+// happen, each attempt under registryTimeout, again after failures with
+// backoff until recordPatience has passed. ErrLostReservation ends it: the
+// row is no longer this process's to write.
+func (s *Saga) persist(what string, row taskstore.Task, write func(context.Context) error) error {
+	retry := backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}
+	retry.Reset()
+	giveUp := time.Now().Add(recordPatience)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+		err := write(ctx)
+		cancel()
+		if err == nil || errors.Is(err, taskstore.ErrLostReservation) {
+			return err
+		}
+		wait := retry.NextBackOff()
+		if time.Now().Add(wait).After(giveUp) {
+			return err
+		}
+		s.opts.Logger.Warn(what+" failed; trying again", "request_id", row.RequestID, "retry_in", wait, "err", err)
+		time.Sleep(wait)
 	}
 }
 
-// started tells the tracker about a task just created and recorded: it is
-// pending, and the registry's interest keeps it polled until it ends.
-func (s *Saga) started(row taskstore.Task) {
-	s.tracker.Created(row.TaskID, row.CreateRequestID)
+// release drops a recorded creation the cloud certainly did not act on,
+// even when the caller has gone. A first attempt is made at once (a retry
+// of the request id then finds it gone); after a failure the write goes on
+// in the background, and until it succeeds a retry waits for the row's
+// lease.
+func (s *Saga) release(row taskstore.Task) {
+	write := func(ctx context.Context) error { return s.opts.Registry.Release(ctx, row.ID, row.Owner) }
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	err := write(ctx)
+	cancel()
+	if err == nil || errors.Is(err, taskstore.ErrLostReservation) {
+		return
+	}
+	s.detached.Add(1)
+	go func() {
+		defer s.detached.Done()
+		if err := s.persist("release a creation the cloud did not act on", row, write); err != nil && !errors.Is(err, taskstore.ErrLostReservation) {
+			s.opts.Logger.Error("release a creation the cloud did not act on", "request_id", row.RequestID, "err", err)
+		}
+	}()
+}
+
+// recorded tells the tracker about a task just recorded (it was told of
+// its creation already): the registry's interest keeps it polled until it
+// ends.
+func (s *Saga) recorded(row taskstore.Task) {
 	s.tracker.Follow(row.TaskID, row.Created)
 	s.remember(row)
 }

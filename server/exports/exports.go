@@ -35,6 +35,8 @@ type Registry interface {
 	Reserve(ctx context.Context, r taskstore.Task, lease time.Duration) (taskstore.Task, bool, error)
 	GetRequest(ctx context.Context, creator, requestID string) (taskstore.Task, bool, error)
 	Complete(ctx context.Context, id, owner string, t taskstore.Task) error
+	CallStarting(ctx context.Context, id, owner string, lease time.Duration) error
+	ReleaseUnstarted(ctx context.Context, id string) (bool, error)
 	Release(ctx context.Context, id, owner string) error
 	Unknown(ctx context.Context, id, owner, reason string) error
 	Get(ctx context.Context, taskID int64) (taskstore.Task, bool, error)

@@ -26,10 +26,15 @@ type fakeRegistry struct {
 	next  int
 	fail  error // returned by every call when set
 	calls map[string]int
+	// failures makes the next n calls of a method fail with
+	// errRegistryDown; gates make calls of a method wait until closed.
+	// Both are set before the saga runs.
+	failures map[string]int
+	gates    map[string]chan struct{}
 }
 
 func newFakeRegistry() *fakeRegistry {
-	return &fakeRegistry{rows: map[string]*taskstore.Task{}, calls: map[string]int{}}
+	return &fakeRegistry{rows: map[string]*taskstore.Task{}, calls: map[string]int{}, failures: map[string]int{}, gates: map[string]chan struct{}{}}
 }
 
 func (r *fakeRegistry) count(name string) int {
@@ -39,9 +44,27 @@ func (r *fakeRegistry) count(name string) int {
 }
 
 func (r *fakeRegistry) enter(name string) error {
+	if gate := r.gates[name]; gate != nil {
+		<-gate
+	}
 	r.mu.Lock()
 	r.calls[name]++
+	if r.failures[name] > 0 {
+		r.failures[name]--
+		return errRegistryDown
+	}
 	return r.fail
+}
+
+// abandoned makes creator's reservation of rid look like its process
+// stopped: owned by another process, its lease past.
+func (r *fakeRegistry) abandoned(creator, rid string, callStarted bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	id := fmt.Sprint(r.next)
+	r.rows[id] = &taskstore.Task{ID: id, RequestID: rid, Creator: creator, Owner: "stopped", CallStarted: callStarted,
+		Fingerprint: func() string { _, fp := encodeParameters(request(rid, "2026-01").Parameters, creator); return fp }()}
 }
 
 func (r *fakeRegistry) byRequest(creator, rid string) *taskstore.Task {
@@ -98,6 +121,45 @@ func (r *fakeRegistry) Complete(_ context.Context, id, owner string, t taskstore
 	t.InFlight = false
 	r.rows[id] = &t
 	return nil
+}
+
+func (r *fakeRegistry) CallStarting(_ context.Context, id, owner string, _ time.Duration) error {
+	defer r.mu.Unlock()
+	if err := r.enter("CallStarting"); err != nil {
+		return err
+	}
+	got := r.rows[id]
+	if got == nil || got.Owner != owner || got.TaskID != 0 || got.EndReason != "" {
+		return taskstore.ErrLostReservation
+	}
+	got.CallStarted = true
+	return nil
+}
+
+func (r *fakeRegistry) ReleaseUnstarted(_ context.Context, id string) (bool, error) {
+	defer r.mu.Unlock()
+	if err := r.enter("ReleaseUnstarted"); err != nil {
+		return false, err
+	}
+	got := r.rows[id]
+	if got == nil || got.TaskID != 0 || got.EndReason != "" || got.CallStarted || got.InFlight {
+		return false, nil
+	}
+	delete(r.rows, id)
+	return true, nil
+}
+
+// openRows returns copies of the creations without an outcome.
+func (r *fakeRegistry) openRows() []taskstore.Task {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []taskstore.Task
+	for _, t := range r.rows {
+		if t.TaskID == 0 && t.EndReason == "" {
+			out = append(out, *t)
+		}
+	}
+	return out
 }
 
 func (r *fakeRegistry) Release(_ context.Context, id, _ string) error {

@@ -70,6 +70,9 @@ type Task struct {
 	// cloud call may still be under way: no task, no outcome recorded, and
 	// its lease not past by the database's clock.
 	InFlight bool
+	// CallStarted is whether the creation's cloud call may have started
+	// (see CallStarting); a creation without it never reached the cloud.
+	CallStarted bool
 	// Created is when the task was recorded (or reserved), by the clock of
 	// the process that recorded it; for people, not for ordering.
 	Created time.Time
@@ -148,7 +151,7 @@ const maxNumberingAttempts = 50
 // the row is in flight by the database's clock.
 func (s *Store) selectColumns() string {
 	return `SELECT ` + columns + `, COALESCE(seq, 0),
-		CASE WHEN task_id IS NULL AND end_reason = '' AND lease_until > ` + s.d.now + ` THEN 1 ELSE 0 END
+		CASE WHEN task_id IS NULL AND end_reason = '' AND lease_until > ` + s.d.now + ` THEN 1 ELSE 0 END, call_started
 		FROM export_tasks `
 }
 
@@ -179,8 +182,8 @@ func (s *Store) Reserve(ctx context.Context, r Task, lease time.Duration) (Task,
 	}
 	r.TaskID, r.Seq, r.State = 0, 0, ""
 	var until int64
-	err := s.db.QueryRowContext(ctx, `INSERT INTO export_tasks (id, request_id, fingerprint, parameters, creator, owner, created_at, lease_until)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, `+s.d.now+` + $8) ON CONFLICT (creator, request_id) DO NOTHING RETURNING lease_until`,
+	err := s.db.QueryRowContext(ctx, `INSERT INTO export_tasks (id, request_id, fingerprint, parameters, creator, owner, created_at, lease_until, call_started)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, `+s.d.now+` + $8, 0) ON CONFLICT (creator, request_id) DO NOTHING RETURNING lease_until`,
 		r.ID, nullable(r.RequestID), r.Fingerprint, r.Parameters, r.Creator, r.Owner, micros(r.Created), lease.Microseconds()).Scan(&until)
 	switch {
 	case err == nil:
@@ -209,6 +212,30 @@ func (s *Store) Complete(ctx context.Context, id, owner string, t Task) error {
 		create_request_id = $6, last_request_id = $7, observed_at = $8, changed_at = $9, owner = '', lease_until = 0,
 		seq = `+nextSeq, id, owner,
 		t.TaskID, micros(t.Created), t.State, t.CreateRequestID, t.LastRequestID, micros(t.Observed), micros(t.Changed))
+}
+
+// CallStarting marks, durably, that owner's creation id is about to make
+// its cloud call, and renews its lease for lease from now by the
+// database's clock (the call and the recording of its outcome). Without
+// the mark a creation whose lease ran out certainly never reached the
+// cloud (see ReleaseUnstarted).
+func (s *Store) CallStarting(ctx context.Context, id, owner string, lease time.Duration) error {
+	return s.ownerUpdate(ctx, false, `UPDATE export_tasks SET call_started = 1, lease_until = `+s.d.now+` + $3`,
+		id, owner, lease.Microseconds())
+}
+
+// ReleaseUnstarted drops creation id if its owner stopped before its cloud
+// call could start: no task, no outcome, no CallStarting mark, its lease
+// past by the database's clock. Its request id may then run again. It
+// reports whether it dropped the row.
+func (s *Store) ReleaseUnstarted(ctx context.Context, id string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM export_tasks
+		WHERE id = $1 AND task_id IS NULL AND end_reason = '' AND call_started = 0 AND lease_until <= `+s.d.now, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 // Release drops owner's creation id: the cloud certainly created nothing,
@@ -382,13 +409,13 @@ func (s *Store) scan(ctx context.Context, tail string, args ...any) ([]Task, err
 			taskID                            sql.NullInt64
 			requestID                         sql.NullString
 			created, observed, changed, lease int64
-			inFlight                          int64
+			inFlight, callStarted             int64
 		)
 		if err := rows.Scan(&t.ID, &taskID, &requestID, &t.Fingerprint, &t.Parameters, &t.Creator, &t.Owner, &created, &t.State,
-			&t.DownloadURL, &t.CreateRequestID, &t.LastRequestID, &observed, &changed, &t.EndReason, &lease, &t.Seq, &inFlight); err != nil {
+			&t.DownloadURL, &t.CreateRequestID, &t.LastRequestID, &observed, &changed, &t.EndReason, &lease, &t.Seq, &inFlight, &callStarted); err != nil {
 			return nil, err
 		}
-		t.TaskID, t.RequestID, t.InFlight = taskID.Int64, requestID.String, inFlight == 1
+		t.TaskID, t.RequestID, t.InFlight, t.CallStarted = taskID.Int64, requestID.String, inFlight == 1, callStarted == 1
 		t.Created, t.Observed, t.Changed, t.LeaseUntil = fromMicros(created), fromMicros(observed), fromMicros(changed), fromMicros(lease)
 		out = append(out, t)
 	}

@@ -434,3 +434,54 @@ func TestSecretIsKeptAcrossReopens(t *testing.T) {
 		}
 	})
 }
+
+// TestOnlyAMarkedCreationMayHaveReachedTheCloud: a creation whose lease ran
+// out before CallStarting marked it is dropped by ReleaseUnstarted, so its
+// request id runs again; a marked one, or one still leased, is not.
+func TestOnlyAMarkedCreationMayHaveReachedTheCloud(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e engine) {
+		ctx := context.Background()
+		s := newStore(t, e)
+		now := time.Now().UTC()
+		reserve := func(rid string, lease time.Duration) taskstore.Task {
+			t.Helper()
+			r, fresh, err := s.Reserve(ctx, taskstore.Task{RequestID: rid, Fingerprint: "f", Parameters: "{}", Owner: "gone", Created: now}, lease)
+			if err != nil || !fresh {
+				t.Fatalf("reserve %s: %v %v", rid, fresh, err)
+			}
+			return r
+		}
+		queued := reserve("00000000-0000-4000-8000-0000000000a1", 0)  // stopped while it waited for the budget
+		started := reserve("00000000-0000-4000-8000-0000000000a2", 0) // stopped during its call
+		if err := s.CallStarting(ctx, started.ID, "gone", 0); err != nil {
+			t.Fatalf("mark: %v", err)
+		}
+		leased := reserve("00000000-0000-4000-8000-0000000000a3", time.Hour) // still waiting
+
+		for _, c := range []struct {
+			row     taskstore.Task
+			started bool
+			drop    bool
+		}{{queued, false, true}, {started, true, false}, {leased, false, false}} {
+			got, ok, err := s.GetRequest(ctx, "", c.row.RequestID)
+			if err != nil || !ok || got.CallStarted != c.started {
+				t.Fatalf("%s: read %+v %v %v; want CallStarted %v", c.row.RequestID, got, ok, err, c.started)
+			}
+			dropped, err := s.ReleaseUnstarted(ctx, c.row.ID)
+			if err != nil || dropped != c.drop {
+				t.Fatalf("%s: ReleaseUnstarted = %v, %v; want %v", c.row.RequestID, dropped, err, c.drop)
+			}
+			if _, ok, _ := s.GetRequest(ctx, "", c.row.RequestID); ok == c.drop {
+				t.Fatalf("%s: row kept = %v after ReleaseUnstarted dropped = %v", c.row.RequestID, ok, c.drop)
+			}
+		}
+		// The request id of the dropped creation runs again.
+		if _, fresh, err := s.Reserve(ctx, taskstore.Task{RequestID: queued.RequestID, Fingerprint: "f", Parameters: "{}", Owner: "next", Created: now}, time.Minute); err != nil || !fresh {
+			t.Fatalf("reserve again after the drop: %v %v", fresh, err)
+		}
+		// The mark is the owner's to write, and only while the creation is open.
+		if err := s.CallStarting(ctx, leased.ID, "someone else", time.Minute); !errors.Is(err, taskstore.ErrLostReservation) {
+			t.Fatalf("mark by another owner: %v", err)
+		}
+	})
+}
