@@ -263,21 +263,22 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 		return nil, err
 	}
 	if info.final != nil {
-		return &cwpexportv1.GetExportTaskResponse{Task: proto.CloneOf(info.final), Progress: s.progress(s.opts.Tracker.Peek(id), time.Time{})}, nil
+		return &cwpexportv1.GetExportTaskResponse{Task: proto.CloneOf(info.final), Progress: s.progress(s.opts.Tracker.Peek(id), info.final, time.Time{})}, nil
 	}
 	ctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
 	snap, err := s.opts.Tracker.Get(ctx, id)
 	if err != nil {
 		if t := s.lostTask(info, snap, err); t != nil {
-			return &cwpexportv1.GetExportTaskResponse{Task: t, Progress: s.progress(snap, time.Time{})}, nil
+			return &cwpexportv1.GetExportTaskResponse{Task: t, Progress: s.progress(snap, t, time.Time{})}, nil
 		}
 		return nil, cloudStatus(ctx, id, err)
 	}
 	if snap.Terminal() {
 		s.records.Remove(id) // its final state is being recorded
 	}
-	return &cwpexportv1.GetExportTaskResponse{Task: info.apply(toTask(snap)), Progress: s.progress(snap, time.Time{})}, nil
+	t := info.apply(toTask(snap))
+	return &cwpexportv1.GetExportTaskResponse{Task: t, Progress: s.progress(snap, t, time.Time{})}, nil
 }
 
 // lostTask is the answer about a task this service created that the cloud
@@ -319,7 +320,7 @@ type sendFunc func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p
 func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send sendFunc) error {
 	start := s.opts.Now()
 	if info.final != nil {
-		return send(cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT, proto.CloneOf(info.final), s.progress(s.opts.Tracker.Peek(id), start))
+		return send(cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT, proto.CloneOf(info.final), s.progress(s.opts.Tracker.Peek(id), info.final, start))
 	}
 	w := s.opts.Tracker.Watch(id)
 	defer w.Close()
@@ -340,7 +341,7 @@ func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send se
 					kind = cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT
 				}
 				linkPoll(ctx, linked, snap, kind)
-				return send(kind, t, s.progress(snap, start))
+				return send(kind, t, s.progress(snap, t, start))
 			}
 			// The stream ends with the refusal that poll received.
 			linkPoll(ctx, linked, snap, cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_UNSPECIFIED)
@@ -360,7 +361,8 @@ func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send se
 		beat = false
 		if kind != cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_UNSPECIFIED {
 			linked = linkPoll(ctx, linked, snap, kind)
-			if err := send(kind, info.apply(toTask(snap)), s.progress(snap, start)); err != nil {
+			t := info.apply(toTask(snap))
+			if err := send(kind, t, s.progress(snap, t, start)); err != nil {
 				return err
 			}
 			sent, lastState = true, snap.State
@@ -493,20 +495,30 @@ func toState(s cloud.Status) cwpexportv1.ExportTaskState {
 	return cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_UNSPECIFIED
 }
 
-// progress reports what the service observed; watchStart is zero outside a
-// watch.
-func (s *Service) progress(snap tracker.Snapshot, watchStart time.Time) *cwpexportv1.Progress {
+// progress reports what the service observed of t; watchStart is zero
+// outside a watch. The task's elapsed time is its age from its creation
+// time (the registry's, so it goes on across resumed watches and replicas),
+// and stops when its end was observed; an ended task has no next poll.
+func (s *Service) progress(snap tracker.Snapshot, t *cwpexportv1.ExportTask, watchStart time.Time) *cwpexportv1.Progress {
 	now := s.opts.Now()
 	p := &cwpexportv1.Progress{
 		PollCount:               snap.Polls,
 		LastPollTime:            ts(snap.LastPoll),
-		NextPollTime:            ts(snap.NextPoll),
 		ConsecutivePollFailures: int32(snap.Failures),
 		PendingTasks:            int32(snap.Pending),
 		ReadBudgetRate:          snap.Rate,
 	}
-	if !snap.Created.IsZero() {
-		p.TaskElapsed = durationpb.New(now.Sub(snap.Created))
+	created, end := snap.Created, now
+	if t.GetCreateTime() != nil {
+		created = t.GetCreateTime().AsTime()
+	}
+	if ended(t) {
+		end = firstSet(t.GetUpdateTime().AsTime(), snap.Changed, snap.Observed, now)
+	} else {
+		p.NextPollTime = ts(snap.NextPoll)
+	}
+	if !created.IsZero() {
+		p.TaskElapsed = durationpb.New(max(end.Sub(created), 0))
 	}
 	if !watchStart.IsZero() {
 		p.WatchElapsed = durationpb.New(now.Sub(watchStart))
@@ -515,6 +527,26 @@ func (s *Service) progress(snap tracker.Snapshot, watchStart time.Time) *cwpexpo
 		p.LastPollError = pollErrorText(snap.LastErr)
 	}
 	return p
+}
+
+// ended reports whether t is FINISHED or ERROR.
+func ended(t *cwpexportv1.ExportTask) bool {
+	switch t.GetState() {
+	case cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED, cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_ERROR:
+		return true
+	}
+	return false
+}
+
+// firstSet returns the first of times after the Unix epoch (an unset
+// timestamp reads as the epoch), or the last one.
+func firstSet(times ...time.Time) time.Time {
+	for _, t := range times[:len(times)-1] {
+		if t.After(time.Unix(0, 0)) {
+			return t
+		}
+	}
+	return times[len(times)-1]
 }
 
 // pollErrorText describes a failed poll to watchers without internals: the
