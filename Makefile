@@ -15,7 +15,7 @@ run: ## Run the service on the embedded cloud emulator (REST :8080, gRPC :9090)
 	go run ./cmd/cwpexportd $(RUN_FLAGS)
 
 .PHONY: fleet
-fleet: ## Run a local fleet: PostgreSQL, a shared emulator and three replicas on loopback (Ctrl-C stops it)
+fleet: ## Run a local fleet: PostgreSQL, an emulator, three replicas on loopback (FLEET_REST_PORT=8081 FLEET_GRPC_PORT=9091 FLEET_EMULATOR_PORT=9100; Ctrl-C stops it)
 	scripts/fleet.sh
 
 .PHONY: build
