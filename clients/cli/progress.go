@@ -192,12 +192,17 @@ func terminal(t *cwpexportv1.ExportTask) bool {
 // the time passed since the message was received, added to the elapsed
 // time while t is pending. It claims nothing the CLI does not know: an
 // ended task has no next poll, and once the announced poll time has passed
-// the line waits for the service's next message to say what came of it.
+// the poll count is shown with its age until the service's next message
+// (a heartbeat) says what came of the poll.
 func progressText(t *cwpexportv1.ExportTask, p *cwpexportv1.Progress, since time.Duration) string {
-	parts := []string{fmt.Sprintf("polls %d", p.GetPollCount())}
 	if terminal(t) {
 		since = 0 // the task is over: its elapsed time no longer grows
 	}
+	polls := fmt.Sprintf("polls %d", p.GetPollCount())
+	if next := p.GetNextPollTime(); next != nil && !terminal(t) && since >= redrawEvery && !time.Now().Before(next.AsTime()) {
+		polls += " as of " + since.Round(100*time.Millisecond).String() + " ago"
+	}
+	parts := []string{polls}
 	if p.GetTaskElapsed() != nil {
 		parts = append(parts, "elapsed "+(p.GetTaskElapsed().AsDuration()+since).Round(100*time.Millisecond).String())
 	}

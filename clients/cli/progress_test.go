@@ -12,8 +12,9 @@ import (
 )
 
 // TestProgressTextClaimsOnlyWhatIsKnown: the line announces a next poll only
-// while it is ahead and the task is pending, and an ended task's elapsed
-// time is the service's, however long ago the message came.
+// while it is ahead and the task is pending, gives the poll count its age
+// once a poll was due since, and shows an ended task's elapsed time as the
+// service sent it, however long ago the message came.
 func TestProgressTextClaimsOnlyWhatIsKnown(t *testing.T) {
 	pending := &cwpexportv1.ExportTask{State: cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_PENDING}
 	finished := &cwpexportv1.ExportTask{State: cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_FINISHED}
@@ -30,6 +31,7 @@ func TestProgressTextClaimsOnlyWhatIsKnown(t *testing.T) {
 	}{
 		{"pending, poll ahead", pending, at(time.Hour), 2 * time.Second, "elapsed 5s  next poll in 1h0m0s", ""},
 		{"pending, poll time passed", pending, at(-time.Second), 0, "polls 0  elapsed 3s", "next poll"},
+		{"pending, poll time passed 2s ago", pending, at(-time.Second), 2 * time.Second, "polls 0 as of 2s ago  elapsed 5s", "next poll"},
 		{"finished", finished, at(time.Hour), 2 * time.Second, "polls 0  elapsed 3s", "next poll"},
 	} {
 		got := progressText(c.task, c.p, c.since)
