@@ -11,7 +11,7 @@ help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
 .PHONY: run
-run: ## Run the service on the embedded cloud emulator (REST :8080, gRPC :9090)
+run: ## Run the service on the embedded emulator (console and REST http://127.0.0.1:8080/, gRPC :9090; RUN_FLAGS=... for flags)
 	go run ./cmd/cwpexportd $(RUN_FLAGS)
 
 .PHONY: fleet
