@@ -11,11 +11,11 @@ help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
 .PHONY: run
-run: ## Run the service on the embedded cloud emulator (REST :8080, gRPC :9090)
+run: ## Run the service on the embedded emulator (console and REST http://127.0.0.1:8080/, gRPC :9090; RUN_FLAGS=... for flags)
 	go run ./cmd/cwpexportd $(RUN_FLAGS)
 
 .PHONY: fleet
-fleet: ## Run a local fleet: PostgreSQL, a shared emulator and three replicas on loopback (Ctrl-C stops it)
+fleet: ## Run a local fleet: PostgreSQL, an emulator, three replicas on loopback (FLEET_REST_PORT=8081 FLEET_GRPC_PORT=9091 FLEET_EMULATOR_PORT=9100; Ctrl-C stops it)
 	scripts/fleet.sh
 
 .PHONY: build

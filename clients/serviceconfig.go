@@ -1,6 +1,6 @@
 // Package clients holds what the service's clients share. Its Go part is
 // the gRPC service config of service-config.json, which the CLI dials with
-// and README.md documents for clients in any language.
+// and docs/clients.md documents for clients in any language.
 package clients
 
 import _ "embed" // for ServiceConfig

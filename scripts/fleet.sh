@@ -11,11 +11,20 @@
 # Environment: FLEET_DIR (default data/fleet), FLEET_PG_DIR (default
 # FLEET_DIR/pg, or, as root when the postgres user cannot reach FLEET_DIR,
 # a directory under /tmp named after it), FLEET_PG_PORT (default 25432),
-# FLEET_REPLICAS (default 3), FLEET_FLAGS (more cwpexportd flags).
-# Replica i (1..N) serves REST on 127.0.0.1:808i and gRPC on 127.0.0.1:909i;
-# the emulator listens on 127.0.0.1:9100.
+# FLEET_REPLICAS (default 3), FLEET_FLAGS (more cwpexportd flags),
+# FLEET_REST_PORT (default 8081), FLEET_GRPC_PORT (default 9091),
+# FLEET_EMULATOR_PORT (default 9100).
+# Replica i (1..N) serves REST on 127.0.0.1:FLEET_REST_PORT+i-1 and gRPC on
+# 127.0.0.1:FLEET_GRPC_PORT+i-1; the emulator listens on
+# 127.0.0.1:FLEET_EMULATOR_PORT. The banner prints each process's id: stop
+# one replica by its id, never by a pattern (on a shared host a pattern
+# matches other people's processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+rest_port=${FLEET_REST_PORT:-8081}
+grpc_port=${FLEET_GRPC_PORT:-9091}
+emulator=127.0.0.1:${FLEET_EMULATOR_PORT:-9100}
 
 dir=$(mkdir -p "${FLEET_DIR:-data/fleet}" && cd "${FLEET_DIR:-data/fleet}" && pwd)
 replicas=${FLEET_REPLICAS:-3}
@@ -50,27 +59,32 @@ fi
 read -r TENCENTCLOUD_SECRET_ID TENCENTCLOUD_SECRET_KEY <"$dir/account"
 export TENCENTCLOUD_SECRET_ID TENCENTCLOUD_SECRET_KEY
 
-"$dir/bin/cwp-emulator" -listen 127.0.0.1:9100 -state-dir "$dir/emulator" 2>"$dir/emulator.log" &
+"$dir/bin/cwp-emulator" -listen "$emulator" -state-dir "$dir/emulator" 2>"$dir/emulator.log" &
 pids+=($!)
-echo "fleet: emulator http://127.0.0.1:9100 (log $dir/emulator.log)"
+echo "fleet: emulator http://$emulator, pid $! (log $dir/emulator.log)"
 
+grpc_addrs=()
 for i in $(seq 1 "$replicas"); do
+	rest=127.0.0.1:$((rest_port + i - 1)) grpc=127.0.0.1:$((grpc_port + i - 1))
 	# shellcheck disable=SC2086 # FLEET_FLAGS are words
-	"$dir/bin/cwpexportd" -database "$db" -cloud-endpoint 127.0.0.1:9100 -cloud-scheme HTTP \
-		-rest-addr "127.0.0.1:808$i" -grpc-addr "127.0.0.1:909$i" -data-dir "$dir/replica$i" \
+	"$dir/bin/cwpexportd" -database "$db" -cloud-endpoint "$emulator" -cloud-scheme HTTP \
+		-rest-addr "$rest" -grpc-addr "$grpc" -data-dir "$dir/replica$i" \
 		-log-format json ${FLEET_FLAGS:-} 2>"$dir/replica$i.log" &
 	pids+=($!)
-	echo "fleet: replica $i REST http://127.0.0.1:808$i, gRPC 127.0.0.1:909$i (log $dir/replica$i.log)"
+	grpc_addrs+=("$grpc")
+	echo "fleet: replica $i REST http://$rest, gRPC $grpc, pid $! (log $dir/replica$i.log)"
 done
 
+first_rest=127.0.0.1:$rest_port last_rest=127.0.0.1:$((rest_port + replicas - 1))
 cat <<EOF
 
+Console: http://$first_rest/ (any replica's)
 Try it (any replica answers for the whole fleet):
-  curl -s -X POST http://127.0.0.1:8081/v1/license-detail:export -H 'Content-Type: application/json' -d '{}'
-  curl -sN http://127.0.0.1:8082/v1/export-tasks/TASK_ID:watch
-  go run ./cmd/cwpexport --addr 127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093 export --watch
-  pkill -KILL -f 'rest-addr 127.0.0.1:8081'    # one replica dies; the others go on
-Ctrl-C stops the fleet.
+  curl -s -X POST http://$first_rest/v1/license-detail:export -H 'Content-Type: application/json' -d '{}'
+  curl -sN http://$last_rest/v1/export-tasks/TASK_ID:watch   # TASK_ID: the task.taskId answered above
+  go run ./cmd/cwpexport --addr $(IFS=,; echo "${grpc_addrs[*]}") export --watch
+  kill -KILL ${pids[1]}    # replica 1 dies; the others go on
+Ctrl-C (or kill $$) stops the fleet.
 EOF
 # Killing a replica is part of trying a fleet: wait for all of them.
 wait || true

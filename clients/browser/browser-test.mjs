@@ -314,6 +314,15 @@ try {
   log(`follow: FINISHED after ${await text(page, '#polls')} polls; downloaded ${download.suggestedFilename()} (${csv.length} bytes)`);
   await page.waitForFunction((id) => document.querySelector('#export-rows tr')?.dataset.taskId === id, taskId, {timeout: 10000});
   await shot(page, 'finished.png');
+  // An ended task's elapsed time is its age at its end, however late it is
+  // looked at: followed again from the list, it says the same.
+  const endedAt = await text(page, '#elapsed');
+  await sleep(1500);
+  await page.click(`#export-rows tr[data-task-id="${taskId}"] button.follow`);
+  await waitText(page, '#state', 'FINISHED');
+  if ((await text(page, '#elapsed')) !== endedAt) fail(`followed again, the FINISHED task says elapsed ${await text(page, '#elapsed')}; it ended at ${endedAt}`);
+  if ((await text(page, '#next-poll')) !== '–') fail(`a FINISHED task shows a next poll: ${await text(page, '#next-poll')}`);
+  log(`follow: followed again later, the FINISHED task still says elapsed ${endedAt}`);
 
   // 5. Invalid input: the service's field violations beside the fields.
   await page.fill('#filters .filter [name=values]', ' , ');

@@ -113,6 +113,21 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// defaultWidth is the width assumed when stdout is not a terminal that
+// says its own.
+const defaultWidth = 80
+
+// terminalWidth returns the width of the terminal w is now (it may be
+// resized while a line is live), else defaultWidth.
+func terminalWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if width, _, err := term.GetSize(int(f.Fd())); err == nil && width > 0 {
+			return width
+		}
+	}
+	return defaultWidth
+}
+
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cwpexport",
@@ -231,7 +246,7 @@ func describe(err error) string {
 		return err.Error()
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s", st.Code(), st.Message())
+	fmt.Fprintf(&b, "%s: %s", st.Code(), withoutFirstViolation(st))
 	if errorInfo(st) == nil && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded) {
 		b.WriteString("\n  is the service running? (start it with `make run`, or point --addr at it)")
 	}
@@ -250,4 +265,17 @@ func describe(err error) string {
 		}
 	}
 	return b.String()
+}
+
+// withoutFirstViolation is the status's message without the first field
+// violation it quotes ("invalid request: field: description"), since every
+// violation is printed on a line of its own after it.
+func withoutFirstViolation(st *status.Status) string {
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+			v := br.GetFieldViolations()[0]
+			return strings.Replace(st.Message(), ": "+v.GetField()+": "+v.GetDescription(), "", 1)
+		}
+	}
+	return st.Message()
 }

@@ -196,13 +196,7 @@ func TestList(t *testing.T) {
 
 func TestDownloadCommand(t *testing.T) {
 	env := start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	res, err := env.Client.ExportLicenseDetail(ctx, &cwpexportv1.ExportLicenseDetailRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := res.GetTask().GetTaskId()
+	id := newTask(t, env)
 	file := filepath.Join(t.TempDir(), "f.csv")
 	if code, _, errOut := run(t, env, "watch", id, "--download", file); code != cli.ExitOK {
 		t.Fatalf("watch --download: exit %d: %s", code, errOut)

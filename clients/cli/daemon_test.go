@@ -226,11 +226,17 @@ type running struct {
 // launch runs the CLI in-process with args, in the background.
 func launch(t *testing.T, args ...string) *running {
 	t.Helper()
+	return launchAs(t, false, args...)
+}
+
+// launchAs is launch, with output as on a terminal when terminal is set.
+func launchAs(t *testing.T, terminal bool, args ...string) *running {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	r := &running{out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan int, 1)}
 	go func() {
 		defer cancel()
-		r.done <- cli.Run(ctx, args, cli.IO{Stdout: r.out, Stderr: r.errOut})
+		r.done <- cli.Run(ctx, args, cli.IO{Stdout: r.out, Stderr: r.errOut, Terminal: terminal})
 	}()
 	return r
 }

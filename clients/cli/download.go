@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -22,11 +23,15 @@ import (
 
 func (a *app) downloadCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "download TASK FILE",
-		Short: "Save a finished task's exported file",
-		Args:  cobra.ExactArgs(2),
+		Use:   "download TASK [FILE]",
+		Short: "Save a finished task's exported file (by default under the file's own name, in the current directory)",
+		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.download(cmd.Context(), &cwpexportv1.ExportTask{TaskId: args[0]}, args[1])
+			file := ""
+			if len(args) == 2 {
+				file = args[1]
+			}
+			return a.download(cmd.Context(), &cwpexportv1.ExportTask{TaskId: args[0]}, file)
 		},
 	}
 }
@@ -87,24 +92,25 @@ func (a *app) listCommand() *cobra.Command {
 }
 
 // download saves task's file to path through the service's DownloadExport,
-// checking the SHA-256 it sends. The file appears under path only once it
-// is complete. A download broken by Unavailable (the service or its
-// replica went away) starts again from the beginning, into the emptied
-// partial file, for up to --reconnect-timeout after its first break.
+// checking the SHA-256 it sends; an empty path means the file's own name,
+// as the service sends it, in the current directory. The file appears under
+// its name only once it is complete. A download broken by Unavailable (the
+// service or its replica went away) starts again from the beginning, into
+// the emptied partial file, for up to --reconnect-timeout after its first
+// break.
 func (a *app) download(ctx context.Context, task *cwpexportv1.ExportTask, path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
-	if err != nil {
-		return exitWith(ExitFailure, "create %s: %v", path, err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename this is a no-op
-	defer tmp.Close()
+	out := &partFile{path: path, taskID: task.GetTaskId()}
+	defer out.discard()
 
 	sum := sha256.New()
 	start := time.Now()
 	r := a.newRetrier()
-	var n int64
+	var (
+		n   int64
+		err error
+	)
 	for {
-		n, err = a.downloadRPC(ctx, task.GetTaskId(), io.MultiWriter(tmp, sum), sum)
+		n, err = a.downloadRPC(ctx, task.GetTaskId(), out, sum)
 		if err == nil {
 			break
 		}
@@ -118,38 +124,124 @@ func (a *app) download(ctx context.Context, task *cwpexportv1.ExportTask, path s
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
-		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-			return exitWith(ExitFailure, "rewind %s: %v", tmp.Name(), err)
-		}
-		if err := tmp.Truncate(0); err != nil {
-			return exitWith(ExitFailure, "truncate %s: %v", tmp.Name(), err)
+		if err := out.reset(); err != nil {
+			return err
 		}
 		sum.Reset()
 	}
-	if err := tmp.Close(); err != nil {
-		return exitWith(ExitFailure, "write %s: %v", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return exitWith(ExitFailure, "save %s: %v", path, err)
+	if err := out.save(); err != nil {
+		return err
 	}
 	digest := hex.EncodeToString(sum.Sum(nil))
 	if a.output == "json" {
-		b, _ := json.Marshal(map[string]any{"taskId": task.GetTaskId(), "file": path, "bytes": n, "sha256": digest})
+		b, _ := json.Marshal(map[string]any{"taskId": task.GetTaskId(), "file": out.path, "bytes": n, "sha256": digest})
 		_, err = fmt.Fprintf(a.io.Stdout, "%s\n", b)
 		return err
 	}
-	_, err = fmt.Fprintf(a.io.Stdout, "saved %d bytes to %s in %s (sha256 %s)\n", n, path, time.Since(start).Round(time.Millisecond), digest)
+	_, err = fmt.Fprintf(a.io.Stdout, "saved %d bytes to %s in %s (sha256 %s)\n", n, out.path, time.Since(start).Round(time.Millisecond), digest)
 	return err
 }
 
+// partFile is a download's file, written under a temporary name beside its
+// final one and renamed to it only once complete.
+type partFile struct {
+	// path is the final name; empty until the service names the file.
+	path   string
+	taskID string
+	// chosen is set when the name is the service's: an existing file of
+	// that name is then never replaced.
+	chosen bool
+	f      *os.File
+}
+
+// open returns the partial file, creating it on first use; served is the
+// file's name as the service sent it, used when no path was given.
+func (p *partFile) open(served string) (io.Writer, error) {
+	if p.f != nil {
+		return p.f, nil
+	}
+	if p.path == "" {
+		p.path, p.chosen = localName(served, p.taskID), true
+		if err := p.checkFree(); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.CreateTemp(filepath.Dir(p.path), "."+filepath.Base(p.path)+".part-*")
+	if err != nil {
+		return nil, exitWith(ExitFailure, "create %s: %v", p.path, err)
+	}
+	p.f = f
+	return f, nil
+}
+
+// checkFree refuses to replace an existing file with a name the user did
+// not give.
+func (p *partFile) checkFree() error {
+	if _, err := os.Lstat(p.path); p.chosen && err == nil {
+		return exitWith(ExitFailure, "%s already exists: name the file to save to (cwpexport download %s FILE)", p.path, p.taskID)
+	}
+	return nil
+}
+
+// reset empties the partial file for a download that starts again.
+func (p *partFile) reset() error {
+	if p.f == nil {
+		return nil
+	}
+	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
+		return exitWith(ExitFailure, "rewind %s: %v", p.f.Name(), err)
+	}
+	if err := p.f.Truncate(0); err != nil {
+		return exitWith(ExitFailure, "truncate %s: %v", p.f.Name(), err)
+	}
+	return nil
+}
+
+// save gives the complete file its name.
+func (p *partFile) save() error {
+	if _, err := p.open(""); err != nil {
+		return err
+	}
+	if err := p.f.Close(); err != nil {
+		return exitWith(ExitFailure, "write %s: %v", p.path, err)
+	}
+	if err := p.checkFree(); err != nil {
+		return err
+	}
+	if err := os.Rename(p.f.Name(), p.path); err != nil {
+		return exitWith(ExitFailure, "save %s: %v", p.path, err)
+	}
+	return nil
+}
+
+// discard removes the partial file; after save it is already gone.
+func (p *partFile) discard() {
+	if p.f != nil {
+		p.f.Close()
+		os.Remove(p.f.Name())
+	}
+}
+
+// localName is the file name the service sent, reduced to a plain name in
+// the current directory, or a name made of the task id when it sent none
+// that is safe to use.
+func localName(served, taskID string) string {
+	name := served[strings.LastIndexAny(served, `/\`)+1:]
+	if name == "" || strings.HasPrefix(name, ".") || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return "cwp-license-detail-" + taskID + ".csv"
+	}
+	return name
+}
+
 // downloadRPC streams the file through DownloadExport into w.
-func (a *app) downloadRPC(ctx context.Context, taskID string, w io.Writer, sum hash.Hash) (int64, error) {
+func (a *app) downloadRPC(ctx context.Context, taskID string, out *partFile, sum hash.Hash) (int64, error) {
 	stream, err := a.client.DownloadExport(ctx, &cwpexportv1.DownloadExportRequest{TaskId: taskID})
 	if err != nil {
 		return 0, err
 	}
 	var (
 		n    int64
+		w    io.Writer
 		bar  *progressbar.ProgressBar
 		want string
 		done bool
@@ -172,6 +264,11 @@ func (a *app) downloadRPC(ctx context.Context, taskID string, w io.Writer, sum h
 			return n, err
 		}
 		if bar == nil {
+			f, err := out.open(msg.GetFileName())
+			if err != nil {
+				return n, err
+			}
+			w = io.MultiWriter(f, sum)
 			bar = a.progressBar(msg.GetTotalSize(), msg.GetFileName())
 		}
 		if msg.GetOffset() != n {

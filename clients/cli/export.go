@@ -157,7 +157,7 @@ func (a *app) getCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.printTask(res, res.GetTask(), progressText(res.GetProgress(), 0))
+			return a.printTask(res, res.GetTask(), progressText(res.GetTask(), res.GetProgress(), 0))
 		},
 	}
 }

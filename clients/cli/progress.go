@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -121,7 +122,7 @@ func (a *app) show(recv recvFunc, live *liveLine, seen func(*cwpexportv1.ExportT
 		default:
 			fmt.Fprintf(a.io.Stdout, "%s %-14s task %s  %s  %s\n", time.Now().Format("15:04:05"),
 				strings.TrimPrefix(msg.GetKind().String(), "WATCH_EVENT_KIND_"), t.GetTaskId(), stateName(t.GetState()),
-				progressText(msg.GetProgress(), 0))
+				progressText(t, msg.GetProgress(), 0))
 		}
 		if u := t.GetDownloadUrl(); u != "" && a.output == "text" {
 			if live != nil {
@@ -187,18 +188,27 @@ func terminal(t *cwpexportv1.ExportTask) bool {
 	return false
 }
 
-// progressText describes observed progress; since is the time passed since
-// the message was received, added to the elapsed time it reported.
-func progressText(p *cwpexportv1.Progress, since time.Duration) string {
-	parts := []string{fmt.Sprintf("polls %d", p.GetPollCount())}
+// progressText describes the progress the service observed of t; since is
+// the time passed since the message was received, added to the elapsed
+// time while t is pending. It claims nothing the CLI does not know: an
+// ended task has no next poll, and once the announced poll time has passed
+// the poll count is shown with its age until the service's next message
+// (a heartbeat) says what came of the poll.
+func progressText(t *cwpexportv1.ExportTask, p *cwpexportv1.Progress, since time.Duration) string {
+	if terminal(t) {
+		since = 0 // the task is over: its elapsed time no longer grows
+	}
+	polls := fmt.Sprintf("polls %d", p.GetPollCount())
+	if next := p.GetNextPollTime(); next != nil && !terminal(t) && since >= redrawEvery && !time.Now().Before(next.AsTime()) {
+		polls += " as of " + since.Round(100*time.Millisecond).String() + " ago"
+	}
+	parts := []string{polls}
 	if p.GetTaskElapsed() != nil {
 		parts = append(parts, "elapsed "+(p.GetTaskElapsed().AsDuration()+since).Round(100*time.Millisecond).String())
 	}
-	if p.GetNextPollTime() != nil {
+	if p.GetNextPollTime() != nil && !terminal(t) {
 		if d := time.Until(p.GetNextPollTime().AsTime()); d > 0 {
 			parts = append(parts, "next poll in "+d.Round(100*time.Millisecond).String())
-		} else {
-			parts = append(parts, "next poll now")
 		}
 	}
 	if p.GetPendingTasks() > 1 {
@@ -208,6 +218,17 @@ func progressText(p *cwpexportv1.Progress, since time.Duration) string {
 		parts = append(parts, fmt.Sprintf("last poll failed (%d in a row): %s", p.GetConsecutivePollFailures(), e))
 	}
 	return strings.Join(parts, "  ")
+}
+
+// fit cuts line to fit in width columns, ending it with "…" when cut: a
+// line as wide as the terminal would wrap, and each redraw scroll the
+// screen. Columns are counted as runes, which the line's text is.
+func fit(line string, width int) string {
+	if width < 2 || utf8.RuneCountInString(line) < width {
+		return line
+	}
+	r := []rune(line)
+	return string(r[:width-2]) + "…"
 }
 
 // liveLine is one status line rewritten in place on a terminal.
@@ -263,23 +284,19 @@ func (l *liveLine) note(status string) {
 func (l *liveLine) drawLocked() {
 	if l.msg == nil {
 		if l.status != "" {
-			fmt.Fprintf(l.a.io.Stdout, "\r\x1b[K%s", l.status)
+			fmt.Fprint(l.a.io.Stdout, "\r\x1b[K"+fit(l.status, terminalWidth(l.a.io.Stdout)))
 		}
 		return
 	}
 	t := l.msg.GetTask()
-	since := time.Since(l.at)
-	if t.GetState() != cwpexportv1.ExportTaskState_EXPORT_TASK_STATE_PENDING {
-		since = 0 // the task is over: its elapsed time no longer grows
-	}
-	text := progressText(l.msg.GetProgress(), since)
+	text := progressText(t, l.msg.GetProgress(), time.Since(l.at))
 	if l.status != "" {
 		// What was observed before the break, and what happens now; the
 		// next poll is unknown until the watch is back.
 		text = fmt.Sprintf("polls %d  %s", l.msg.GetProgress().GetPollCount(), l.status)
 	}
 	// \r and "erase line" rewrite the line in place.
-	fmt.Fprintf(l.a.io.Stdout, "\r\x1b[Ktask %s  %s  %s", t.GetTaskId(), stateName(t.GetState()), text)
+	fmt.Fprint(l.a.io.Stdout, "\r\x1b[K"+fit(fmt.Sprintf("task %s  %s  %s", t.GetTaskId(), stateName(t.GetState()), text), terminalWidth(l.a.io.Stdout)))
 }
 
 // stop ends the redraws and moves past the live line.

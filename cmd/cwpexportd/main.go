@@ -97,10 +97,7 @@ func run() error {
 		o.Logger.Info("no cloud credentials (TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY): using the embedded CWP emulator", "emulator", "http://"+a)
 	}
 	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
-	if o.TLSCertFile == "" && o.Tokens == nil {
-		fmt.Fprintf(os.Stderr, "\nTry it:\n  curl -s -X POST http://%s/v1/license-detail:export -H 'Content-Type: application/json' -d '{}'\n  curl -sN http://%s/v1/export-tasks/TASK_ID:watch\n  grpcurl -plaintext -d '{}' %s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch\n\n",
-			restLis.Addr(), restLis.Addr(), grpcLis.Addr())
-	}
+	fmt.Fprint(os.Stderr, banner(grpcLis.Addr().String(), restLis.Addr().String(), o.TLSCertFile != "", o.Tokens != nil))
 
 	return srv.Serve(ctx, grpcLis, restLis)
 }
@@ -164,4 +161,27 @@ func newLogger(format string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+}
+
+// banner tells the person who started the service where its console is
+// and, when calls need no credentials, how to make a first one.
+func banner(grpcAddr, restAddr string, tls, tokens bool) string {
+	// A wildcard listener is reached on this host through loopback.
+	if host, port, err := net.SplitHostPort(restAddr); err == nil && net.ParseIP(host).IsUnspecified() {
+		restAddr = net.JoinHostPort("127.0.0.1", port)
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	b := fmt.Sprintf("\nConsole: %s://%s/\n", scheme, restAddr)
+	if !tls && !tokens {
+		b += fmt.Sprintf(`Try it, from another terminal:
+  go run ./cmd/cwpexport export --watch --addr %[2]s
+  curl -s -X POST http://%[1]s/v1/license-detail:export -H 'Content-Type: application/json' -d '{}'
+  curl -sN http://%[1]s/v1/export-tasks/TASK_ID:watch   # TASK_ID: the task.taskId answered above
+  grpcurl -plaintext -d '{}' %[2]s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch
+`, restAddr, grpcAddr)
+	}
+	return b + "\n"
 }

@@ -100,7 +100,7 @@ func (g guard) checkAPI(w http.ResponseWriter, r *http.Request) error {
 		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mt != "application/json" || (params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
 			return refuse(http.StatusUnsupportedMediaType, codes.InvalidArgument, "UNSUPPORTED_MEDIA_TYPE",
-				"the body must be JSON: send the header \"Content-Type: application/json\"")
+				"the body must be UTF-8 JSON: send the header \"Content-Type: application/json\" (charset utf-8 or none)")
 		}
 	}
 	return g.readBody(w, r)

@@ -26,21 +26,22 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 		return nil, err
 	}
 	if info.Final != nil {
-		return &cwpexportv1.GetExportTaskResponse{Task: proto.CloneOf(info.Final), Progress: s.progress(s.opts.Tracker.Peek(id), time.Time{})}, nil
+		return &cwpexportv1.GetExportTaskResponse{Task: proto.CloneOf(info.Final), Progress: s.progress(s.opts.Tracker.Peek(id), info.Final, time.Time{})}, nil
 	}
 	ctx, cancel := deadline.AnswerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
 	snap, err := s.opts.Tracker.Get(ctx, id)
 	if err != nil {
 		if t := s.lostTask(info, snap, err); t != nil {
-			return &cwpexportv1.GetExportTaskResponse{Task: t, Progress: s.progress(snap, time.Time{})}, nil
+			return &cwpexportv1.GetExportTaskResponse{Task: t, Progress: s.progress(snap, t, time.Time{})}, nil
 		}
 		return nil, apierror.Cloud(ctx, id, err)
 	}
 	if snap.Terminal() {
 		s.opts.Saga.Forget(id) // its final state is being recorded
 	}
-	return &cwpexportv1.GetExportTaskResponse{Task: info.Apply(exports.FromSnapshot(snap)), Progress: s.progress(snap, time.Time{})}, nil
+	t := info.Apply(exports.FromSnapshot(snap))
+	return &cwpexportv1.GetExportTaskResponse{Task: t, Progress: s.progress(snap, t, time.Time{})}, nil
 }
 
 // lostTask is the answer about a task this service created that the cloud

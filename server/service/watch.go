@@ -43,7 +43,7 @@ type sendFunc func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p
 func (s *Service) streamTask(ctx context.Context, id int64, info exports.Record, send sendFunc) error {
 	start := s.opts.Now()
 	if info.Final != nil {
-		return send(cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT, proto.CloneOf(info.Final), s.progress(s.opts.Tracker.Peek(id), start))
+		return send(cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT, proto.CloneOf(info.Final), s.progress(s.opts.Tracker.Peek(id), info.Final, start))
 	}
 	w := s.opts.Tracker.Watch(id)
 	defer w.Close()
@@ -64,7 +64,7 @@ func (s *Service) streamTask(ctx context.Context, id int64, info exports.Record,
 					kind = cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT
 				}
 				linkPoll(ctx, linked, snap, kind)
-				return send(kind, t, s.progress(snap, start))
+				return send(kind, t, s.progress(snap, t, start))
 			}
 			// The stream ends with the refusal that poll received.
 			linkPoll(ctx, linked, snap, cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_UNSPECIFIED)
@@ -84,7 +84,8 @@ func (s *Service) streamTask(ctx context.Context, id int64, info exports.Record,
 		beat = false
 		if kind != cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_UNSPECIFIED {
 			linked = linkPoll(ctx, linked, snap, kind)
-			if err := send(kind, info.Apply(exports.FromSnapshot(snap)), s.progress(snap, start)); err != nil {
+			t := info.Apply(exports.FromSnapshot(snap))
+			if err := send(kind, t, s.progress(snap, t, start)); err != nil {
 				return err
 			}
 			sent, lastState = true, snap.State

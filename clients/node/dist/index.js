@@ -65,7 +65,7 @@ export class CwpExportClient {
      * @param address `host:port` (plain HTTP/2) or a URL (`https://host:port` for TLS).
      * Connect's transport talks to this one address and takes no gRPC service
      * config: for a fleet, give the address of a load balancer that spreads
-     * requests (README: "Running clients against a fleet"). The helper itself
+     * requests (docs/clients.md: "Running clients against a fleet"). The helper itself
      * resumes watches and retries reads and creations after Unavailable.
      */
     constructor(address = "127.0.0.1:9090", options = {}) {

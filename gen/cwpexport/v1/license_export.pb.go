@@ -482,13 +482,15 @@ type Progress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Number of times this service has asked the cloud for the task's state.
 	PollCount int64 `protobuf:"varint,1,opt,name=poll_count,json=pollCount,proto3" json:"poll_count,omitempty"`
-	// Time since the task was created or first seen by this service.
+	// The task's age as this service observed it: from its creation time to
+	// now, or to when its end was observed once it is FINISHED or ERROR.
 	TaskElapsed *durationpb.Duration `protobuf:"bytes,2,opt,name=task_elapsed,json=taskElapsed,proto3" json:"task_elapsed,omitempty"`
 	// Time since this watch began.
 	WatchElapsed *durationpb.Duration `protobuf:"bytes,3,opt,name=watch_elapsed,json=watchElapsed,proto3" json:"watch_elapsed,omitempty"`
 	// When the cloud was last asked.
 	LastPollTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_poll_time,json=lastPollTime,proto3" json:"last_poll_time,omitempty"`
-	// When the cloud will next be asked, as scheduled now.
+	// When the cloud will next be asked, as scheduled now; absent once the
+	// task ended.
 	NextPollTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_poll_time,json=nextPollTime,proto3" json:"next_poll_time,omitempty"`
 	// Number of polls in a row that failed; zero when the last poll succeeded.
 	ConsecutivePollFailures int32 `protobuf:"varint,6,opt,name=consecutive_poll_failures,json=consecutivePollFailures,proto3" json:"consecutive_poll_failures,omitempty"`

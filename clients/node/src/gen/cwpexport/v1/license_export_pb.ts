@@ -236,7 +236,8 @@ export type Progress = Message<"cwpexport.v1.Progress"> & {
   pollCount: bigint;
 
   /**
-   * Time since the task was created or first seen by this service.
+   * The task's age as this service observed it: from its creation time to
+   * now, or to when its end was observed once it is FINISHED or ERROR.
    *
    * @generated from field: google.protobuf.Duration task_elapsed = 2;
    */
@@ -257,7 +258,8 @@ export type Progress = Message<"cwpexport.v1.Progress"> & {
   lastPollTime?: Timestamp | undefined;
 
   /**
-   * When the cloud will next be asked, as scheduled now.
+   * When the cloud will next be asked, as scheduled now; absent once the
+   * task ended.
    *
    * @generated from field: google.protobuf.Timestamp next_poll_time = 5;
    */
