@@ -310,7 +310,9 @@ func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err e
 	defer cancel()
 	switch {
 	case err == nil:
-		now := s.opts.Now()
+		// The tracker's clock: the database's in a fleet, where these
+		// times are compared with other replicas' observations.
+		now := s.opts.Tracker.Now()
 		row.TaskID, row.State, row.Created, row.Observed, row.Changed = created.TaskID, taskstore.StatePending, now, now, now
 		row.CreateRequestID, row.LastRequestID = created.RequestID, created.RequestID
 		if werr := s.opts.Registry.Complete(ctx, row.ID, row.Owner, row); werr != nil {
@@ -614,8 +616,10 @@ func (s *Service) ListExportTasks(ctx context.Context, req *cwpexportv1.ListExpo
 }
 
 // Observed records a poll's outcome in the registry (the tracker's observer
-// calls it). A task that ended is no longer followed; a task the cloud no
-// longer knows ends in ERROR.
+// calls it, on every replica that learns a task's ending). A task whose
+// ending is recorded is no longer followed; a task the cloud no longer
+// knows ends in ERROR. A failed write leaves the task followed: the next
+// follow pass reports the ending again, and the write is retried.
 func (s *Service) Observed(snap tracker.Snapshot) {
 	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
 	defer cancel()
@@ -623,14 +627,16 @@ func (s *Service) Observed(snap tracker.Snapshot) {
 	switch {
 	case snap.Err != nil && cloud.KindOf(snap.Err) == cloud.KindNotFound:
 		err = s.opts.Registry.Lost(ctx, snap.TaskID, lostReason(snap.Err), snap.LastPoll)
-		s.opts.Tracker.Unfollow(snap.TaskID)
+		if err == nil {
+			s.opts.Tracker.Unfollow(snap.TaskID)
+		}
 	case snap.Err != nil:
 		// The service's own trouble (credentials, permissions): the task
 		// is followed again by the next registry pass.
 	default:
 		err = s.opts.Registry.Observe(ctx, taskstore.Observation{TaskID: snap.TaskID, State: string(snap.State), DownloadURL: snap.DownloadURL,
 			RequestID: snap.RequestID, Observed: snap.Observed, Changed: snap.Changed})
-		if snap.Terminal() {
+		if snap.Terminal() && err == nil {
 			s.opts.Tracker.Unfollow(snap.TaskID)
 		}
 	}
@@ -639,7 +645,7 @@ func (s *Service) Observed(snap tracker.Snapshot) {
 		s.records.Remove(snap.TaskID)
 	}
 	if err != nil {
-		s.opts.Logger.Error("record an observation in the registry", "task_id", snap.TaskID, "err", err)
+		s.opts.Logger.Error("record an observation in the registry; retried at the next follow pass", "task_id", snap.TaskID, "err", err)
 	}
 }
 
@@ -673,7 +679,7 @@ func (s *Service) followPass(ctx context.Context) {
 		}
 		return
 	}
-	now := s.opts.Now()
+	now := s.opts.Tracker.Now() // the clock r.Created was read from
 	for _, r := range rows {
 		if age := now.Sub(r.Created); age > s.opts.MaxFollowAge {
 			reason := fmt.Sprintf("still %s after %s, longer than the service follows a task (%s)",
