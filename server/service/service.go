@@ -265,9 +265,14 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 	if info.final != nil {
 		return &cwpexportv1.GetExportTaskResponse{Task: proto.CloneOf(info.final), Progress: s.progress(s.opts.Tracker.Peek(id), time.Time{})}, nil
 	}
+	read := s.opts.Tracker.Get
+	if _, set := ctx.Deadline(); !set {
+		// No deadline of the caller's: what was last observed, at once.
+		read = s.opts.Tracker.Read
+	}
 	ctx, cancel := answerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
-	snap, err := s.opts.Tracker.Get(ctx, id)
+	snap, err := read(ctx, id)
 	if err != nil {
 		if t := s.lostTask(info, snap, err); t != nil {
 			return &cwpexportv1.GetExportTaskResponse{Task: t, Progress: s.progress(snap, time.Time{})}, nil
@@ -317,7 +322,7 @@ type sendFunc func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p
 // returns after the terminal message, or when ctx ends (closing the
 // caller's interest, so polling stops when nobody else is watching).
 func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send sendFunc) error {
-	start := s.opts.Now()
+	start := s.opts.Tracker.Now()
 	if info.final != nil {
 		return send(cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT, proto.CloneOf(info.final), s.progress(s.opts.Tracker.Peek(id), start))
 	}
@@ -496,7 +501,7 @@ func toState(s cloud.Status) cwpexportv1.ExportTaskState {
 // progress reports what the service observed; watchStart is zero outside a
 // watch.
 func (s *Service) progress(snap tracker.Snapshot, watchStart time.Time) *cwpexportv1.Progress {
-	now := s.opts.Now()
+	now := s.opts.Tracker.Now() // the clock of snap's times
 	p := &cwpexportv1.Progress{
 		PollCount:               snap.Polls,
 		LastPollTime:            ts(snap.LastPoll),
