@@ -357,7 +357,9 @@ func (s *Saga) WaitCreations() { s.detached.Wait() }
 func (s *Saga) recordOutcome(row taskstore.Task, got cloud.Created, err error, created chan<- taskstore.Task) (taskstore.Task, error) {
 	switch {
 	case err == nil:
-		now := s.opts.Now()
+		// The tracker's clock: the database's in a fleet, where these
+		// times are compared with other replicas' observations.
+		now := s.tracker.Now()
 		row.TaskID, row.State, row.Created, row.Observed, row.Changed = got.TaskID, taskstore.StatePending, now, now, now
 		row.CreateRequestID, row.LastRequestID = got.RequestID, got.RequestID
 		// It can be watched by its id from now on, recorded or not.

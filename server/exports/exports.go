@@ -54,6 +54,8 @@ type Creator interface {
 // Tracker is what the saga tells the tracker (see package tracker): the
 // tasks it created, and which tasks to keep polled while nobody watches.
 type Tracker interface {
+	// Now is the tracker's clock: the database's in a fleet.
+	Now() time.Time
 	Created(id int64, requestID string) tracker.Snapshot
 	Follow(id int64, created time.Time)
 	Unfollow(id int64)

@@ -295,6 +295,7 @@ func (b *fakeBudget) Wait(context.Context) error { return nil }
 
 // fakeTracker records what the saga tells the tracker.
 type fakeTracker struct {
+	now                        func() time.Time // the saga's clock
 	mu                         sync.Mutex
 	created, followed, dropped []int64
 }
@@ -305,6 +306,8 @@ func (t *fakeTracker) Created(id int64, _ string) tracker.Snapshot {
 	t.created = append(t.created, id)
 	return tracker.Snapshot{TaskID: id, State: cloud.StatusPending}
 }
+
+func (t *fakeTracker) Now() time.Time { return t.now() }
 
 func (t *fakeTracker) Follow(id int64, _ time.Time) {
 	t.mu.Lock()
@@ -333,6 +336,6 @@ func newFixture(opts Options) *fixture {
 	f := &fixture{reg: newFakeRegistry(), cloud: &fakeCloud{}, budget: &fakeBudget{}, tracker: &fakeTracker{}}
 	opts.Registry, opts.Cloud, opts.CreateBudget = f.reg, f.cloud, f.budget
 	f.saga = newSaga(opts)
-	f.saga.tracker = f.tracker
+	f.saga.tracker, f.tracker.now = f.tracker, f.saga.opts.Now
 	return f
 }

@@ -12,8 +12,11 @@ import (
 )
 
 // Polled records a poll's outcome in the registry (tracker.Observer), after
-// telling the tracker's other observer. A task that ended is no longer
-// followed; a task the cloud no longer knows ends in ERROR.
+// telling the tracker's other observer; the tracker calls it on every
+// replica that learns a task's ending, and the write is idempotent. A task
+// whose ending is recorded is no longer followed; a task the cloud no
+// longer knows ends in ERROR. A failed write leaves the task followed: the
+// next follow pass reports the ending again, and the write is retried.
 func (s *Saga) Polled(snap tracker.Snapshot, settled bool) {
 	if s.next != nil {
 		s.next.Polled(snap, settled)
@@ -24,14 +27,16 @@ func (s *Saga) Polled(snap tracker.Snapshot, settled bool) {
 	switch {
 	case snap.Err != nil && cloud.KindOf(snap.Err) == cloud.KindNotFound:
 		err = s.opts.Registry.Lost(ctx, snap.TaskID, LostReason(snap.Err), snap.LastPoll)
-		s.tracker.Unfollow(snap.TaskID)
+		if err == nil {
+			s.tracker.Unfollow(snap.TaskID)
+		}
 	case snap.Err != nil:
 		// The service's own trouble (credentials, permissions): the task
 		// is followed again by the next registry pass.
 	default:
 		err = s.opts.Registry.Observe(ctx, taskstore.Observation{TaskID: snap.TaskID, State: string(snap.State), DownloadURL: snap.DownloadURL,
 			RequestID: snap.RequestID, Observed: snap.Observed, Changed: snap.Changed})
-		if snap.Terminal() {
+		if snap.Terminal() && err == nil {
 			s.tracker.Unfollow(snap.TaskID)
 		}
 	}
@@ -40,7 +45,7 @@ func (s *Saga) Polled(snap tracker.Snapshot, settled bool) {
 		s.records.Remove(snap.TaskID)
 	}
 	if err != nil {
-		s.opts.Logger.Error("record an observation in the registry", "task_id", snap.TaskID, "err", err)
+		s.opts.Logger.Error("record an observation in the registry; retried at the next follow pass", "task_id", snap.TaskID, "err", err)
 	}
 }
 
@@ -74,7 +79,7 @@ func (s *Saga) followPass(ctx context.Context) {
 		}
 		return
 	}
-	now := s.opts.Now()
+	now := s.tracker.Now() // the clock r.Created was read from
 	for _, r := range rows {
 		if age := now.Sub(r.Created); age > s.opts.MaxFollowAge {
 			reason := fmt.Sprintf("still %s after %s, longer than the service follows a task (%s)",

@@ -247,7 +247,7 @@ func (s *Schedule) poll(ctx context.Context, l lease, late time.Duration, report
 		s.rows[l.id] = rowSchedule{due: r.due}
 	}
 	s.mu.Unlock()
-	p := r.poll(pending)
+	p := r.poll(pending, s.f.Now())
 	p.Local = true
 	switch outcome {
 	case "transient":

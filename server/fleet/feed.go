@@ -159,7 +159,7 @@ func (s *Schedule) deliver(got []taskRow, report func(tracker.Poll)) {
 	s.mu.Unlock()
 	for i := range got {
 		if got[i].observedAny() {
-			report(got[i].poll(pending))
+			report(got[i].poll(pending, s.f.Now()))
 		}
 	}
 }
@@ -186,7 +186,7 @@ func (s *Schedule) Lookup(ctx context.Context, id int64) (tracker.Poll, bool) {
 	s.mu.Lock()
 	pending := s.pending
 	s.mu.Unlock()
-	p := r.poll(pending)
+	p := r.poll(pending, s.f.Now())
 	fresh := func(t *time.Time) bool { return t != nil && now.Sub(*t) < s.opts.Freshness }
 	switch {
 	case r.refusalCode != "":

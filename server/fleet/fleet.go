@@ -11,6 +11,11 @@
 //
 // Everything here fails closed: while the database cannot be reached no
 // cloud call starts, and callers get clear errors.
+//
+// One clock: every time stored or compared across replicas is the
+// database's (clock_timestamp()). A replica reads it through Fleet.Now, its
+// own clock corrected by the offset measured on its round trips to the
+// database, so that replicas whose clocks are seconds apart still agree.
 package fleet
 
 import (
@@ -57,6 +62,9 @@ type Options struct {
 	UnhealthyAfter time.Duration
 	// Logger receives the fleet's troubles; nil discards.
 	Logger *slog.Logger
+	// Clock is this replica's own clock, which Now corrects to the
+	// database's; nil means time.Now.
+	Clock func() time.Time
 }
 
 // Fleet is this replica's handle on the shared state.
@@ -66,6 +74,9 @@ type Fleet struct {
 	// lastOK is when the database last answered (unix nanoseconds), for
 	// readiness.
 	lastOK atomic.Int64
+	// offset is the database's clock minus this replica's, in
+	// nanoseconds, as last measured (syncClock).
+	offset atomic.Int64
 }
 
 // Open migrates the fleet's tables (once, whatever the number of replicas
@@ -80,12 +91,42 @@ func Open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Fleet, error)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
 	f := &Fleet{pool: pool, opts: opts}
 	if err := f.migrate(ctx); err != nil {
 		return nil, err
 	}
-	f.ok()
+	if err := f.syncClock(ctx); err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// clockSync is how often Watch measures the database's clock again.
+const clockSync = 5 * time.Second
+
+// syncClock measures the offset of the database's clock from this
+// replica's: the database's reading against the middle of the round trip
+// (off by at most half of it).
+func (f *Fleet) syncClock(ctx context.Context) error {
+	var db time.Time
+	before := f.opts.Clock()
+	err := f.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&db)
+	after := f.opts.Clock()
+	if err := f.check(ctx, err); err != nil {
+		return err
+	}
+	f.offset.Store(int64(db.Sub(before.Add(after.Sub(before) / 2))))
+	return nil
+}
+
+// Now is the database's clock as this replica reads it: its own clock
+// corrected by the offset last measured. Times compared with the fleet's
+// (rows, observations, the registry's) are read from it.
+func (f *Fleet) Now() time.Time {
+	return f.opts.Clock().Add(time.Duration(f.offset.Load())).Round(0)
 }
 
 func (f *Fleet) migrate(ctx context.Context) error {
@@ -135,23 +176,25 @@ func (f *Fleet) Healthy() bool {
 }
 
 // PingWhileIdle pings the database every second in which nothing else got
-// an answer from it, until ctx ends, so that Healthy stays current even
-// when nothing else calls it.
+// an answer from it, and measures its clock every clockSync, until ctx
+// ends, so that Healthy and Now follow it even when nothing else calls it.
 func (f *Fleet) PingWhileIdle(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var synced time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if time.Since(time.Unix(0, f.lastOK.Load())) < time.Second {
+		if time.Since(time.Unix(0, f.lastOK.Load())) < time.Second && time.Since(synced) < clockSync {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := f.pool.Ping(pctx)
+		if f.syncClock(pctx) == nil {
+			synced = time.Now()
+		}
 		cancel()
-		_ = f.check(ctx, err)
 	}
 }

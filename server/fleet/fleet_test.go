@@ -26,6 +26,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/fleet"
 	"github.com/cwpexport/cwpexport/server/pgtest"
 	"github.com/cwpexport/cwpexport/server/tracker"
+	"github.com/cwpexport/cwpexport/server/tracker/trackertest"
 )
 
 const (
@@ -49,6 +50,12 @@ func join(t *testing.T, dsn, name string) *replica { return joinTraced(t, dsn, n
 // joinTraced is join with a tracer of the replica's statements.
 func joinTraced(t *testing.T, dsn, name string, tracer pgx.QueryTracer) *replica {
 	t.Helper()
+	return joinWith(t, dsn, fleet.Options{Replica: name}, tracer)
+}
+
+// joinWith is join with the fleet's options.
+func joinWith(t *testing.T, dsn string, opts fleet.Options, tracer pgx.QueryTracer) *replica {
+	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +66,7 @@ func joinTraced(t *testing.T, dsn, name string, tracer pgx.QueryTracer) *replica
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	f, err := fleet.Open(context.Background(), pool, fleet.Options{Replica: name})
+	f, err := fleet.Open(context.Background(), pool, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,19 +146,8 @@ type env struct {
 
 func startEmulator(t *testing.T) *env {
 	t.Helper()
-	emu, err := emulator.New(emulator.Options{Credentials: map[string]string{secretID: secretKey}, PendingFor: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = emu.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return &env{emu: emu, addr: lis.Addr().String(), cloud: cloudAt(lis.Addr().String())}
+	emu, addr := trackertest.StartEmulator(t, emulator.Options{Credentials: map[string]string{secretID: secretKey}, PendingFor: -1})
+	return &env{emu: emu, addr: addr, cloud: cloudAt(addr)}
 }
 
 // cloudAt is a cloud client of the test's account at addr.
@@ -204,37 +200,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestWatchersOnEveryReplicaShareOnePoller: a task watched on three
-// replicas is polled once per poll, whichever replica polls; every
-// watcher sees the same poll counts and the task finish.
-func TestWatchersOnEveryReplicaShareOnePoller(t *testing.T) {
-	dsn := database(t)
-	e := startEmulator(t)
-	nodes := []*tracker.Tracker{e.node(t, dsn, "a"), e.node(t, dsn, "b"), e.node(t, dsn, "c")}
-	id := createTask(t, e.cloud)
-	var watches []*tracker.Watch
-	for _, n := range nodes {
-		for range 5 {
-			watches = append(watches, n.Watch(id))
-		}
-	}
-	waitFor(t, "five polls", func() bool { return e.emu.Stats().TaskPolls(id) >= 5 })
-	if err := e.emu.FinishTask(id); err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range watches {
-		waitFor(t, "every watcher to see FINISHED", func() bool { s, _ := w.Current(); return s.State == cloud.StatusFinished })
-	}
-	upstream := e.emu.Stats().TaskPolls(id)
-	for i, w := range watches {
-		s, _ := w.Current()
-		if s.Polls != upstream {
-			t.Errorf("watcher %d saw %d polls; the cloud answered %d", i, s.Polls, upstream)
-		}
-		w.Close()
-	}
-}
-
 // TestADeadReplicasPollIsTakenOver: a replica that dies during a poll holds
 // its lease until it expires; then another replica polls the task, and
 // the dead replica's late result, if it came, would be refused by the
@@ -280,27 +245,6 @@ func TestADeadReplicasPollIsTakenOver(t *testing.T) {
 	tag, err := r.pool.Exec(context.Background(), `UPDATE fleet_tasks SET state = 'ERROR' WHERE task_id = $1 AND epoch = 1 AND owner = 'doomed'`, id)
 	if err != nil || tag.RowsAffected() != 0 {
 		t.Fatalf("a write under the old epoch: %v rows, %v", tag.RowsAffected(), err)
-	}
-}
-
-// TestNoPollsOnceNobodyWatches: when the last watcher on every replica
-// leaves, the fleet stops polling the task.
-func TestNoPollsOnceNobodyWatches(t *testing.T) {
-	dsn := database(t)
-	e := startEmulator(t)
-	a, b := e.node(t, dsn, "a"), e.node(t, dsn, "b")
-	id := createTask(t, e.cloud)
-	wa, wb := a.Watch(id), b.Watch(id)
-	waitFor(t, "three polls", func() bool { return e.emu.Stats().TaskPolls(id) >= 3 })
-	wa.Close()
-	before := e.emu.Stats().TaskPolls(id)
-	waitFor(t, "polls for the other replica's watcher", func() bool { return e.emu.Stats().TaskPolls(id) >= before+2 })
-	wb.Close()
-	time.Sleep(300 * time.Millisecond) // a poll may be under way
-	stopped := e.emu.Stats().TaskPolls(id)
-	time.Sleep(time.Second) // five floors
-	if after := e.emu.Stats().TaskPolls(id); after > stopped+1 {
-		t.Fatalf("polls went on for nobody: %d -> %d", stopped, after)
 	}
 }
 
@@ -427,5 +371,41 @@ func TestRowsTooLargeForANotificationAreRead(t *testing.T) {
 		if s, _ := w.Current(); !strings.HasSuffix(s.DownloadURL, pad) {
 			t.Errorf("watcher %d: a download URL of %d bytes, without the cloud's end", i, len(s.DownloadURL))
 		}
+	}
+}
+
+// TestScheduleConformance runs the schedule's conformance suite against the
+// fleet's schedule: replicas sharing one PostgreSQL database.
+func TestScheduleConformance(t *testing.T) {
+	trackertest.Run(t, trackertest.Engine{Replicas: 3, New: func(t *testing.T) trackertest.Schedule { return &sharedSchedule{dsn: database(t)} }})
+}
+
+// sharedSchedule is the fleet's schedule as the suite's: each replica
+// joins the test's database with a pool, a budget and a schedule of its
+// own.
+type sharedSchedule struct {
+	dsn      string
+	replicas []*replica
+}
+
+func (s *sharedSchedule) Join(t *testing.T, o trackertest.Options) tracker.Scheduler {
+	r := joinWith(t, s.dsn, fleet.Options{Replica: fmt.Sprint("r", len(s.replicas)), Clock: o.Clock}, nil)
+	s.replicas = append(s.replicas, r)
+	b, err := r.fleet.Budget(fleet.BudgetOptions{Action: cloud.ActionExportTasks, Rate: o.Rate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, err := r.fleet.Schedule(fleet.ScheduleOptions{Cloud: o.Cloud, Budget: b, Pacing: o.Pacing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sched
+}
+
+// Drop deletes the task's row, as the schedule's cleanup does an hour
+// after its last poll when nobody wants it.
+func (s *sharedSchedule) Drop(t *testing.T, id int64) {
+	if _, err := s.replicas[0].pool.Exec(context.Background(), `DELETE FROM fleet_tasks WHERE task_id = $1`, id); err != nil {
+		t.Fatal(err)
 	}
 }

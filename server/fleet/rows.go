@@ -15,7 +15,7 @@ import (
 // the keys of a notification that carries the row (see taskRow.decode).
 const taskColumns = `t.task_id, t.state, t.download_url, t.request_id, t.refusal_code, t.refusal, t.error_code, t.error,
 	t.polls, t.failures, t.last_poll, t.observed, t.changed, t.due,
-	coalesce(t.lease_until > clock_timestamp(), false) AS leased, t.poll_span`
+	coalesce(t.lease_until > clock_timestamp(), false) AS leased, t.poll_span, t.generation`
 
 // taskRow is one row of fleet_tasks as read.
 type taskRow struct {
@@ -28,6 +28,7 @@ type taskRow struct {
 	due                                    time.Time
 	leased                                 bool
 	span                                   string
+	gen                                    int64
 	// carried says that the row came whole in a notification.
 	carried bool
 }
@@ -51,6 +52,7 @@ type notifiedRow struct {
 	Due         time.Time  `json:"due"`
 	Leased      bool       `json:"leased"`
 	Span        string     `json:"poll_span"`
+	Generation  int64      `json:"generation"`
 }
 
 // decode reads a row from a notification's payload.
@@ -64,24 +66,24 @@ func (r *taskRow) decode(payload string) error {
 	}
 	*r = taskRow{id: n.ID, state: n.State, url: n.URL, rid: n.RequestID, refusalCode: n.RefusalCode, refusal: n.Refusal,
 		errCode: n.ErrCode, errText: n.ErrText, polls: n.Polls, failures: n.Failures, lastPoll: n.LastPoll,
-		observed: n.Observed, changed: n.Changed, due: n.Due, leased: n.Leased, span: n.Span, carried: true}
+		observed: n.Observed, changed: n.Changed, due: n.Due, leased: n.Leased, span: n.Span, gen: n.Generation, carried: true}
 	return nil
 }
 
 func (r *taskRow) scan(row pgx.Row, extra ...any) error {
 	return row.Scan(append([]any{&r.id, &r.state, &r.url, &r.rid, &r.refusalCode, &r.refusal, &r.errCode, &r.errText,
-		&r.polls, &r.failures, &r.lastPoll, &r.observed, &r.changed, &r.due, &r.leased, &r.span}, extra...)...)
+		&r.polls, &r.failures, &r.lastPoll, &r.observed, &r.changed, &r.due, &r.leased, &r.span, &r.gen}, extra...)...)
 }
 
 // observed reports whether the row holds an observation to report.
 func (r *taskRow) observedAny() bool { return r.polls > 0 || r.state != "" || r.refusalCode != "" }
 
 // poll is what the row says of the task's latest poll, as the tracker
-// reads it.
-func (r *taskRow) poll(pending int) tracker.Poll {
-	p := tracker.Poll{TaskID: r.id, Polls: r.polls, Failures: r.failures, Pending: pending, NextPoll: r.due, Span: parseSpan(r.span)}
+// reads it; now is the fleet's clock.
+func (r *taskRow) poll(pending int, now time.Time) tracker.Poll {
+	p := tracker.Poll{TaskID: r.id, Gen: r.gen, Polls: r.polls, Failures: r.failures, Pending: pending, NextPoll: r.due, Span: parseSpan(r.span)}
 	if r.leased {
-		p.NextPoll = time.Now()
+		p.NextPoll = now
 	}
 	if r.lastPoll != nil {
 		p.At = *r.lastPoll

@@ -171,11 +171,17 @@ func (s *Schedule) Next(id int64) (time.Time, int) {
 	switch {
 	case !ok:
 		return time.Time{}, s.pending
-	case r.leased || r.due.Before(time.Now()):
-		return time.Now(), s.pending // a poll is under way, or about to be
+	case r.leased || r.due.Before(s.f.Now()):
+		return s.f.Now(), s.pending // a poll is under way, or about to be
 	}
 	return r.due, s.pending
 }
+
+// Now implements tracker.Scheduler: the database's clock, as this
+// replica estimates it (Fleet.Now).
+func (s *Schedule) Now() time.Time { return s.f.Now() }
+
+var _ tracker.Scheduler = (*Schedule)(nil)
 
 // Rate implements tracker.Scheduler: the fleet's read budget now.
 func (s *Schedule) Rate() float64 { return s.opts.Budget.Rate() }

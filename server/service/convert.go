@@ -16,7 +16,7 @@ import (
 // time (the registry's, so it goes on across resumed watches and replicas),
 // and stops when its end was observed; an ended task has no next poll.
 func (s *Service) progress(snap tracker.Snapshot, t *cwpexportv1.ExportTask, watchStart time.Time) *cwpexportv1.Progress {
-	now := s.opts.Now()
+	now := s.opts.Tracker.Now() // the clock of snap's times
 	p := &cwpexportv1.Progress{
 		PollCount:               snap.Polls,
 		LastPollTime:            exports.Timestamp(snap.LastPoll),

@@ -28,9 +28,14 @@ func (s *Service) GetExportTask(ctx context.Context, req *cwpexportv1.GetExportT
 	if info.Final != nil {
 		return &cwpexportv1.GetExportTaskResponse{Task: proto.CloneOf(info.Final), Progress: s.progress(s.opts.Tracker.Peek(id), info.Final, time.Time{})}, nil
 	}
+	read := s.opts.Tracker.Get
+	if _, set := ctx.Deadline(); !set {
+		// No deadline of the caller's: what was last observed, at once.
+		read = s.opts.Tracker.Read
+	}
 	ctx, cancel := deadline.AnswerBefore(ctx, s.opts.GetTimeout)
 	defer cancel()
-	snap, err := s.opts.Tracker.Get(ctx, id)
+	snap, err := read(ctx, id)
 	if err != nil {
 		if t := s.lostTask(info, snap, err); t != nil {
 			return &cwpexportv1.GetExportTaskResponse{Task: t, Progress: s.progress(snap, t, time.Time{})}, nil

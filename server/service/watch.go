@@ -41,7 +41,7 @@ type sendFunc func(kind cwpexportv1.WatchEventKind, t *cwpexportv1.ExportTask, p
 // returns after the terminal message, or when ctx ends (closing the
 // caller's interest, so polling stops when nobody else is watching).
 func (s *Service) streamTask(ctx context.Context, id int64, info exports.Record, send sendFunc) error {
-	start := s.opts.Now()
+	start := s.opts.Tracker.Now()
 	if info.Final != nil {
 		return send(cwpexportv1.WatchEventKind_WATCH_EVENT_KIND_SNAPSHOT, proto.CloneOf(info.Final), s.progress(s.opts.Tracker.Peek(id), info.Final, start))
 	}

@@ -43,7 +43,9 @@ type Pacing struct {
 	BackgroundInterval time.Duration
 	// PollTimeout bounds one cloud call; default 10s.
 	PollTimeout time.Duration
-	// MaxBackoff caps the delay after failed polls; default 30s.
+	// MaxBackoff caps the delay after failed polls; default 5s, so that a
+	// cloud that recovers is noticed within seconds (the budget still
+	// paces every poll, retries included).
 	MaxBackoff time.Duration
 }
 
@@ -52,7 +54,7 @@ func (p Pacing) WithDefaults() Pacing {
 	setDefault(&p.MinInterval, time.Second)
 	setDefault(&p.BackgroundInterval, 10*time.Second)
 	setDefault(&p.PollTimeout, 10*time.Second)
-	setDefault(&p.MaxBackoff, 30*time.Second)
+	setDefault(&p.MaxBackoff, 5*time.Second)
 	return p
 }
 
@@ -133,11 +135,17 @@ type Local struct {
 	polling  int
 	inflight sync.WaitGroup
 	tracer   trace.Tracer
+	// gens numbers the entries: an entry forgotten and made again counts
+	// its polls from 0 under a higher generation.
+	gens int64
 }
+
+var _ Scheduler = (*Local)(nil)
 
 // schedEntry is the schedule's state of one task.
 type schedEntry struct {
 	id      int64
+	gen     int64
 	tier    Tier // wanted
 	queued  Tier // the heap it is in; TierNone when in none
 	due     time.Time
@@ -171,7 +179,8 @@ func NewLocal(opts LocalOptions) *Local {
 func (l *Local) entryLocked(id int64) *schedEntry {
 	e, ok := l.tasks[id]
 	if !ok {
-		e = &schedEntry{id: id, tier: TierNone, queued: TierNone, index: -1}
+		l.gens++
+		e = &schedEntry{id: id, gen: l.gens, tier: TierNone, queued: TierNone, index: -1}
 		l.tasks[id] = e
 	}
 	return e
@@ -233,6 +242,9 @@ func (l *Local) Lookup(context.Context, int64) (Poll, bool) { return Poll{}, fal
 
 // Rate implements Scheduler.
 func (l *Local) Rate() float64 { return l.opts.Budget.Rate() }
+
+// Now implements Scheduler: this process's clock.
+func (l *Local) Now() time.Time { return l.opts.Now() }
 
 // scheduledLocked counts the tasks sharing the budget: those waiting for
 // their next poll and those being polled.
@@ -415,7 +427,7 @@ func (l *Local) poll(ctx context.Context, e *schedEntry, report func(Poll)) {
 	e.lastPoll = now
 	wasTerminal := e.refused || e.status == cloud.StatusFinished || e.status == cloud.StatusError
 	status, url, refused := e.status, e.url, e.refused
-	p := Poll{TaskID: e.id, Local: true, At: now, Polls: e.polls}
+	p := Poll{TaskID: e.id, Local: true, At: now, Polls: e.polls, Gen: e.gen}
 	switch {
 	case err == nil:
 		p.Status = st

@@ -12,6 +12,11 @@
 // process alone; a fleet of processes shares one schedule (package fleet),
 // and then an entry also learns what other processes' polls observed.
 //
+// One clock: every time an entry stores or compares is read from the
+// scheduler's clock (Scheduler.Now: the database's, for a fleet), and the
+// order of observations is the schedule's (Poll.Gen, Poll.Polls), never a
+// comparison of clocks.
+//
 // Each poll is a root span "poll ExportTasks" with the cloud call as its
 // child; a snapshot names the poll that observed its last change
 // (Snapshot.ChangeSpan), so that what reports the change can link to it.
@@ -66,6 +71,10 @@ type Scheduler interface {
 	// of this process's polls, and of other processes' polls of tasks this
 	// process wants.
 	Run(ctx context.Context, report func(Poll))
+	// Now is the schedule's clock, the one its polls' times are read from
+	// (the database's, for a fleet): the tracker stamps and compares with
+	// it alone.
+	Now() time.Time
 }
 
 // Poll is what one poll of a task observed.
@@ -88,6 +97,11 @@ type Poll struct {
 	// sharing the schedule); Failures the polls in a row that failed.
 	Polls    int64
 	Failures int
+	// Gen is the generation of the task's schedule: a schedule that forgot
+	// the task and took it up again counts Polls from 0 under a higher
+	// generation. Generations never go back, so (Gen, Polls) orders the
+	// polls of a task whatever the clocks.
+	Gen int64
 	// NextPoll is when the task is next polled (zero: not scheduled);
 	// Pending, how many tasks share the read budget.
 	NextPoll time.Time
@@ -108,10 +122,16 @@ type Options struct {
 	Freshness time.Duration
 	// Retention is how long an entry nobody is interested in stays cached
 	// (terminal states are answered from it); default 10m. Entries never
-	// observed are dropped as soon as nobody is interested.
+	// observed are dropped as soon as nobody is interested. An ended task
+	// kept only by background interest that is not renewed (Follow) within
+	// Retention is dropped too: the registry follows only what it has not
+	// recorded as ended.
 	Retention time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// ReadWait bounds how long Read waits for a new poll when the task was
+	// observed before or its last poll failed: then it answers what was
+	// last observed (Snapshot.Observed says how old it is), or the poll's
+	// failure. Default 1s.
+	ReadWait time.Duration
 	// Logger receives poll failures; nil discards.
 	Logger *slog.Logger
 	// Observer is told about the tracker's work (metrics, the registry);
@@ -126,6 +146,14 @@ type Observer interface {
 	// first terminal observation (FINISHED, ERROR, or an error that ends
 	// its watches). It runs outside the tracker's lock, and may call the
 	// Tracker.
+	//
+	// Endings are reported by every process that learns them while it
+	// follows the task (Follow), whoever polled: with settled false when
+	// another process's poll observed it, and again at each Follow of a
+	// task that already ended (the follower has not recorded it yet), so
+	// that a lost or failed record is made again. Recording an ending must
+	// therefore be idempotent; the observer ends the background interest
+	// (Unfollow) once the ending is recorded.
 	Polled(s Snapshot, settled bool)
 }
 
@@ -136,9 +164,7 @@ func (nopObserver) Polled(Snapshot, bool) {}
 func (o *Options) defaults() {
 	setDefault(&o.Freshness, time.Second)
 	setDefault(&o.Retention, 10*time.Minute)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	setDefault(&o.ReadWait, time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -218,8 +244,14 @@ type entry struct {
 	// tier is what the scheduler was last told.
 	tier Tier
 	// idle is when the last interest left; the entry is dropped Retention
-	// after it.
-	idle time.Time
+	// after it. followed is when background interest was last renewed
+	// (Follow).
+	idle, followed time.Time
+	// gen is the generation of the schedule whose polls the entry holds
+	// (Poll.Gen); observations counts the observations applied, so that a
+	// caller waits for one made after it came without comparing clocks.
+	gen          int64
+	observations uint64
 }
 
 // interested reports whether anyone wants the task followed or answered.
@@ -262,12 +294,17 @@ func New(opts Options) *Tracker {
 	return &Tracker{opts: opts, sched: opts.Scheduler, tasks: map[int64]*entry{}}
 }
 
+// Now is the tracker's clock: its scheduler's (the database's, for a
+// fleet). Times recorded about tasks shared with other processes are read
+// from it.
+func (t *Tracker) Now() time.Time { return t.sched.Now() }
+
 // Created records a task the service has just created: the cloud's answer
 // says it exists and is pending, so no poll is needed to know that.
 func (t *Tracker) Created(id int64, requestID string) Snapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.opts.Now()
+	now := t.sched.Now()
 	e := t.entryLocked(id, now)
 	if e.snap.State != cloud.StatusPending {
 		defer t.changedLocked(e)
@@ -286,7 +323,7 @@ func (t *Tracker) Created(id int64, requestID string) Snapshot {
 func (t *Tracker) Watch(id int64) *Watch {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.opts.Now()
+	now := t.sched.Now()
 	e := t.entryLocked(id, now)
 	e.watchers++
 	t.interestLocked(e, now)
@@ -295,16 +332,23 @@ func (t *Tracker) Watch(id int64) *Watch {
 
 // Follow keeps a task polled at background priority until it is terminal or
 // Unfollow is called; created is when the task was created, if known.
+//
+// Following a task that already ended reports its ending to the observer
+// again: the follower (the registry) has not recorded it yet.
 func (t *Tracker) Follow(id int64, created time.Time) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.opts.Now()
+	now := t.sched.Now()
 	e := t.entryLocked(id, now)
 	if e.snap.Created.IsZero() || (!created.IsZero() && created.Before(e.snap.Created)) {
 		e.snap.Created = created
 	}
-	e.background = true
+	e.background, e.followed = true, now
 	t.interestLocked(e, now)
+	ended, snap := e.snap.Terminal(), t.snapshotLocked(e)
+	t.mu.Unlock()
+	if ended {
+		t.opts.Observer.Polled(snap, false)
+	}
 }
 
 // Unfollow ends background interest in a task.
@@ -313,7 +357,7 @@ func (t *Tracker) Unfollow(id int64) {
 	defer t.mu.Unlock()
 	if e, ok := t.tasks[id]; ok && e.background {
 		e.background = false
-		t.interestLocked(e, t.opts.Now())
+		t.interestLocked(e, t.sched.Now())
 	}
 }
 
@@ -322,7 +366,17 @@ func (t *Tracker) Unfollow(id int64) {
 // Freshness; otherwise after one poll. It returns the poll's error when the
 // cloud refused, and on ctx's end the last transient failure, if any.
 func (t *Tracker) Get(ctx context.Context, id int64) (Snapshot, error) {
-	return t.await(ctx, id, false)
+	return t.await(ctx, id, false, 0)
+}
+
+// Read is Get for a caller that set no deadline of its own: it waits at
+// most ReadWait for a new poll when it has something to answer — the
+// state last observed (by any process sharing the schedule; its Observed
+// says how old it is), or the last poll's failure — so that an outage of
+// the cloud or a backoff never holds a read for long. A task never
+// observed and never polled is waited for until ctx ends.
+func (t *Tracker) Read(ctx context.Context, id int64) (Snapshot, error) {
+	return t.await(ctx, id, false, t.opts.ReadWait)
 }
 
 // Refresh returns the task's state after a poll made for it now, whatever
@@ -330,12 +384,12 @@ func (t *Tracker) Get(ctx context.Context, id int64) (Snapshot, error) {
 // download URL expires, and a new one needs a new answer of the cloud. The
 // poll takes its turn in the budget like any other.
 func (t *Tracker) Refresh(ctx context.Context, id int64) (Snapshot, error) {
-	return t.await(ctx, id, true)
+	return t.await(ctx, id, true, 0)
 }
 
-func (t *Tracker) await(ctx context.Context, id int64, force bool) (Snapshot, error) {
+func (t *Tracker) await(ctx context.Context, id int64, force bool, patience time.Duration) (Snapshot, error) {
 	t.mu.Lock()
-	now := t.opts.Now()
+	now := t.sched.Now()
 	e := t.entryLocked(id, now)
 	if s := t.snapshotLocked(e); !force && t.answerableLocked(e, now) {
 		t.mu.Unlock()
@@ -347,8 +401,8 @@ func (t *Tracker) await(ctx context.Context, id int64, force bool) (Snapshot, er
 		if p, ok := t.sched.Lookup(ctx, id); ok {
 			t.apply(p)
 			t.mu.Lock()
-			e = t.entryLocked(id, t.opts.Now())
-			s, answerable := t.snapshotLocked(e), t.answerableLocked(e, t.opts.Now())
+			e = t.entryLocked(id, t.sched.Now())
+			s, answerable := t.snapshotLocked(e), t.answerableLocked(e, t.sched.Now())
 			t.mu.Unlock()
 			if answerable {
 				return s, s.Err
@@ -356,42 +410,59 @@ func (t *Tracker) await(ctx context.Context, id int64, force bool) (Snapshot, er
 		}
 	}
 	t.mu.Lock()
-	now = t.opts.Now()
+	now = t.sched.Now()
 	e = t.entryLocked(id, now)
 	if force {
 		// An earlier refusal is no answer to a request for a new one.
 		e.snap.Err = nil
 	}
 	e.waiters++
+	since := e.observations
 	t.interestLocked(e, now)
 	t.mu.Unlock()
-	s, err := (&Watch{t: t, e: e}).await(ctx, now)
+	s, err := (&Watch{t: t, e: e}).await(ctx, since, patience)
 	// The caller's urgency leaves with it; the answer's schedule is the one
 	// left after it.
 	t.mu.Lock()
 	e.waiters--
-	t.interestLocked(e, t.opts.Now())
+	t.interestLocked(e, t.sched.Now())
 	after := t.snapshotLocked(e)
 	t.mu.Unlock()
 	s.NextPoll, s.Pending, s.Rate = after.NextPoll, after.Pending, after.Rate
 	return s, err
 }
 
-// await waits for an observation made after started, a refusal, or the end
-// of ctx (then the last transient failure is the error, if any).
-func (w *Watch) await(ctx context.Context, started time.Time) (Snapshot, error) {
+// await waits for an observation after the since'th, a refusal, or the end
+// of ctx (then the last transient failure is the error, if any). With
+// patience, it waits that long at most when it has something to answer:
+// the state last observed, or the last poll's failure.
+func (w *Watch) await(ctx context.Context, since uint64, patience time.Duration) (Snapshot, error) {
+	var impatient <-chan time.Time
+	if patience > 0 {
+		timer := time.NewTimer(patience)
+		defer timer.Stop()
+		impatient = timer.C
+	}
 	for {
-		s, polled := w.afterPoll()
+		s, observations, polled := w.afterPoll()
 		switch {
 		case s.Err != nil:
 			return s, s.Err
-		case !s.Observed.Before(started) && !s.Observed.IsZero():
+		case observations > since:
 			return s, nil
 		}
 		select {
 		case <-polled:
+		case <-impatient:
+			impatient = nil
+			switch s, _, _ = w.afterPoll(); {
+			case s.State != "":
+				return s, nil // as last observed, s.Observed
+			case s.LastErr != nil:
+				return s, s.LastErr
+			}
 		case <-ctx.Done():
-			s, _ = w.afterPoll()
+			s, _, _ = w.afterPoll()
 			if s.LastErr != nil {
 				return s, s.LastErr
 			}
@@ -445,12 +516,12 @@ func (w *Watch) Current() (Snapshot, <-chan struct{}) {
 	return w.t.snapshotLocked(w.e), w.e.changed
 }
 
-// afterPoll returns the latest snapshot and a channel closed after the next
-// poll.
-func (w *Watch) afterPoll() (Snapshot, <-chan struct{}) {
+// afterPoll returns the latest snapshot, the number of observations so
+// far, and a channel closed after the next poll.
+func (w *Watch) afterPoll() (Snapshot, uint64, <-chan struct{}) {
 	w.t.mu.Lock()
 	defer w.t.mu.Unlock()
-	return w.t.snapshotLocked(w.e), w.e.polled
+	return w.t.snapshotLocked(w.e), w.e.observations, w.e.polled
 }
 
 // Close ends the interest; the last one to leave stops the polling.
@@ -460,7 +531,7 @@ func (w *Watch) Close() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		w.e.watchers--
-		t.interestLocked(w.e, t.opts.Now())
+		t.interestLocked(w.e, t.sched.Now())
 	})
 }
 
@@ -540,12 +611,22 @@ func (t *Tracker) Run(ctx context.Context) {
 func (t *Tracker) apply(p Poll) {
 	t.mu.Lock()
 	e, ok := t.tasks[p.TaskID]
-	var snap Snapshot
+	var (
+		snap  Snapshot
+		ended bool
+	)
 	if ok {
+		before := e.snap.Terminal()
 		snap = t.applyLocked(e, p)
+		// Every process that follows a task records its ending, whoever
+		// polled: the poller may die, or fail to record it.
+		ended = !p.Local && e.background && !before && snap.Terminal()
 	}
 	t.mu.Unlock()
 	if !p.Local {
+		if ended {
+			t.opts.Observer.Polled(snap, false)
+		}
 		return
 	}
 	if !ok {
@@ -566,9 +647,13 @@ func (t *Tracker) apply(p Poll) {
 
 func (t *Tracker) applyLocked(e *entry, p Poll) Snapshot {
 	s := &e.snap
-	if p.Polls < s.Polls || (!s.LastPoll.IsZero() && p.At.Before(s.LastPoll)) {
+	if p.Gen < e.gen || (p.Gen == e.gen && p.Polls < s.Polls) {
 		return t.snapshotLocked(e) // an older poll's news, arriving late
 	}
+	// A later poll, or a later generation of the task's schedule (which
+	// counts its polls from 0 again): news, whatever the times say.
+	newer := p.Gen > e.gen || p.Polls > s.Polls
+	e.gen = p.Gen
 	s.Polls, s.LastPoll, s.Failures = p.Polls, p.At, p.Failures
 	state, url, refused := s.State, s.DownloadURL, s.Err != nil
 	if p.Err != nil {
@@ -584,7 +669,10 @@ func (t *Tracker) applyLocked(e *entry, p Poll) Snapshot {
 		if observed.IsZero() && p.Transient == nil {
 			observed = p.At
 		}
-		if p.Status.Status != "" && !observed.Before(s.Observed) {
+		if p.Status.Status != "" && (newer || !observed.Before(s.Observed)) {
+			if newer && p.Polls > 0 && p.Transient == nil {
+				e.observations++
+			}
 			changed := p.Changed
 			if p.Status.Status != s.State && changed.IsZero() {
 				changed = observed
@@ -597,7 +685,7 @@ func (t *Tracker) applyLocked(e *entry, p Poll) Snapshot {
 		}
 		s.LastErr = p.Transient
 	}
-	t.interestLocked(e, t.opts.Now())
+	t.interestLocked(e, t.sched.Now())
 	close(e.polled)
 	e.polled = make(chan struct{})
 	if s.State != state || s.DownloadURL != url || (s.Err != nil) != refused {
@@ -648,14 +736,21 @@ func requestID(err error) string {
 	return ""
 }
 
-// sweep drops entries nobody has been interested in for Retention, and
-// refusals nobody has asked about within Freshness.
+// sweep drops entries nobody has been interested in for Retention,
+// refusals nobody has asked about within Freshness, and ended tasks whose
+// only interest, background, was not renewed within Retention (the
+// follower learnt the ending, from this process or another).
 func (t *Tracker) sweep() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.opts.Now()
+	now := t.sched.Now()
 	cutoff := now.Add(-t.opts.Retention)
 	for id, e := range t.tasks {
+		if e.background && e.watchers == 0 && e.waiters == 0 && e.snap.Terminal() && e.followed.Before(cutoff) {
+			e.background = false
+			t.interestLocked(e, now)
+			e.idle = e.followed
+		}
 		if e.interested() {
 			continue
 		}

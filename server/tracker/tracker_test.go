@@ -3,7 +3,6 @@ package tracker_test
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/tracker"
+	"github.com/cwpexport/cwpexport/server/tracker/trackertest"
 )
 
 // These tests run the tracker against the CWP emulator over loopback HTTP
@@ -52,19 +52,11 @@ type config struct {
 
 func start(t *testing.T, c config) *env {
 	t.Helper()
-	emu, err := emulator.New(emulator.Options{Credentials: map[string]string{secretID: secretKey}, PendingFor: -1, RateLimit: c.rateLimit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu, addr := trackertest.StartEmulator(t, emulator.Options{Credentials: map[string]string{secretID: secretKey}, PendingFor: -1, RateLimit: c.rateLimit})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = emu.Serve(ctx, lis) }()
-	cl := cloud.New(cloud.Config{Credential: common.NewCredential(secretID, secretKey), Endpoint: lis.Addr().String(), Scheme: "HTTP", Timeout: 5 * time.Second})
+	wg.Add(1)
+	cl := cloud.New(cloud.Config{Credential: common.NewCredential(secretID, secretKey), Endpoint: addr, Scheme: "HTTP", Timeout: 5 * time.Second})
 	if c.budget == 0 {
 		c.budget = 50
 	}
@@ -143,75 +135,6 @@ func follow(ctx context.Context, w *tracker.Watch) tracker.Snapshot {
 		case <-ctx.Done():
 			return s
 		}
-	}
-}
-
-// TestWatchersShareOnePoller: a task watched by many callers is polled as
-// if it had one: every poll is exactly one cloud call, and polls happen at
-// the schedule's pace, not the watchers'.
-func TestWatchersShareOnePoller(t *testing.T) {
-	e := start(t, config{})
-	id := e.create(t, true)
-	const watchers = 2000
-	started := time.Now()
-	finals := make(chan tracker.Snapshot, watchers)
-	for range watchers {
-		w := e.tr.Watch(id)
-		go func() { finals <- follow(context.Background(), w) }()
-	}
-	if got := e.tr.Stats(); got.Watchers != watchers || got.Scheduled != 1 {
-		t.Fatalf("stats %+v, want %d watchers of 1 scheduled task", got, watchers)
-	}
-	waitFor(t, "five polls", func() bool { return e.polls(id) >= 5 })
-	if err := e.emu.FinishTask(id); err != nil {
-		t.Fatal(err)
-	}
-	var last tracker.Snapshot
-	for range watchers {
-		last = <-finals
-		if last.State != cloud.StatusFinished || last.DownloadURL == "" {
-			t.Fatalf("a watcher ended with %+v", last)
-		}
-	}
-	elapsed := time.Since(started)
-	upstream := e.polls(id)
-	if upstream != last.Polls {
-		t.Errorf("the cloud answered %d polls, the tracker made %d: polls are not shared", upstream, last.Polls)
-	}
-	if limit := int64(elapsed/minPoll) + 2; upstream > limit {
-		t.Errorf("%d polls in %v with %d watchers; the %v floor allows %d", upstream, elapsed, watchers, minPoll, limit)
-	}
-	waitFor(t, "the watchers to leave", func() bool { return e.tr.Stats() == tracker.Stats{Tasks: 1} })
-}
-
-// TestNoPollerOutlivesItsLastWatcher: polling goes on while any watcher is
-// left and stops when the last one leaves.
-func TestNoPollerOutlivesItsLastWatcher(t *testing.T) {
-	e := start(t, config{})
-	id := e.create(t, true)
-	var ws []*tracker.Watch
-	for range 50 {
-		ws = append(ws, e.tr.Watch(id))
-	}
-	for _, w := range ws[:49] {
-		w.Close()
-		w.Close() // closing twice is harmless
-	}
-	before := e.polls(id)
-	waitFor(t, "polls for the last watcher", func() bool { return e.polls(id) >= before+3 })
-	ws[49].Close()
-	if got := e.tr.Stats(); got.Watchers != 0 {
-		t.Fatalf("after the last watcher left: %+v", got)
-	}
-	// A poll may have been in flight when the watcher left.
-	waitFor(t, "the poller to stop", func() bool { return e.tr.Stats().Scheduled == 0 })
-	stopped := e.polls(id)
-	time.Sleep(10 * minPoll)
-	if after := e.polls(id); after != stopped {
-		t.Fatalf("polls went on for nobody: %d -> %d", stopped, after)
-	}
-	if s, err := e.tr.Get(context.Background(), id); err != nil || s.NextPoll != (time.Time{}) {
-		t.Fatalf("an unwatched task reports a next poll: %+v %v", s, err)
 	}
 }
 
@@ -563,47 +486,6 @@ func TestBackoffOutlastsChurn(t *testing.T) {
 	}
 }
 
-// timedReader records when each cloud read of the real client starts.
-type timedReader struct {
-	tracker.Reader
-	mu    sync.Mutex
-	times []time.Time
-}
-
-func (r *timedReader) ExportTasks(ctx context.Context, id int64) (cloud.TaskStatus, error) {
-	r.mu.Lock()
-	r.times = append(r.times, time.Now())
-	r.mu.Unlock()
-	return r.Reader.ExportTasks(ctx, id)
-}
-
-// TestRetriesKeepTheFloor: polls of a task the cloud throttles are never
-// closer than the floor between two polls of one task.
-func TestRetriesKeepTheFloor(t *testing.T) {
-	const floor = 300 * time.Millisecond
-	e := start(t, config{stopped: true})
-	id := e.create(t, true)
-	tr := &timedReader{Reader: e.cloud}
-	e.tr = tracker.New(tracker.Options{Scheduler: tracker.NewLocal(tracker.LocalOptions{
-		Cloud: tr, Budget: budget.MustNew(budget.Options{Rate: 50}), Pacing: tracker.Pacing{MinInterval: floor, MaxBackoff: floor},
-	})})
-	e.tr.Created(id, "")
-	e.start()
-	if err := e.emu.InjectFault(emulator.Fault{Kind: emulator.FaultRequestLimitExceeded, Action: cloud.ActionExportTasks}); err != nil {
-		t.Fatal(err)
-	}
-	w := e.tr.Watch(id)
-	defer w.Close()
-	waitFor(t, "eight throttled polls", func() bool { s, _ := w.Current(); return s.Failures >= 8 })
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	for i := 1; i < len(tr.times); i++ {
-		if gap := tr.times[i].Sub(tr.times[i-1]); gap < floor {
-			t.Errorf("poll %d came %v after the previous one, under the %v floor", i+1, gap, floor)
-		}
-	}
-}
-
 // TestSlowCloudIsTransient: polls that outlast their timeout are failures
 // to retry, not a verdict on the task: watchers keep following it and see
 // it finish once the cloud answers in time again.
@@ -628,3 +510,22 @@ func TestSlowCloudIsTransient(t *testing.T) {
 		t.Fatalf("the watcher ended with %+v", s)
 	}
 }
+
+// TestLocalConformance runs the schedule's conformance suite against the
+// engine of one process.
+func TestLocalConformance(t *testing.T) {
+	trackertest.Run(t, trackertest.Engine{Replicas: 1, New: func(*testing.T) trackertest.Schedule { return &localSchedule{} }})
+}
+
+// localSchedule is tracker.Local as the suite's schedule: one replica.
+type localSchedule struct{ l *tracker.Local }
+
+func (s *localSchedule) Join(t *testing.T, o trackertest.Options) tracker.Scheduler {
+	if s.l != nil {
+		t.Fatal("tracker.Local serves one process")
+	}
+	s.l = tracker.NewLocal(tracker.LocalOptions{Cloud: o.Cloud, Budget: budget.MustNew(budget.Options{Rate: o.Rate}), Pacing: o.Pacing, Now: o.Clock})
+	return s.l
+}
+
+func (s *localSchedule) Drop(_ *testing.T, id int64) { s.l.Forget(id) }
