@@ -200,16 +200,21 @@ func TestReplicasLearnTasksRecordedLater(t *testing.T) {
 // TestAnotherReplicasReservation: a request id another replica reserved is
 // in progress while its lease lasts (by the database's clock), whatever the
 // clock of the replica asked; once the lease is past its outcome is
-// unknown. Neither reaches the cloud.
+// unknown (the replica died during its cloud call). Neither reaches the
+// cloud.
 func TestAnotherReplicasReservation(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	store := openRegistry(t, dsn)
 	const live, dead = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000d"
 	for requestID, lease := range map[string]time.Duration{live: time.Hour, dead: -time.Second} {
 		// The other replica's clock is a day off: it does not matter.
-		if _, fresh, err := store.Reserve(context.Background(), taskstore.Task{RequestID: requestID, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}",
-			Owner: "another-replica", Created: time.Now().Add(-24 * time.Hour)}, lease); err != nil || !fresh {
+		r, fresh, err := store.Reserve(context.Background(), taskstore.Task{RequestID: requestID, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}",
+			Owner: "another-replica", Created: time.Now().Add(-24 * time.Hour)}, lease)
+		if err != nil || !fresh {
 			t.Fatalf("reserve: %v %v", fresh, err)
+		}
+		if err := store.CallStarting(context.Background(), r.ID, r.Owner, lease); err != nil {
+			t.Fatal(err)
 		}
 	}
 	o := fastApp()

@@ -316,8 +316,13 @@ func TestRetryAfterADeadProcessNeverCreatesTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	if _, fresh, err := store.Reserve(context.Background(), taskstore.Task{RequestID: rid, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}", Owner: "dead-process", Created: now.Add(-time.Minute)}, -time.Second); err != nil || !fresh {
+	r, fresh, err := store.Reserve(context.Background(), taskstore.Task{RequestID: rid, Fingerprint: fingerprintOfEmptyRequest(t), Parameters: "{}", Owner: "dead-process", Created: now.Add(-time.Minute)}, -time.Second)
+	if err != nil || !fresh {
 		t.Fatalf("reserve: %v %v", fresh, err)
+	}
+	// It died after the mark that its cloud call starts.
+	if err := store.CallStarting(context.Background(), r.ID, r.Owner, -time.Second); err != nil {
+		t.Fatal(err)
 	}
 	store.Close()
 	o := fastApp()
