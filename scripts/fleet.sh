@@ -56,7 +56,7 @@ echo "fleet: emulator http://127.0.0.1:9100 (log $dir/emulator.log)"
 
 for i in $(seq 1 "$replicas"); do
 	# shellcheck disable=SC2086 # FLEET_FLAGS are words
-	"$dir/bin/cwpexportd" -database "$db" -cloud-endpoint 127.0.0.1:9100 -cloud-scheme HTTP \
+	"$dir/bin/cwpexportd" -database "$db" -cloud-endpoint 127.0.0.1:9100 -cloud-scheme HTTP -insecure-allow-private-cloud \
 		-rest-addr "127.0.0.1:808$i" -grpc-addr "127.0.0.1:909$i" -data-dir "$dir/replica$i" \
 		-log-format json ${FLEET_FLAGS:-} 2>"$dir/replica$i.log" &
 	pids+=($!)

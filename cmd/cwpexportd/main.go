@@ -18,6 +18,7 @@ import (
 
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/callerauth"
+	"github.com/cwpexport/cwpexport/server/filefetch"
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/telemetry"
@@ -37,7 +38,9 @@ func run() error {
 	restAddr := flag.String("rest-addr", "127.0.0.1:8080", "REST listen address")
 	flag.StringVar(&o.Region, "region", os.Getenv("TENCENTCLOUD_REGION"), "cloud region (env TENCENTCLOUD_REGION; optional)")
 	flag.StringVar(&o.Endpoint, "cloud-endpoint", "", "cloud API host:port override (default cwp.tencentcloudapi.com)")
-	flag.StringVar(&o.Scheme, "cloud-scheme", "HTTPS", "cloud API scheme: HTTPS or HTTP")
+	flag.StringVar(&o.Scheme, "cloud-scheme", "HTTPS", "cloud API scheme: HTTPS or HTTP (HTTP with credentials needs -insecure-allow-private-cloud)")
+	flag.BoolVar(&o.AllowPrivateCloud, "insecure-allow-private-cloud", false, "DANGEROUS: the cloud is an emulator or on a private network: allow -cloud-scheme HTTP with credentials, and downloads over HTTP and from loopback, private and link-local addresses")
+	flag.Int64Var(&o.MaxDownloadBytes, "download-max-bytes", filefetch.DefaultMaxBytes, "largest exported file the download proxy passes on")
 	flag.DurationVar(&o.EmulatorPending, "emulator-pending", 0, "how long emulated exports stay pending (default 3s)")
 	flag.Float64Var(&o.ReadRate, "read-rate", 18, "ExportTasks calls per second, for all tasks together (cloud limit: 20)")
 	flag.Float64Var(&o.CreateRate, "create-rate", 18, "ExportLicenseDetail calls per second (cloud limit: 20)")

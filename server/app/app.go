@@ -41,6 +41,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/calllog"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
+	"github.com/cwpexport/cwpexport/server/filefetch"
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/metrics"
@@ -65,6 +66,14 @@ type Options struct {
 	// (default) or HTTP.
 	Endpoint string
 	Scheme   string
+	// AllowPrivateCloud lets the cloud be reached over plain HTTP with
+	// credentials, and exported files be downloaded from loopback,
+	// private and link-local addresses (an emulator, a private network);
+	// the embedded emulator turns it on for itself.
+	AllowPrivateCloud bool
+	// MaxDownloadBytes bounds an exported file's size; default
+	// filefetch.DefaultMaxBytes.
+	MaxDownloadBytes int64
 	// EmulatorPending is how long emulated exports stay pending; default 3s.
 	EmulatorPending time.Duration
 	// ReadRate and CreateRate are the budgets, in requests per second, for
@@ -256,6 +265,10 @@ func New(opts Options) (*Server, error) {
 	default:
 		cfg.Credential = common.NewCredential(opts.SecretID, opts.SecretKey)
 	}
+	if err := opts.checkCloudScheme(); err != nil {
+		s.closeEmulator()
+		return nil, err
+	}
 	s.cloud = cloud.New(cfg)
 	if opts.Database != "" && s.emu != nil {
 		s.log.Warn("the registry is on PostgreSQL but the cloud is this process's embedded emulator: other replicas cannot see its tasks; a fleet needs one cloud (credentials, and -cloud-endpoint for a shared cwp-emulator)")
@@ -309,6 +322,8 @@ func New(opts Options) (*Server, error) {
 		PageTokenKey:     pageKey,
 		MaxPageBytes:     opts.MaxPageBytes,
 		RecordCacheBytes: opts.RecordCacheBytes,
+		HTTPClient:       filefetch.NewClient(s.downloadClient()),
+		MaxDownloadBytes: opts.MaxDownloadBytes,
 		Budget:           service.BudgetOptions{Calls: s.metrics, Read: reads, Create: creates},
 	})
 	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)

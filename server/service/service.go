@@ -30,6 +30,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
+	"github.com/cwpexport/cwpexport/server/filefetch"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
@@ -101,9 +102,12 @@ type Options struct {
 	MaxFollowAge time.Duration
 	// FollowPass is the interval of the registry's follow pass; default 1m.
 	FollowPass time.Duration
-	// HTTPClient fetches exported files; nil means a client whose
-	// transport waits at most 30s for response headers.
+	// HTTPClient fetches exported files; nil means filefetch.NewClient's
+	// (public HTTPS destinations only).
 	HTTPClient *http.Client
+	// MaxDownloadBytes bounds an exported file's size; default
+	// filefetch.DefaultMaxBytes.
+	MaxDownloadBytes int64
 	// ChunkSize is the size of DownloadExport's data messages; default
 	// 256 KiB.
 	ChunkSize int
@@ -188,9 +192,10 @@ func New(opts Options) *Service {
 		opts.FollowPass = time.Minute
 	}
 	if opts.HTTPClient == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.ResponseHeaderTimeout = 30 * time.Second
-		opts.HTTPClient = &http.Client{Transport: tr}
+		opts.HTTPClient = filefetch.NewClient(filefetch.Options{})
+	}
+	if opts.MaxDownloadBytes <= 0 {
+		opts.MaxDownloadBytes = filefetch.DefaultMaxBytes
 	}
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 256 << 10

@@ -114,6 +114,8 @@ func Start(t testing.TB, cfg Config) *Env {
 	if o.SecretID == "" {
 		o.SecretID, o.SecretKey = SecretID, SecretKey
 	}
+	// The test cloud is an emulator on loopback, spoken to in HTTP.
+	o.AllowPrivateCloud = true
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
 	}
