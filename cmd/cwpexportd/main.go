@@ -50,7 +50,7 @@ func run() error {
 	flag.DurationVar(&o.Freshness, "freshness", 0, "GetExportTask answers from an observation younger than this (default 1s)")
 	flag.DurationVar(&o.Heartbeat, "heartbeat", 0, "interval of watch heartbeats while a task is pending (default 5s)")
 	flag.StringVar(&o.DataDir, "data-dir", "data", "directory of the SQLite task registry (registry.db; one process at a time) and of the embedded emulator's state")
-	database := flag.String("database", "", "the task registry's PostgreSQL database, postgres://user@host:port/db (or key=value); unset: DATABASE_URL, else the PG* environment (PGHOST, PGDATABASE...), else SQLite in -data-dir; \"sqlite\": SQLite whatever the environment says")
+	database := flag.String("database", "", "the task registry's PostgreSQL database, postgres://user@host:port/db (or key=value), without a password (flags show in process listings: give it in DATABASE_URL, PGPASSWORD or a PGPASSFILE); unset: DATABASE_URL, else the PG* environment (PGHOST, PGDATABASE...), else SQLite in -data-dir; \"sqlite\": SQLite whatever the environment says")
 	flag.DurationVar(&o.MaxFollowAge, "max-follow-age", 0, "stop following a task still pending this long after its creation (default 24h)")
 	logFormat := flag.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	tokensFile := flag.String("tokens-file", "", "callers' file: \"caller-name token\", \"role operator NAME...\" and \"group TEAM NAME...\" lines, reloaded on SIGHUP; callers send \"Authorization: Bearer <token>\" (or set CWPEXPORT_TOKENS to the same entries separated by commas)")
@@ -72,6 +72,7 @@ func run() error {
 	flag.IntVar(&o.RESTMaxConns, "rest-max-conns", app.DefaultRESTMaxConns, "open connections the REST port accepts at once (more wait to be accepted)")
 	flag.DurationVar(&o.RESTBodyTimeout, "rest-body-timeout", gateway.DefaultBodyTimeout, "time a REST client has to send its request body (HTTP 408 after)")
 	allowedHosts := flag.String("rest-allowed-hosts", "", "comma-separated host names the REST port answers to besides loopback names (Host and Origin checks; on by default on a loopback address)")
+	allowReadable := flag.Bool("insecure-allow-readable-secrets", false, "DANGEROUS: start (with a warning) although the tokens file or the TLS key is readable by its group or others")
 	auditLog := flag.String("audit-log", "-", "where audit lines (one per export and download) go: a file (appended to, reopened on SIGHUP) or - for stderr")
 	flag.Parse()
 	tokens, err := loadTokens(*tokensFile)
@@ -102,6 +103,10 @@ func run() error {
 	o.SecretKey = os.Getenv("TENCENTCLOUD_SECRET_KEY")
 	o.SessionToken = os.Getenv("TENCENTCLOUD_SESSION_TOKEN")
 	o.Logger = newLogger(*logFormat)
+	secrets := secretFiles{allowReadable: *allowReadable, log: o.Logger}
+	if err := secrets.check(*tokensFile, o.TLSKeyFile); err != nil {
+		return err
+	}
 	o.Database, databaseFrom = app.ResolveDatabase(*database, os.Getenv)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -123,7 +128,7 @@ func run() error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHUP(ctx, hup, srv, *tokensFile, audit, o.Logger)
+	go reloadOnHUP(ctx, hup, srv, *tokensFile, secrets, audit, o.Logger)
 	grpcLis, err := net.Listen("tcp", *grpcAddr)
 	if err != nil {
 		return err
@@ -164,7 +169,7 @@ func loadTokens(path string) (*callerauth.Tokens, error) {
 // reloadOnHUP reloads the callers' configuration from the tokens file and
 // reopens the audit log (after a rotation) on each SIGHUP, until ctx ends.
 // A configuration that does not load is refused and the one in force stays.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv *app.Server, tokensFile string, audit *auditFile, log *slog.Logger) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv *app.Server, tokensFile string, secrets secretFiles, audit *auditFile, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -178,7 +183,11 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv *app.Server, tok
 			log.Info("SIGHUP: no -tokens-file to reload (CWPEXPORT_TOKENS is read at start-up only)")
 			continue
 		}
-		tokens, err := callerauth.LoadTokens(tokensFile)
+		err := secrets.check(tokensFile)
+		var tokens *callerauth.Tokens
+		if err == nil {
+			tokens, err = callerauth.LoadTokens(tokensFile)
+		}
 		if err == nil {
 			err = srv.Reload(tokens)
 		}
