@@ -1402,7 +1402,8 @@ type GetBudgetStatusResponse struct {
 	// One entry per cloud action the service calls: ExportTasks (the read
 	// budget that polls share) and ExportLicenseDetail (the export budget).
 	Actions []*ActionBudget `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
-	// Number of tasks being polled now, sharing the ExportTasks budget.
+	// Number of tasks being polled now, sharing the ExportTasks budget; 0 for
+	// callers who are not operators.
 	ReadBudgetTasks int32 `protobuf:"varint,2,opt,name=read_budget_tasks,json=readBudgetTasks,proto3" json:"read_budget_tasks,omitempty"`
 	// End of the measured window: calls_per_second and throttled_calls cover
 	// the whole seconds before this instant.
@@ -1475,10 +1476,10 @@ type ActionBudget struct {
 	// Calls per second the cloud allows per action, as it documents (20).
 	CloudQuota float64 `protobuf:"fixed64,4,opt,name=cloud_quota,json=cloudQuota,proto3" json:"cloud_quota,omitempty"`
 	// Calls made to the cloud in each of the last 60 whole seconds, oldest
-	// first, whatever their outcome.
+	// first, whatever their outcome; empty for callers who are not operators.
 	CallsPerSecond []int32 `protobuf:"varint,5,rep,packed,name=calls_per_second,json=callsPerSecond,proto3" json:"calls_per_second,omitempty"`
 	// Calls in the same 60 seconds that the cloud answered with
-	// RequestLimitExceeded.
+	// RequestLimitExceeded; 0 for callers who are not operators.
 	ThrottledCalls int32 `protobuf:"varint,6,opt,name=throttled_calls,json=throttledCalls,proto3" json:"throttled_calls,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
