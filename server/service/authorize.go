@@ -30,8 +30,15 @@ func (s *Service) scope(ctx context.Context) access.Scope {
 // even that it exists. A task the registry does not know (created outside
 // the service) is visible only to a scope of everything, so that nobody
 // else makes the service poll the cloud for it.
+//
+// A refusal takes one registry read, whether the record was cached or not:
+// another caller's task (whose record stays cached once read) and an id
+// that does not exist (whose absence is cached for a second only) then
+// take the same path and the same time, which would otherwise tell them
+// apart.
 func (s *Service) visible(ctx context.Context, id int64) (recordInfo, error) {
 	scope := s.scope(ctx)
+	_, wasCached := s.cached(id, s.opts.Now())
 	info, err := s.record(ctx, id)
 	switch {
 	case err != nil && scope.All():
@@ -40,6 +47,16 @@ func (s *Service) visible(ctx context.Context, id int64) (recordInfo, error) {
 		return recordInfo{}, registryError(ctx, err)
 	case info.recorded && scope.Allows(info.creator), !info.recorded && scope.All():
 		return info, nil
+	case wasCached:
+		// The registry's answer stands over the cache's: another replica
+		// may have recorded the task since.
+		row, found, err := s.opts.Registry.Get(ctx, id)
+		if err != nil {
+			return recordInfo{}, registryError(ctx, err)
+		}
+		if found && scope.Allows(row.Creator) {
+			return s.remember(row), nil
+		}
 	}
 	return recordInfo{}, taskNotFound(id)
 }

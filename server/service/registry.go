@@ -487,7 +487,7 @@ func (s *Service) rowTask(r taskstore.Task) *cwpexportv1.ExportTask {
 // can; a task the registry does not know has recorded false.
 func (s *Service) record(ctx context.Context, id int64) (recordInfo, error) {
 	now := s.opts.Now()
-	if info, ok := s.records.Get(id); ok && (info.recorded || now.Sub(info.absentSince) < absentFor) {
+	if info, ok := s.cached(id, now); ok {
 		return info, nil
 	}
 	row, found, err := s.opts.Registry.Get(ctx, id)
@@ -499,6 +499,13 @@ func (s *Service) record(ctx context.Context, id int64) (recordInfo, error) {
 		return recordInfo{}, nil
 	}
 	return s.remember(row), nil
+}
+
+// cached returns the record of task id that reads may use without asking
+// the registry.
+func (s *Service) cached(id int64, now time.Time) (recordInfo, bool) {
+	info, ok := s.records.Get(id)
+	return info, ok && (info.recorded || now.Sub(info.absentSince) < absentFor)
 }
 
 // absentFor is how long the registry's answer that it does not know a task
