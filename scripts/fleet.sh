@@ -12,7 +12,7 @@
 # FLEET_DIR/pg, or, as root when the postgres user cannot reach FLEET_DIR,
 # a directory under /tmp named after it), FLEET_PG_PORT (default 25432),
 # FLEET_REPLICAS (default 3), FLEET_FLAGS (more cwpexportd flags).
-# Replica i (1..N) serves REST on 127.0.0.1:808i and gRPC on 127.0.0.1:909i;
+# Replica i (1..N) serves REST on 127.0.0.1:808i, gRPC on 127.0.0.1:909i, metrics on 127.0.0.1:946i/metrics;
 # the emulator listens on 127.0.0.1:9100.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,10 +57,10 @@ echo "fleet: emulator http://127.0.0.1:9100 (log $dir/emulator.log)"
 for i in $(seq 1 "$replicas"); do
 	# shellcheck disable=SC2086 # FLEET_FLAGS are words
 	"$dir/bin/cwpexportd" -database "$db" -cloud-endpoint 127.0.0.1:9100 -cloud-scheme HTTP -insecure-allow-private-cloud \
-		-rest-addr "127.0.0.1:808$i" -grpc-addr "127.0.0.1:909$i" -data-dir "$dir/replica$i" \
+		-rest-addr "127.0.0.1:808$i" -grpc-addr "127.0.0.1:909$i" -metrics-addr "127.0.0.1:946$i" -data-dir "$dir/replica$i" \
 		-log-format json ${FLEET_FLAGS:-} 2>"$dir/replica$i.log" &
 	pids+=($!)
-	echo "fleet: replica $i REST http://127.0.0.1:808$i, gRPC 127.0.0.1:909$i (log $dir/replica$i.log)"
+	echo "fleet: replica $i REST http://127.0.0.1:808$i, gRPC 127.0.0.1:909$i, metrics http://127.0.0.1:946$i/metrics (log $dir/replica$i.log)"
 done
 
 cat <<EOF

@@ -36,6 +36,7 @@ func run() error {
 	var databaseFrom string
 	grpcAddr := flag.String("grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	restAddr := flag.String("rest-addr", "127.0.0.1:8080", "REST listen address")
+	metricsAddr := flag.String("metrics-addr", app.DefaultMetricsAddr, "address of GET /metrics (Prometheus), apart from the API's ports; empty: no metrics over HTTP")
 	flag.StringVar(&o.Region, "region", os.Getenv("TENCENTCLOUD_REGION"), "cloud region (env TENCENTCLOUD_REGION; optional)")
 	flag.StringVar(&o.Endpoint, "cloud-endpoint", "", "cloud API host:port override (default cwp.tencentcloudapi.com)")
 	flag.StringVar(&o.Scheme, "cloud-scheme", "HTTPS", "cloud API scheme: HTTPS or HTTP (HTTP with credentials needs -insecure-allow-private-cloud)")
@@ -121,6 +122,11 @@ func run() error {
 	if tracing.Provider != nil {
 		o.Logger.Info("exporting traces", "exporters", tracing.Exporters)
 	}
+	if *metricsAddr != "" {
+		if o.MetricsListener, err = net.Listen("tcp", *metricsAddr); err != nil {
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+	}
 	srv, err := app.New(o)
 	if err != nil {
 		return err
@@ -141,7 +147,11 @@ func run() error {
 	if a := srv.EmulatorAddr(); a != "" {
 		o.Logger.Info("no cloud credentials (TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY): using the embedded CWP emulator", "emulator", "http://"+a)
 	}
-	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
+	metricsURL := "off"
+	if o.MetricsListener != nil {
+		metricsURL = "http://" + o.MetricsListener.Addr().String() + "/metrics"
+	}
+	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "metrics", metricsURL, "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
 	if o.TLSCertFile == "" && o.Tokens == nil {
 		fmt.Fprintf(os.Stderr, "\nTry it:\n  curl -s -X POST http://%s/v1/license-detail:export -H 'Content-Type: application/json' -d '{}'\n  curl -sN http://%s/v1/export-tasks/TASK_ID:watch\n  grpcurl -plaintext -d '{}' %s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch\n\n",
 			restLis.Addr(), restLis.Addr(), grpcLis.Addr())

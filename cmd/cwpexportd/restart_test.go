@@ -40,7 +40,7 @@ func freeAddr(t *testing.T) string {
 
 func startDaemon(t *testing.T, bin, dataDir, grpcAddr, restAddr, emuAddr string) *daemon {
 	t.Helper()
-	cmd := exec.Command(bin, "-data-dir", dataDir, "-grpc-addr", grpcAddr, "-rest-addr", restAddr,
+	cmd := exec.Command(bin, "-data-dir", dataDir, "-grpc-addr", grpcAddr, "-rest-addr", restAddr, "-metrics-addr", "127.0.0.1:0",
 		"-cloud-endpoint", emuAddr, "-cloud-scheme", "HTTP", "-insecure-allow-private-cloud", "-min-poll-interval", "100ms", "-heartbeat", "200ms", "-log-format", "json")
 	cmd.Env = append(os.Environ(), "TENCENTCLOUD_SECRET_ID="+testserver.SecretID, "TENCENTCLOUD_SECRET_KEY="+testserver.SecretKey)
 	cmd.Stderr = io.Discard

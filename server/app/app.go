@@ -168,6 +168,10 @@ type Options struct {
 	// cache (see service.Options); zero takes the defaults.
 	MaxPageBytes     int
 	RecordCacheBytes int
+	// MetricsListener, when set, serves GET /metrics (every caller's
+	// calls counted) on its own address, apart from the API's ports;
+	// nil serves no metrics over HTTP.
+	MetricsListener net.Listener
 	// TracerProvider, when set, traces the service (see tracing.go): a
 	// span per gRPC and REST call continuing the caller's W3C trace
 	// context, child spans for budget waits and cloud calls, a span per
@@ -382,7 +386,8 @@ func (s *Server) EmulatorAddr() string {
 	return s.emuLis.Addr().String()
 }
 
-// Metrics returns the server's metrics (served at /metrics on the REST port).
+// Metrics returns the server's metrics (served at /metrics on
+// Options.MetricsListener).
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // Tracker returns the task tracker (for metrics and tests).
@@ -393,6 +398,9 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error {
 	defer s.closeRegistry()
 	defer s.closeEmulator()
+	if l := s.opts.MetricsListener; l != nil {
+		defer l.Close()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := s.opts.checkExposure(grpcLis.Addr(), restLis.Addr()); err != nil {
@@ -438,7 +446,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		return fmt.Errorf("dial the gRPC server for the gateway: %w", err)
 	}
 	defer conn.Close()
-	gwOpts := gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), BodyTimeout: s.opts.RESTBodyTimeout, Metrics: s.metrics.Handler(), UI: webui.Handler(),
+	gwOpts := gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), BodyTimeout: s.opts.RESTBodyTimeout, UI: webui.Handler(),
 		CheckHost: checkHost, AllowedHosts: s.opts.AllowedHosts, Logger: s.log,
 		TracerProvider: s.opts.TracerProvider, Propagator: telemetry.Propagator()}
 	if s.auth.Enabled() {
@@ -461,7 +469,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	bg, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
 	var wg sync.WaitGroup
-	errc := make(chan error, 5)
+	errc := make(chan error, 6)
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -489,6 +497,15 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		}
 		return nil
 	})
+	msrv := s.metricsServer()
+	if lis := s.opts.MetricsListener; lis != nil {
+		run("metrics", func() error {
+			if err := msrv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 
 	<-ctx.Done()
 	s.log.Info("shutting down")
@@ -497,6 +514,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	sctx, scancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
 	defer scancel()
 	_ = hsrv.Shutdown(sctx)
+	_ = msrv.Shutdown(sctx)
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); igs.GracefulStop(); close(stopped) }()
 	select {
