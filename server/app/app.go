@@ -346,7 +346,12 @@ func (s *Server) startEmulator(cfg *cloud.Config) error {
 	if err != nil {
 		return fmt.Errorf("start the embedded emulator: %w", err)
 	}
+	admin, err := emulator.AdminTokenFromFile(filepath.Join(dir, EmulatorAdminTokenFile))
+	if err != nil {
+		return fmt.Errorf("start the embedded emulator: write its admin token: %w", err)
+	}
 	emu, err := emulator.New(emulator.Options{
+		AdminToken:  admin,
 		Credentials: map[string]string{id: key},
 		PendingFor:  s.opts.EmulatorPending,
 		// Ids from the clock as a floor: even without the emulator's
