@@ -25,22 +25,31 @@ func (r *countingRegistry) Get(ctx context.Context, id int64) (taskstore.Task, b
 	return r.Registry.Get(ctx, id)
 }
 
+// alices is the task alice created in alicesRegistry.
+const alices = 1001
+
+// alicesRegistry is a real SQLite registry, closed at the end of tb, that
+// records one task of alice's.
+func alicesRegistry(tb testing.TB) *countingRegistry {
+	ctx := context.Background()
+	store, err := taskstore.Open(ctx, tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	if err := store.Insert(ctx, taskstore.Task{TaskID: alices, Creator: "alice", Fingerprint: "f", Parameters: "{}", Created: time.Now(), State: taskstore.StatePending}); err != nil {
+		tb.Fatal(err)
+	}
+	return &countingRegistry{Registry: store}
+}
+
 // TestRefusalsTakeTheSamePath: bob's reads of alice's task and of an id
 // that does not exist are both refused NotFound after one registry read
 // each, however often they are repeated and whatever the cache holds, so
 // that their timing does not tell which one exists.
 func TestRefusalsTakeTheSamePath(t *testing.T) {
 	ctx := context.Background()
-	store, err := taskstore.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	const alices = 1001
-	if err := store.Insert(ctx, taskstore.Task{TaskID: alices, Creator: "alice", Fingerprint: "f", Parameters: "{}", Created: time.Now(), State: taskstore.StatePending}); err != nil {
-		t.Fatal(err)
-	}
-	reg := &countingRegistry{Registry: store}
+	reg := alicesRegistry(t)
 	policy, _ := access.NewPolicy(nil, nil)
 	now := time.Now()
 	s := New(Options{Registry: reg, Access: access.NewLive(policy), Now: func() time.Time { return now }})
@@ -63,5 +72,37 @@ func TestRefusalsTakeTheSamePath(t *testing.T) {
 			}
 		}
 		now = now.Add(1500 * time.Millisecond) // past the absence's second
+	}
+}
+
+// BenchmarkRefusals times bob's refused reads of alice's task and of ids
+// that do not exist, as a scan of ids makes them (which should match),
+// beside alice's own read of her task from the cache (the baseline: what a
+// refusal costs beyond it).
+func BenchmarkRefusals(b *testing.B) {
+	ctx := context.Background()
+	reg := alicesRegistry(b)
+	policy, _ := access.NewPolicy(nil, nil)
+	s := New(Options{Registry: reg, Access: access.NewLive(policy)})
+	alice, bob := callerauth.WithCaller(ctx, "alice"), callerauth.WithCaller(ctx, "bob")
+	for _, bc := range []struct {
+		name string
+		ctx  context.Context
+		id   int64
+		// next is the id of each read: 0 keeps id, 1 takes a new one
+		// each time (ids scanned, never cached).
+		next int64
+	}{{"baseline: alice's own task", alice, alices, 0}, {"bob: alice's task", bob, alices, 0}, {"bob: a new unknown id each time", bob, 1 << 40, 1}} {
+		// Across the runs b.Run makes, scanned ids keep growing.
+		id := bc.id
+		b.Run(bc.name, func(b *testing.B) {
+			_, _ = s.visible(bc.ctx, id)
+			before := reg.gets.Load()
+			for b.Loop() {
+				id += bc.next
+				_, _ = s.visible(bc.ctx, id)
+			}
+			b.ReportMetric(float64(reg.gets.Load()-before)/float64(b.N), "reads/op")
+		})
 	}
 }
