@@ -73,7 +73,7 @@ func run() error {
 	flag.IntVar(&o.RESTMaxConns, "rest-max-conns", app.DefaultRESTMaxConns, "open connections the REST port accepts at once (more wait to be accepted)")
 	flag.DurationVar(&o.RESTBodyTimeout, "rest-body-timeout", gateway.DefaultBodyTimeout, "time a REST client has to send its request body (HTTP 408 after)")
 	allowedHosts := flag.String("rest-allowed-hosts", "", "comma-separated host names the REST port answers to besides loopback names (Host and Origin checks; on by default on a loopback address)")
-	allowReadable := flag.Bool("insecure-allow-readable-secrets", false, "DANGEROUS: start (with a warning) although the tokens file or the TLS key is readable by its group or others")
+	allowReadable := flag.Bool("insecure-allow-readable-secrets", false, "DANGEROUS: start (with a warning) although the tokens file, the TLS key or PGPASSFILE is readable by its group or others")
 	auditLog := flag.String("audit-log", "-", "where audit lines (one per export and download) go: a file (appended to, reopened on SIGHUP) or - for stderr")
 	flag.Parse()
 	tokens, err := loadTokens(*tokensFile)
@@ -104,11 +104,15 @@ func run() error {
 	o.SecretKey = os.Getenv("TENCENTCLOUD_SECRET_KEY")
 	o.SessionToken = os.Getenv("TENCENTCLOUD_SESSION_TOKEN")
 	o.Logger = newLogger(*logFormat)
+	o.Database, databaseFrom = app.ResolveDatabase(*database, os.Getenv)
 	secrets := secretFiles{allowReadable: *allowReadable, log: o.Logger}
-	if err := secrets.check(*tokensFile, o.TLSKeyFile); err != nil {
+	pgpass := ""
+	if o.Database != "" {
+		pgpass = os.Getenv("PGPASSFILE") // the registry's password, when not in the environment
+	}
+	if err := secrets.check(*tokensFile, o.TLSKeyFile, pgpass); err != nil {
 		return err
 	}
-	o.Database, databaseFrom = app.ResolveDatabase(*database, os.Getenv)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"io"
 	"os"
 	"strings"
 	"syscall"
@@ -15,12 +16,7 @@ import (
 func TestReadableTokensFileRefused(t *testing.T) {
 	dir := t.TempDir()
 	tokens := dir + "/tokens"
-	if err := os.WriteFile(tokens, []byte("alice alice-token-0123456789\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(tokens, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	readableFile(t, tokens, "alice alice-token-0123456789\n")
 	args := "-data-dir " + dir + "/data -tokens-file " + tokens
 	cmd, stderr := runMain(t, dir, args)
 	out := make(chan string, 1)
@@ -66,5 +62,30 @@ func TestReadableTokensFileRefused(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the daemon did not start within 30s")
 		}
+	}
+}
+
+// TestReadablePGPassFileRefused: a PGPASSFILE others can read stops the
+// start before the database is dialled.
+func TestReadablePGPassFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	pgpass := dir + "/pgpass"
+	readableFile(t, pgpass, "127.0.0.1:1:registry:cwp:pw-5f3e1\n")
+	cmd, stderr := runMain(t, dir, "-data-dir "+dir+"/data -database postgres://cwp@127.0.0.1:1/registry", "PGPASSFILE="+pgpass)
+	out, _ := io.ReadAll(stderr)
+	if err := cmd.Wait(); err == nil || !strings.Contains(string(out), pgpass) || strings.Contains(string(out), "pw-5f3e1") {
+		t.Fatalf("exit %v, stderr:\n%s\nwant a refusal naming the file, not its password", err, out)
+	}
+}
+
+// readableFile writes text to path, readable by everyone (0644 whatever
+// the umask).
+func readableFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
