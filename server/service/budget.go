@@ -89,5 +89,5 @@ func withoutAccountActivity(st *cwpexportv1.GetBudgetStatusResponse) {
 	for _, a := range st.GetActions() {
 		a.CallsPerSecond, a.ThrottledCalls = nil, 0
 	}
-	st.ReadBudgetTasks = 0
+	st.ReadBudgetTasks, st.ActivityWithheld = 0, true
 }

@@ -59,8 +59,11 @@ func TestBudgetStatusHidesOtherCallersActivity(t *testing.T) {
 		t.Errorf("the operator sees %d calls and %d tasks, want alice's", calls(ops), ops.GetReadBudgetTasks())
 	}
 	other := status(bob)
-	if calls(other) != 0 || len(other.GetActions()[0].GetCallsPerSecond()) != 0 || other.GetReadBudgetTasks() != 0 {
-		t.Errorf("bob sees the account's activity: %d calls, %d tasks", calls(other), other.GetReadBudgetTasks())
+	if calls(other) != 0 || len(other.GetActions()[0].GetCallsPerSecond()) != 0 || other.GetReadBudgetTasks() != 0 || !other.GetActivityWithheld() {
+		t.Errorf("bob sees the account's activity: %d calls, %d tasks, withheld %v", calls(other), other.GetReadBudgetTasks(), other.GetActivityWithheld())
+	}
+	if ops.GetActivityWithheld() {
+		t.Error("the operator's answer says the activity is withheld")
 	}
 	for i, want := range []float64{7, 9} {
 		a := other.GetActions()[i]

@@ -1408,8 +1408,12 @@ type GetBudgetStatusResponse struct {
 	// End of the measured window: calls_per_second and throttled_calls cover
 	// the whole seconds before this instant.
 	WindowEndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=window_end_time,json=windowEndTime,proto3" json:"window_end_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// True when the account's activity (calls_per_second, throttled_calls,
+	// read_budget_tasks) is withheld because the caller is not an operator:
+	// the empty list and zero counts then say nothing about the account.
+	ActivityWithheld bool `protobuf:"varint,4,opt,name=activity_withheld,json=activityWithheld,proto3" json:"activity_withheld,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetBudgetStatusResponse) Reset() {
@@ -1461,6 +1465,13 @@ func (x *GetBudgetStatusResponse) GetWindowEndTime() *timestamppb.Timestamp {
 		return x.WindowEndTime
 	}
 	return nil
+}
+
+func (x *GetBudgetStatusResponse) GetActivityWithheld() bool {
+	if x != nil {
+		return x.ActivityWithheld
+	}
+	return false
 }
 
 // ActionBudget is one cloud action's request budget and its recent use.
@@ -1659,11 +1670,12 @@ const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"\x06sha256\x18\x04 \x01(\tR\x06sha256\x12\x1b\n" +
 	"\tfile_name\x18\x05 \x01(\tR\bfileName\x12!\n" +
 	"\fcontent_type\x18\x06 \x01(\tR\vcontentType\"\x18\n" +
-	"\x16GetBudgetStatusRequest\"\xbf\x01\n" +
+	"\x16GetBudgetStatusRequest\"\xec\x01\n" +
 	"\x17GetBudgetStatusResponse\x124\n" +
 	"\aactions\x18\x01 \x03(\v2\x1a.cwpexport.v1.ActionBudgetR\aactions\x12*\n" +
 	"\x11read_budget_tasks\x18\x02 \x01(\x05R\x0freadBudgetTasks\x12B\n" +
-	"\x0fwindow_end_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rwindowEndTime\"\xea\x01\n" +
+	"\x0fwindow_end_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rwindowEndTime\x12+\n" +
+	"\x11activity_withheld\x18\x04 \x01(\bR\x10activityWithheld\"\xea\x01\n" +
 	"\fActionBudget\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12'\n" +
 	"\x0fconfigured_rate\x18\x02 \x01(\x01R\x0econfiguredRate\x12%\n" +

@@ -643,6 +643,14 @@ export type GetBudgetStatusResponse = Message<"cwpexport.v1.GetBudgetStatusRespo
      * @generated from field: google.protobuf.Timestamp window_end_time = 3;
      */
     windowEndTime?: Timestamp | undefined;
+    /**
+     * True when the account's activity (calls_per_second, throttled_calls,
+     * read_budget_tasks) is withheld because the caller is not an operator:
+     * the empty list and zero counts then say nothing about the account.
+     *
+     * @generated from field: bool activity_withheld = 4;
+     */
+    activityWithheld: boolean;
 };
 /**
  * Describes the message cwpexport.v1.GetBudgetStatusResponse.
