@@ -29,7 +29,7 @@ trap cleanup EXIT
 go build -o "$work/" ./cmd/cwpexportd ./cmd/cwpexport ./cmd/cwp-emulator
 
 # Port 0: the kernel picks free ports; the service logs the ones it got.
-"$work/cwpexportd" -grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json -data-dir "$work/data" \
+"$work/cwpexportd" -grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -metrics-addr 127.0.0.1:0 -log-format json -data-dir "$work/data" \
   -emulator-pending 1500ms -min-poll-interval 500ms -heartbeat 1s 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 1 100); do

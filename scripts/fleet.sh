@@ -13,9 +13,9 @@
 # a directory under /tmp named after it), FLEET_PG_PORT (default 25432),
 # FLEET_REPLICAS (default 3), FLEET_FLAGS (more cwpexportd flags),
 # FLEET_REST_PORT (default 8081), FLEET_GRPC_PORT (default 9091),
-# FLEET_EMULATOR_PORT (default 9100).
+# FLEET_EMULATOR_PORT (default 9100), FLEET_METRICS_PORT (default 9461).
 # Replica i (1..N) serves REST on 127.0.0.1:FLEET_REST_PORT+i-1 and gRPC on
-# 127.0.0.1:FLEET_GRPC_PORT+i-1; the emulator listens on
+# 127.0.0.1:FLEET_GRPC_PORT+i-1, metrics on 127.0.0.1:FLEET_METRICS_PORT+i-1; the emulator listens on
 # 127.0.0.1:FLEET_EMULATOR_PORT. The banner prints each process's id: stop
 # one replica by its id, never by a pattern (on a shared host a pattern
 # matches other people's processes).
@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.."
 
 rest_port=${FLEET_REST_PORT:-8081}
 grpc_port=${FLEET_GRPC_PORT:-9091}
+metrics_port=${FLEET_METRICS_PORT:-9461}
 emulator=127.0.0.1:${FLEET_EMULATOR_PORT:-9100}
 
 dir=$(mkdir -p "${FLEET_DIR:-data/fleet}" && cd "${FLEET_DIR:-data/fleet}" && pwd)
@@ -65,14 +66,14 @@ echo "fleet: emulator http://$emulator, pid $! (log $dir/emulator.log)"
 
 grpc_addrs=()
 for i in $(seq 1 "$replicas"); do
-	rest=127.0.0.1:$((rest_port + i - 1)) grpc=127.0.0.1:$((grpc_port + i - 1))
+	rest=127.0.0.1:$((rest_port + i - 1)) grpc=127.0.0.1:$((grpc_port + i - 1)) metrics=127.0.0.1:$((metrics_port + i - 1))
 	# shellcheck disable=SC2086 # FLEET_FLAGS are words
-	"$dir/bin/cwpexportd" -database "$db" -cloud-endpoint "$emulator" -cloud-scheme HTTP \
-		-rest-addr "$rest" -grpc-addr "$grpc" -data-dir "$dir/replica$i" \
+	"$dir/bin/cwpexportd" -database "$db" -cloud-endpoint "$emulator" -cloud-scheme HTTP -insecure-allow-private-cloud \
+		-rest-addr "$rest" -grpc-addr "$grpc" -metrics-addr "$metrics" -data-dir "$dir/replica$i" \
 		-log-format json ${FLEET_FLAGS:-} 2>"$dir/replica$i.log" &
 	pids+=($!)
 	grpc_addrs+=("$grpc")
-	echo "fleet: replica $i REST http://$rest, gRPC $grpc, pid $! (log $dir/replica$i.log)"
+	echo "fleet: replica $i REST http://$rest, gRPC $grpc, metrics http://$metrics/metrics, pid $! (log $dir/replica$i.log)"
 done
 
 first_rest=127.0.0.1:$rest_port last_rest=127.0.0.1:$((rest_port + replicas - 1))

@@ -133,7 +133,7 @@ func (r *fleetRunner) startReplica(ctx context.Context, i int, creds []string, e
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"-grpc-addr", grpcAddr, "-rest-addr", restAddr, "-cloud-endpoint", emuAddr, "-cloud-scheme", "HTTP",
+	args := append([]string{"-grpc-addr", grpcAddr, "-rest-addr", restAddr, "-metrics-addr", "127.0.0.1:0", "-cloud-endpoint", emuAddr, "-cloud-scheme", "HTTP", "-insecure-allow-private-cloud",
 		"-log-format", "json", "-data-dir", dataDir, "-database", database}, extra...)
 	p, err := startProc(r.dir, fmt.Sprintf("replica%d", i+1), creds, r.bin("cwpexportd"), args...)
 	if err != nil {

@@ -168,7 +168,7 @@ func (r *Runner) startCluster(ctx context.Context, nconns, cloudLimit int, serve
 		c.close()
 		return nil, err
 	}
-	args := append([]string{"-grpc-addr", grpcAddr, "-rest-addr", restAddr, "-cloud-endpoint", c.emuAddr, "-cloud-scheme", "HTTP", "-log-format", "json", "-data-dir", dataDir}, serverArgs...)
+	args := append([]string{"-grpc-addr", grpcAddr, "-rest-addr", restAddr, "-metrics-addr", "127.0.0.1:0", "-cloud-endpoint", c.emuAddr, "-cloud-scheme", "HTTP", "-insecure-allow-private-cloud", "-log-format", "json", "-data-dir", dataDir}, serverArgs...)
 	c.srv, err = startProc(r.dir, "cwpexportd", creds, r.bin("cwpexportd"), args...)
 	if err != nil {
 		c.close()

@@ -103,8 +103,8 @@ async function startEmulator() {
 async function startService(emu, {dataDir, grpc = '127.0.0.1:0', rest = '127.0.0.1:0', tokens = ''}) {
   const env = {...cloudEnv};
   if (tokens) env.CWPEXPORT_TOKENS = tokens;
-  const args = ['-grpc-addr', grpc, '-rest-addr', rest, '-data-dir', dataDir, '-log-format', 'json',
-    '-cloud-endpoint', emu.addr, '-cloud-scheme', 'HTTP', '-min-poll-interval', '300ms', '-heartbeat', '1s'];
+  const args = ['-grpc-addr', grpc, '-rest-addr', rest, '-metrics-addr', '127.0.0.1:0', '-data-dir', dataDir, '-log-format', 'json',
+    '-cloud-endpoint', emu.addr, '-cloud-scheme', 'HTTP', '-insecure-allow-private-cloud', '-min-poll-interval', '300ms', '-heartbeat', '1s'];
   for (let attempt = 1; ; attempt++) {
     try {
       return await run(bins.cwpexportd, args, env, (line) => {

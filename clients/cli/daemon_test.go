@@ -136,8 +136,8 @@ func restart(t *testing.T, old *service, c *cloud) *service {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s := &service{grpcAddr: old.grpcAddr, restAddr: old.restAddr, dataDir: old.dataDir, log: &syncBuffer{}, exited: make(chan struct{})}
-		s.cmd = exec.Command(bin, "-data-dir", s.dataDir, "-grpc-addr", s.grpcAddr, "-rest-addr", s.restAddr,
-			"-cloud-endpoint", c.addr, "-cloud-scheme", "HTTP", "-min-poll-interval", "100ms", "-heartbeat", "200ms", "-log-format", "json")
+		s.cmd = exec.Command(bin, "-data-dir", s.dataDir, "-grpc-addr", s.grpcAddr, "-rest-addr", s.restAddr, "-metrics-addr", "127.0.0.1:0",
+			"-cloud-endpoint", c.addr, "-cloud-scheme", "HTTP", "-insecure-allow-private-cloud", "-min-poll-interval", "100ms", "-heartbeat", "200ms", "-log-format", "json")
 		s.cmd.Env = append(os.Environ(), "TENCENTCLOUD_SECRET_ID="+testserver.SecretID, "TENCENTCLOUD_SECRET_KEY="+testserver.SecretKey, "CWPEXPORT_TOKENS=")
 		s.cmd.Stderr = s.log
 		if err := s.cmd.Start(); err != nil {

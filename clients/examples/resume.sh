@@ -45,7 +45,7 @@ emu=$(sed -n 's/.*cwp emulator listening.* addr=\([^ ]*\).*/\1/p' "$work/emulato
 start_service() {
   local before
   before=$(grep -c '"msg":"serving"' "$work/service.log" 2>/dev/null || true)
-  "$bin/cwpexportd" -grpc-addr "$1" -rest-addr "$2" -cloud-endpoint "$emu" -cloud-scheme HTTP \
+  "$bin/cwpexportd" -grpc-addr "$1" -rest-addr "$2" -metrics-addr 127.0.0.1:0 -cloud-endpoint "$emu" -cloud-scheme HTTP -insecure-allow-private-cloud \
     -data-dir "$work/data" -log-format json -min-poll-interval 500ms -heartbeat 1s 2>>"$work/service.log" &
   svc_pid=$!
   for _ in $(seq 1 200); do

@@ -44,6 +44,7 @@ func run() error {
 		ttl       = flag.Duration("download-ttl", 0, "download URLs expire this long after ExportTasks gave them (HTTP 403 afterwards); 0: never")
 		stateDir  = flag.String("state-dir", "", "directory that keeps tasks, download URLs and a generated credential across restarts (one emulator at a time); empty: memory only")
 		debug     = flag.Bool("debug", false, "log every API request")
+		adminFile = flag.String("admin-token-file", "", "require on the /_emulator/ admin routes the bearer token this file holds (written with a random one when missing, 0600); empty: no token, the Host and Origin checks only")
 		faults    []emulator.Fault
 	)
 	flag.Func("fault", "inject a fault, repeatable: kind[@action][,p=0.5][,n=3][,delay=1s][,status=503][,skew=10m][,after]; kinds: "+faultKinds()+" (also POST /_emulator/faults)", func(s string) error {
@@ -82,7 +83,12 @@ func run() error {
 		return errors.New("set both -secret-id and -secret-key (or TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY), or neither")
 	}
 
+	adminToken, err := emulator.AdminTokenFromFile(*adminFile)
+	if err != nil {
+		return err
+	}
 	emu, err := emulator.New(emulator.Options{
+		AdminToken:  adminToken,
 		Credentials: map[string]string{*secretID: *secretKey},
 		PendingFor:  *pending,
 		RateLimit:   *rateLimit,

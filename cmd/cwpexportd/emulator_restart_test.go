@@ -8,8 +8,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
@@ -28,6 +32,7 @@ type embeddedDaemon struct {
 	client   cwpexportv1.LicenseExportServiceClient
 	restURL  string
 	emulator string // the embedded emulator's base URL
+	dataDir  string
 	// registryChosenBy is what chose the registry's database, as logged.
 	registryChosenBy string
 	exited           chan error
@@ -45,7 +50,7 @@ func startEmbedded(t *testing.T, dataDir, pending string) *embeddedDaemon {
 func startEmbeddedWith(t *testing.T, dataDir, pending, args string, env ...string) *embeddedDaemon {
 	t.Helper()
 	cmd, stderr := runMain(t, t.TempDir(), "-emulator-pending "+pending+" -min-poll-interval 100ms -data-dir "+dataDir+" "+args, env...)
-	d := &embeddedDaemon{cmd: cmd, exited: make(chan error, 1)}
+	d := &embeddedDaemon{cmd: cmd, dataDir: dataDir, exited: make(chan error, 1)}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-d.exited
@@ -125,7 +130,13 @@ func (d *embeddedDaemon) download(t *testing.T, id string) []byte {
 // fileSHA256 asks the embedded emulator's admin endpoint for a task's file.
 func (d *embeddedDaemon) fileSHA256(t *testing.T, id string) string {
 	t.Helper()
-	resp, err := http.Get(d.emulator + "/_emulator/tasks/" + id + "/file")
+	token, err := os.ReadFile(filepath.Join(d.dataDir, "emulator", app.EmulatorAdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, d.emulator+"/_emulator/tasks/"+id+"/file", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,14 @@ func run() error {
 	o.SessionToken = os.Getenv("TENCENTCLOUD_SESSION_TOKEN")
 	o.Logger = newLogger(c.LogFormat)
 	o.Database, databaseFrom = app.ResolveDatabase(c.Database, os.Getenv)
+	secrets := secretFiles{allowReadable: c.AllowReadableSecrets, log: o.Logger}
+	pgpass := ""
+	if o.Database != "" {
+		pgpass = os.Getenv("PGPASSFILE") // the registry's password, when not in the environment
+	}
+	if err := secrets.check(c.TokensFile, o.TLSKeyFile, pgpass); err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -76,6 +84,11 @@ func run() error {
 	if tracing.Provider != nil {
 		o.Logger.Info("exporting traces", "exporters", tracing.Exporters)
 	}
+	if c.MetricsAddr != "" {
+		if o.MetricsListener, err = net.Listen("tcp", c.MetricsAddr); err != nil {
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+	}
 	srv, err := app.New(o)
 	if err != nil {
 		return err
@@ -83,7 +96,7 @@ func run() error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHUP(ctx, hup, srv, c.TokensFile, audit, o.Logger)
+	go reloadOnHUP(ctx, hup, srv, c.TokensFile, secrets, audit, o.Logger)
 	grpcLis, err := net.Listen("tcp", c.GRPCAddr)
 	if err != nil {
 		return err
@@ -96,7 +109,11 @@ func run() error {
 	if a := srv.EmulatorAddr(); a != "" {
 		o.Logger.Info("no cloud credentials (TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY): using the embedded CWP emulator", "emulator", "http://"+a)
 	}
-	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
+	metricsURL := "off"
+	if o.MetricsListener != nil {
+		metricsURL = "http://" + o.MetricsListener.Addr().String() + "/metrics"
+	}
+	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "metrics", metricsURL, "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
 	fmt.Fprint(os.Stderr, banner(grpcLis.Addr().String(), restLis.Addr().String(), o.TLSCertFile != "", o.Tokens != nil))
 
 	return srv.Serve(ctx, grpcLis, restLis)
@@ -121,7 +138,7 @@ func loadTokens(path string) (*callerauth.Tokens, error) {
 // reloadOnHUP reloads the callers' configuration from the tokens file and
 // reopens the audit log (after a rotation) on each SIGHUP, until ctx ends.
 // A configuration that does not load is refused and the one in force stays.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv *app.Server, tokensFile string, audit *auditFile, log *slog.Logger) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv *app.Server, tokensFile string, secrets secretFiles, audit *auditFile, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -135,7 +152,11 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv *app.Server, tok
 			log.Info("SIGHUP: no -tokens-file to reload (CWPEXPORT_TOKENS is read at start-up only)")
 			continue
 		}
-		tokens, err := callerauth.LoadTokens(tokensFile)
+		err := secrets.check(tokensFile)
+		var tokens *callerauth.Tokens
+		if err == nil {
+			tokens, err = callerauth.LoadTokens(tokensFile)
+		}
 		if err == nil {
 			err = srv.Reload(tokens)
 		}

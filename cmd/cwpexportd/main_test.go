@@ -45,7 +45,7 @@ func runMain(t *testing.T, dir, args string, env ...string) (*exec.Cmd, io.ReadC
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), asDaemon+"=1",
-		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -log-format json "+args,
+		"CWPEXPORTD_TEST_ARGS=-grpc-addr 127.0.0.1:0 -rest-addr 127.0.0.1:0 -metrics-addr 127.0.0.1:0 -log-format json "+args,
 		"TENCENTCLOUD_SECRET_ID=", "TENCENTCLOUD_SECRET_KEY=", "CWPEXPORT_TOKENS=",
 		"DATABASE_URL=", "PGHOST=", "PGHOSTADDR=", "PGDATABASE=", "PGSERVICE=")
 	cmd.Env = append(cmd.Env, env...)

@@ -69,7 +69,8 @@ func serveEmulator(t *testing.T, ctx context.Context) (*emulator.Emulator, net.L
 func startDaemon(t *testing.T, bin, dataDir, grpcAddr, restAddr, emuAddr string, extra ...string) *daemon {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"-data-dir", dataDir, "-grpc-addr", grpcAddr, "-rest-addr", restAddr,
-		"-cloud-endpoint", emuAddr, "-cloud-scheme", "HTTP", "-min-poll-interval", "100ms", "-heartbeat", "200ms", "-log-format", "json"}, extra...)...)
+		"-metrics-addr", "127.0.0.1:0",
+		"-cloud-endpoint", emuAddr, "-cloud-scheme", "HTTP", "-insecure-allow-private-cloud", "-min-poll-interval", "100ms", "-heartbeat", "200ms", "-log-format", "json"}, extra...)...)
 	cmd.Env = append(os.Environ(), "TENCENTCLOUD_SECRET_ID="+testserver.SecretID, "TENCENTCLOUD_SECRET_KEY="+testserver.SecretKey)
 	cmd.Stderr = io.Discard
 	if testing.Verbose() {

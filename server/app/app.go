@@ -42,6 +42,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/exports"
+	"github.com/cwpexport/cwpexport/server/filefetch"
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/internal/lifecycle"
 	"github.com/cwpexport/cwpexport/server/internal/logger"
@@ -68,6 +69,14 @@ type Options struct {
 	// (default) or HTTP.
 	Endpoint string
 	Scheme   string
+	// AllowPrivateCloud lets the cloud be reached over plain HTTP with
+	// credentials, and exported files be downloaded from loopback,
+	// private and link-local addresses (an emulator, a private network);
+	// the embedded emulator turns it on for itself.
+	AllowPrivateCloud bool
+	// MaxDownloadBytes bounds an exported file's size; default
+	// filefetch.DefaultMaxBytes.
+	MaxDownloadBytes int64
 	// EmulatorPending is how long emulated exports stay pending; default 3s.
 	EmulatorPending time.Duration
 	// ReadRate and CreateRate are the budgets, in requests per second, for
@@ -162,6 +171,10 @@ type Options struct {
 	// cache (see service.Options); zero takes the defaults.
 	MaxPageBytes     int
 	RecordCacheBytes int
+	// MetricsListener, when set, serves GET /metrics (every caller's
+	// calls counted) on its own address, apart from the API's ports;
+	// nil serves no metrics over HTTP.
+	MetricsListener net.Listener
 	// TracerProvider, when set, traces the service (see tracing.go): a
 	// span per gRPC and REST call continuing the caller's W3C trace
 	// context, child spans for budget waits and cloud calls, a span per
@@ -260,6 +273,10 @@ func New(opts Options) (*Server, error) {
 	default:
 		cfg.Credential = common.NewCredential(opts.SecretID, opts.SecretKey)
 	}
+	if err := opts.checkCloudScheme(); err != nil {
+		s.closeEmulator()
+		return nil, err
+	}
 	s.cloud = cloud.New(cfg)
 	if opts.Database != "" && s.emu != nil {
 		s.log.Warn("the registry is on PostgreSQL but the cloud is this process's embedded emulator: other replicas cannot see its tasks; a fleet needs one cloud (credentials, and -cloud-endpoint for a shared cwp-emulator)")
@@ -309,15 +326,17 @@ func New(opts Options) (*Server, error) {
 	})
 	s.metrics.TrackStats(s.tracker)
 	s.service = service.New(service.Options{
-		Saga:         s.saga,
-		Tracker:      s.tracker,
-		Registry:     reg,
-		Heartbeat:    opts.Heartbeat,
-		Logger:       s.log,
-		Access:       authz,
-		PageTokenKey: pageKey,
-		MaxPageBytes: opts.MaxPageBytes,
-		Budget:       &budget.Reporter{Calls: s.metrics, Read: reads, Create: creates, Tasks: func() int { return s.tracker.Stats().Scheduled }},
+		Saga:             s.saga,
+		Tracker:          s.tracker,
+		Registry:         reg,
+		Heartbeat:        opts.Heartbeat,
+		Logger:           s.log,
+		Access:           authz,
+		PageTokenKey:     pageKey,
+		MaxPageBytes:     opts.MaxPageBytes,
+		HTTPClient:       filefetch.NewClient(s.downloadClient()),
+		MaxDownloadBytes: opts.MaxDownloadBytes,
+		Budget:           &budget.Reporter{Calls: s.metrics, Read: reads, Create: creates, Tasks: func() int { return s.tracker.Stats().Scheduled }},
 	})
 	s.streams = limits.NewStreams(opts.MaxStreamsPerCaller)
 	s.reads = limits.NewReads(opts.ReadsPerCaller, opts.ReadBurst)
@@ -335,7 +354,12 @@ func (s *Server) startEmulator(cfg *cloud.Config) error {
 	if err != nil {
 		return fmt.Errorf("start the embedded emulator: %w", err)
 	}
+	admin, err := emulator.AdminTokenFromFile(filepath.Join(dir, EmulatorAdminTokenFile))
+	if err != nil {
+		return fmt.Errorf("start the embedded emulator: write its admin token: %w", err)
+	}
 	emu, err := emulator.New(emulator.Options{
+		AdminToken:  admin,
 		Credentials: map[string]string{id: key},
 		PendingFor:  s.opts.EmulatorPending,
 		// Ids from the clock as a floor: even without the emulator's
@@ -375,7 +399,8 @@ func (s *Server) EmulatorAddr() string {
 	return s.emuLis.Addr().String()
 }
 
-// Metrics returns the server's metrics (served at /metrics on the REST port).
+// Metrics returns the server's metrics (served at /metrics on
+// Options.MetricsListener).
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // Tracker returns the task tracker (for metrics and tests).
@@ -386,6 +411,9 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error {
 	defer s.closeRegistry()
 	defer s.closeEmulator()
+	if l := s.opts.MetricsListener; l != nil {
+		defer l.Close()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := s.opts.checkExposure(grpcLis.Addr(), restLis.Addr()); err != nil {
@@ -431,7 +459,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		return fmt.Errorf("dial the gRPC server for the gateway: %w", err)
 	}
 	defer conn.Close()
-	gwOpts := gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), BodyTimeout: s.opts.RESTBodyTimeout, Metrics: s.metrics.Handler(), UI: webui.Handler(),
+	gwOpts := gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), BodyTimeout: s.opts.RESTBodyTimeout, UI: webui.Handler(),
 		CheckHost: checkHost, AllowedHosts: s.opts.AllowedHosts, Logger: s.log,
 		TracerProvider: s.opts.TracerProvider, Propagator: telemetry.Propagator()}
 	if s.auth.Enabled() {
@@ -465,6 +493,15 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 			return nil
 		}},
 	)
+	msrv := s.metricsServer()
+	if lis := s.opts.MetricsListener; lis != nil {
+		parts.Go(ctx, lifecycle.Part{Name: "metrics", Run: func(context.Context) error {
+			if err := msrv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}})
+	}
 
 	<-ctx.Done()
 	s.log.Info("shutting down")
@@ -474,6 +511,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 		lifecycle.Step{Name: "health: not serving", Do: hs.Shutdown},
 		lifecycle.Step{Name: "watches: told to resume elsewhere", Do: s.service.Drain},
 		lifecycle.Step{Name: "rest: calls in flight, within the grace", Do: func() { _ = hsrv.Shutdown(sctx) }},
+		lifecycle.Step{Name: "metrics", Do: func() { _ = msrv.Shutdown(sctx) }},
 		lifecycle.Step{Name: "grpc: calls in flight, within the grace", Do: func() {
 			stopped := make(chan struct{})
 			go func() { gs.GracefulStop(); igs.GracefulStop(); close(stopped) }()

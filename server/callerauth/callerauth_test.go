@@ -207,3 +207,38 @@ func BenchmarkUnary(b *testing.B) {
 		})
 	}
 }
+
+// TestTokensGrammar: an entry is words; a name is one word, a token one
+// word that may hold "="; anything else is refused with its line named.
+func TestTokensGrammar(t *testing.T) {
+	tok, err := ParseTokens("erin abcdefgh=ijklmnopqrstuvwxyz0123\nfrank=frank-token-0123456789=\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for token, want := range map[string]string{
+		"abcdefgh=ijklmnopqrstuvwxyz0123": "erin",
+		"ijklmnopqrstuvwxyz0123":          "",
+		"frank-token-0123456789=":         "frank",
+	} {
+		if got, _ := tok.lookup(token); got != want {
+			t.Errorf("token %q names %q, want %q", token, got, want)
+		}
+	}
+	for text, line := range map[string]string{
+		"# callers\nerin x=abcdefgh ijklmnopqrstuvwxyz0123\n":        "line 2",
+		"a a-token-0123456789abcdef\nb b-token one-two-three-four\n": "line 2",
+		"a a-token-0123456789abcdef,b=b-token 0123456789abcdef":      "entry 2",
+		"a a-token-0123456789abcdef\nb\x01 b-token-0123456789abcdef": "line 2",
+		"a a-token-0123456789abcdef\n\ngroup team a#b":               "line 3",
+		"a a-token-0123456789abcdef\nx x-token-0123456789abcdef,y":   "line 2, entry 2",
+	} {
+		_, err := ParseTokens(text)
+		if err == nil || !strings.HasPrefix(err.Error(), line+":") {
+			t.Errorf("ParseTokens(%q) = %v, want an error at %s", text, err, line)
+			continue
+		}
+		if strings.Contains(err.Error(), "0123456789") || strings.Contains(err.Error(), "abcdefgh") {
+			t.Errorf("the error quotes a token: %v", err)
+		}
+	}
+}

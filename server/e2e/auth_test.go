@@ -189,6 +189,7 @@ func (remoteListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0,
 func TestRefusesUnauthenticatedRemoteListener(t *testing.T) {
 	serve := func(o app.Options) error {
 		o.SecretID, o.SecretKey, o.Endpoint, o.Scheme = testserver.SecretID, testserver.SecretKey, "127.0.0.1:1", "HTTP"
+		o.AllowPrivateCloud = true
 		o.DataDir = t.TempDir()
 		srv, err := app.New(o)
 		if err != nil {

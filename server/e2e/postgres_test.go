@@ -254,7 +254,7 @@ func openRegistry(t *testing.T, dsn string) *taskstore.Store {
 // cannot be reached, a string that does not parse) nor in the log.
 func TestDatabasePasswordsNeverAppear(t *testing.T) {
 	const secret = "pw-s3cret-4f1d"
-	base := app.Options{SecretID: testserver.SecretID, SecretKey: testserver.SecretKey, Endpoint: "127.0.0.1:1", Scheme: "HTTP", DataDir: t.TempDir()}
+	base := app.Options{SecretID: testserver.SecretID, SecretKey: testserver.SecretKey, Endpoint: "127.0.0.1:1", Scheme: "HTTP", AllowPrivateCloud: true, DataDir: t.TempDir()}
 	for _, dsn := range []string{
 		"postgres://cwp:" + secret + "@127.0.0.1:1/registry?connect_timeout=5",
 		"postgres://cwp:" + secret + "@127.0.0.1:notaport/registry",

@@ -223,7 +223,7 @@ func TestRegistryThatCannotBeWrittenStopsTheStart(t *testing.T) {
 	} else if err := os.Chmod(path, 0o444); err != nil {
 		t.Fatal(err)
 	}
-	_, err = app.New(app.Options{DataDir: dir, SecretID: testserver.SecretID, SecretKey: testserver.SecretKey, Endpoint: "127.0.0.1:1", Scheme: "HTTP"})
+	_, err = app.New(app.Options{DataDir: dir, SecretID: testserver.SecretID, SecretKey: testserver.SecretKey, Endpoint: "127.0.0.1:1", Scheme: "HTTP", AllowPrivateCloud: true})
 	if err == nil {
 		t.Fatal("the service started on a registry it cannot write")
 	}

@@ -125,7 +125,10 @@
 //
 // # Admin endpoints
 //
-// Unauthenticated, for tests and benchmarks in other processes:
+// For tests and benchmarks in other processes; a request must name the
+// emulator by an IP address or localhost, come from no other origin
+// (403), and carry "Authorization: Bearer" Options.AdminToken when one is
+// set (401):
 // GET /_emulator/stats (JSON encoding of Stats), POST
 // /_emulator/tasks/{id}/finish and POST /_emulator/tasks/{id}/fail (200 on
 // success, 404 unknown task, 409 task no longer PENDING, 400 bad id), GET

@@ -35,6 +35,10 @@ const (
 
 // Options configures an Emulator.
 type Options struct {
+	// AdminToken, when set, must be sent as a bearer token on the
+	// /_emulator/ admin routes (see adminGuard), which also require a
+	// Host that is an IP address or localhost and no cross-origin request.
+	AdminToken string
 	// Credentials maps SecretId to SecretKey. Required. Each SecretId is a
 	// separate account with its own tasks and rate-limit budget.
 	Credentials map[string]string
@@ -83,6 +87,8 @@ type Emulator struct {
 	pendingFor time.Duration
 	now        func() time.Time
 	log        *slog.Logger
+	// adminToken, when set, is required of admin requests.
+	adminToken string
 	// downloadTTL and urlKey sign expiring download URLs.
 	downloadTTL time.Duration
 	urlKey      []byte
@@ -121,6 +127,7 @@ func New(opts Options) (*Emulator, error) {
 		pendingFor: opts.PendingFor,
 		now:        opts.Now,
 		log:        opts.Logger,
+		adminToken: opts.AdminToken,
 	}
 	e.downloadTTL, e.urlKey = opts.DownloadTTL, make([]byte, 32)
 	_, _ = rand.Read(e.urlKey) // crypto/rand.Read never fails
@@ -174,11 +181,13 @@ func (e *Emulator) routes() *http.ServeMux {
 	// wrong methods with a cloud error envelope rather than a bare 405.
 	mux.HandleFunc("/{$}", e.serveAPI)
 	mux.HandleFunc("GET /downloads/{file}", e.serveDownload)
-	mux.HandleFunc("GET /_emulator/stats", e.serveStats)
-	mux.HandleFunc("POST /_emulator/tasks/{id}/finish", e.serveFinishTask)
-	mux.HandleFunc("POST /_emulator/tasks/{id}/fail", e.serveFailTask)
-	mux.HandleFunc("/_emulator/faults", e.serveFaults)
-	mux.HandleFunc("GET /_emulator/tasks/{id}/file", e.serveTaskFile)
+	admin := http.NewServeMux()
+	admin.HandleFunc("GET /_emulator/stats", e.serveStats)
+	admin.HandleFunc("POST /_emulator/tasks/{id}/finish", e.serveFinishTask)
+	admin.HandleFunc("POST /_emulator/tasks/{id}/fail", e.serveFailTask)
+	admin.HandleFunc("/_emulator/faults", e.serveFaults)
+	admin.HandleFunc("GET /_emulator/tasks/{id}/file", e.serveTaskFile)
+	mux.Handle("/_emulator/", e.adminGuard(admin))
 	return mux
 }
 

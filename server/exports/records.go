@@ -14,7 +14,7 @@ import (
 // can; a task the registry does not know has Recorded false.
 func (s *Saga) Record(ctx context.Context, id int64) (Record, error) {
 	now := s.opts.Now()
-	if info, ok := s.records.Get(id); ok && (info.Recorded || now.Sub(info.absentSince) < absentFor) {
+	if info, ok := s.cached(id, now); ok {
 		return info, nil
 	}
 	row, found, err := s.opts.Registry.Get(ctx, id)
@@ -69,6 +69,29 @@ func (s *Saga) remember(row taskstore.Task) Record {
 	}
 	s.records.Add(row.TaskID, info)
 	return info
+}
+
+// cached returns the record of task id that reads may use without asking
+// the registry.
+func (s *Saga) cached(id int64, now time.Time) (Record, bool) {
+	info, ok := s.records.Get(id)
+	return info, ok && (info.Recorded || now.Sub(info.absentSince) < absentFor)
+}
+
+// Cached reports whether Record would answer about task id from the cache.
+func (s *Saga) Cached(id int64) bool {
+	_, ok := s.cached(id, s.opts.Now())
+	return ok
+}
+
+// Reread reads what the registry holds of task id, past the cache (which it
+// then updates); a task the registry does not know has Recorded false.
+func (s *Saga) Reread(ctx context.Context, id int64) (Record, error) {
+	row, found, err := s.opts.Registry.Get(ctx, id)
+	if err != nil || !found {
+		return Record{}, err
+	}
+	return s.remember(row), nil
 }
 
 // Forget drops what the cache holds of a task, so that the next read takes

@@ -22,6 +22,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/exports"
+	"github.com/cwpexport/cwpexport/server/filefetch"
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/service"
@@ -47,6 +48,10 @@ type Command struct {
 	AuditLog     string
 	// GRPCMaxConcurrentStreams is bounded to uint32 into app.Options.
 	GRPCMaxConcurrentStreams uint
+	// MetricsAddr is -metrics-addr: where GET /metrics listens; empty: nowhere.
+	MetricsAddr string
+	// AllowReadableSecrets is -insecure-allow-readable-secrets.
+	AllowReadableSecrets bool
 }
 
 // Register defines cwpexportd's flags on fs, bound to o and to the
@@ -55,9 +60,12 @@ func Register(fs *flag.FlagSet, o *app.Options) *Command {
 	c := &Command{}
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "gRPC listen address")
 	fs.StringVar(&c.RESTAddr, "rest-addr", DefaultRESTAddr, "REST listen address")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", app.DefaultMetricsAddr, "address of GET /metrics (Prometheus), apart from the API's ports; empty: no metrics over HTTP")
 	fs.StringVar(&o.Region, "region", os.Getenv("TENCENTCLOUD_REGION"), "cloud region (env TENCENTCLOUD_REGION; optional)")
 	fs.StringVar(&o.Endpoint, "cloud-endpoint", "", "cloud API host:port override (default cwp.tencentcloudapi.com)")
-	fs.StringVar(&o.Scheme, "cloud-scheme", "HTTPS", "cloud API scheme: HTTPS or HTTP")
+	fs.StringVar(&o.Scheme, "cloud-scheme", "HTTPS", "cloud API scheme: HTTPS or HTTP (HTTP with credentials needs -insecure-allow-private-cloud)")
+	fs.BoolVar(&o.AllowPrivateCloud, "insecure-allow-private-cloud", false, "DANGEROUS: the cloud is an emulator or on a private network: allow -cloud-scheme HTTP with credentials, and downloads over HTTP and from loopback, private and link-local addresses")
+	fs.Int64Var(&o.MaxDownloadBytes, "download-max-bytes", filefetch.DefaultMaxBytes, "largest exported file the download proxy passes on")
 	fs.DurationVar(&o.EmulatorPending, "emulator-pending", emulator.DefaultPendingFor, "how long emulated exports stay pending")
 	fs.Float64Var(&o.ReadRate, "read-rate", budget.DefaultRate, fmt.Sprintf("ExportTasks calls per second, for all tasks together (cloud limit: %d)", budget.CloudQuota))
 	fs.Float64Var(&o.CreateRate, "create-rate", budget.DefaultRate, fmt.Sprintf("ExportLicenseDetail calls per second (cloud limit: %d)", budget.CloudQuota))
@@ -67,7 +75,7 @@ func Register(fs *flag.FlagSet, o *app.Options) *Command {
 	fs.DurationVar(&o.Freshness, "freshness", 0, "GetExportTask answers from an observation younger than this (default 1s)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", service.DefaultHeartbeat, "interval of watch heartbeats while a task is pending")
 	fs.StringVar(&o.DataDir, "data-dir", app.DefaultDataDir, "directory of the SQLite task registry (registry.db; one process at a time) and of the embedded emulator's state")
-	fs.StringVar(&c.Database, "database", "", "the task registry's PostgreSQL database, postgres://user@host:port/db (or key=value); unset: DATABASE_URL, else the PG* environment (PGHOST, PGDATABASE...), else SQLite in -data-dir; \"sqlite\": SQLite whatever the environment says")
+	fs.StringVar(&c.Database, "database", "", "the task registry's PostgreSQL database, postgres://user@host:port/db (or key=value), without a password (flags show in process listings: give it in DATABASE_URL, PGPASSWORD or a PGPASSFILE); unset: DATABASE_URL, else the PG* environment (PGHOST, PGDATABASE...), else SQLite in -data-dir; \"sqlite\": SQLite whatever the environment says")
 	fs.DurationVar(&o.MaxFollowAge, "max-follow-age", exports.DefaultMaxFollowAge, "stop following a task still pending this long after its creation")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	fs.StringVar(&c.TokensFile, "tokens-file", "", "callers' file: \"caller-name token\", \"role operator NAME...\" and \"group TEAM NAME...\" lines, reloaded on SIGHUP; callers send \"Authorization: Bearer <token>\" (or set CWPEXPORT_TOKENS to the same entries separated by commas)")
@@ -89,6 +97,7 @@ func Register(fs *flag.FlagSet, o *app.Options) *Command {
 	fs.IntVar(&o.RESTMaxConns, "rest-max-conns", app.DefaultRESTMaxConns, "open connections the REST port accepts at once (more wait to be accepted)")
 	fs.DurationVar(&o.RESTBodyTimeout, "rest-body-timeout", gateway.DefaultBodyTimeout, "time a REST client has to send its request body (HTTP 408 after)")
 	fs.StringVar(&c.AllowedHosts, "rest-allowed-hosts", "", "comma-separated host names the REST port answers to besides loopback names (Host and Origin checks; on by default on a loopback address)")
+	fs.BoolVar(&c.AllowReadableSecrets, "insecure-allow-readable-secrets", false, "DANGEROUS: start (with a warning) although the tokens file, the TLS key or PGPASSFILE is readable by its group or others")
 	fs.StringVar(&c.AuditLog, "audit-log", "-", "where audit lines (one per export and download) go: a file (appended to, reopened on SIGHUP) or - for stderr")
 	return c
 }

@@ -284,7 +284,7 @@ func (e events) stream(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	}
 	h := w.Header()
 	h.Set("Content-Type", eventStreamType)
-	h.Set("Cache-Control", "no-cache")
+	h.Set("Cache-Control", "no-store")
 	h.Set("Vary", "Accept")
 	// Proxies that buffer responses (nginx) would hold events back.
 	h.Set("X-Accel-Buffering", "no")

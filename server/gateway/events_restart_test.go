@@ -42,7 +42,7 @@ func TestEventStreamAcrossARestart(t *testing.T) {
 		t.Helper()
 		srv, err := app.New(app.Options{
 			SecretID: testserver.SecretID, SecretKey: testserver.SecretKey,
-			Endpoint: emuLis.Addr().String(), Scheme: "HTTP", DataDir: dataDir,
+			Endpoint: emuLis.Addr().String(), Scheme: "HTTP", AllowPrivateCloud: true, DataDir: dataDir,
 			MinPollInterval: 100 * time.Millisecond, Heartbeat: 200 * time.Millisecond, ShutdownGrace: 5 * time.Second,
 		})
 		if err != nil {

@@ -184,7 +184,7 @@ func TestEventStreamOfExportAndWatchAndOfWatch(t *testing.T) {
 	defer cancel()
 
 	resp, er := openEvents(t, ctx, env, "POST", "/v1/license-detail:exportAndWatch", `{"filters":[{"name":"LicenseType","values":["1"]}]}`, nil)
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get("Cache-Control") != "no-cache" {
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("exportAndWatch answered %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"))
 	}
 	evs := readAll(t, er)

@@ -125,7 +125,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		mux.ServeHTTP(w, r)
 	}))
 	root := http.NewServeMux()
-	root.Handle("/", api)
+	root.Handle("/", apiHeaders(api))
 	// Liveness: the process serves HTTP. Readiness (/healthz) also needs
 	// what the service depends on, such as a fleet's database.
 	root.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {

@@ -32,7 +32,7 @@ func TestPageAndMetricsBesideTheAPI(t *testing.T) {
 	if r := env.Do(t, "GET", "/ui/missing.js", ""); r.Status != 404 {
 		t.Errorf("/ui/missing.js answered %d, want 404", r.Status)
 	}
-	m := env.Do(t, "GET", "/metrics", "")
+	m := env.Metrics(t)
 	if m.Status != 200 || !strings.Contains(string(m.Body), "cwpexport_tracker_active_watchers") {
 		t.Errorf("/metrics answered %d without the tracker gauges", m.Status)
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 // TestMetricsAfterExports runs one export to FINISHED and one to ERROR
-// against the emulator, then reads /metrics from the REST port.
+// against the emulator, then reads /metrics from the metrics address.
 func TestMetricsAfterExports(t *testing.T) {
 	env := testserver.Start(t, testserver.Config{
 		Emulator: emulator.Options{PendingFor: 300 * time.Millisecond},
@@ -43,7 +43,7 @@ func TestMetricsAfterExports(t *testing.T) {
 		t.Fatalf("unknown task answered without error")
 	}
 
-	r := env.Do(t, "GET", "/metrics", "")
+	r := env.Metrics(t)
 	if r.Status != 200 {
 		t.Fatalf("/metrics answered %d", r.Status)
 	}

@@ -32,8 +32,15 @@ func (s *Service) scope(ctx context.Context) access.Scope {
 // even that it exists. A task the registry does not know (created outside
 // the service) is visible only to a scope of everything, so that nobody
 // else makes the service poll the cloud for it.
+//
+// A refusal takes one registry read, whether the record was cached or not:
+// another caller's task (whose record stays cached once read) and an id
+// that does not exist (whose absence is cached for a second only) then
+// take the same path and the same time, which would otherwise tell them
+// apart.
 func (s *Service) visible(ctx context.Context, id int64) (exports.Record, error) {
 	scope := s.scope(ctx)
+	wasCached := s.opts.Saga.Cached(id)
 	info, err := s.opts.Saga.Record(ctx, id)
 	switch {
 	case err != nil && scope.All():
@@ -42,6 +49,16 @@ func (s *Service) visible(ctx context.Context, id int64) (exports.Record, error)
 		return exports.Record{}, apierror.Registry(ctx, err)
 	case info.Recorded && scope.Allows(info.Creator), !info.Recorded && scope.All():
 		return info, nil
+	case wasCached:
+		// The registry's answer stands over the cache's: another replica
+		// may have recorded the task since.
+		rec, err := s.opts.Saga.Reread(ctx, id)
+		if err != nil {
+			return exports.Record{}, apierror.Registry(ctx, err)
+		}
+		if rec.Recorded && scope.Allows(rec.Creator) {
+			return rec, nil
+		}
 	}
 	return exports.Record{}, taskNotFound(id)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/exports"
+	"github.com/cwpexport/cwpexport/server/filefetch"
 	"github.com/cwpexport/cwpexport/server/internal/deadline"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 )
@@ -62,6 +63,10 @@ func (s *Service) DownloadExport(req *cwpexportv1.DownloadExportRequest, stream 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return downloadFailed(id, fmt.Sprintf("the object storage answered HTTP %d", resp.StatusCode))
+	}
+	if err := filefetch.Check(resp, s.opts.MaxDownloadBytes); err != nil {
+		s.opts.Logger.WarnContext(ctx, "an exported file refused", "task_id", id, "err", err)
+		return downloadFailed(id, err.Error())
 	}
 	return s.streamFile(ctx, id, resp, stream)
 }
@@ -144,6 +149,9 @@ func (s *Service) fetch(ctx context.Context, id int64, url string) (*http.Respon
 			err = uerr.Err
 		}
 		s.opts.Logger.WarnContext(ctx, "fetch an exported file", "task_id", id, "err", err)
+		if errors.Is(err, filefetch.ErrRefused) {
+			return nil, downloadFailed(id, "the download URL leads elsewhere than the object storage")
+		}
 		return nil, unreachable{downloadFailed(id, "the object storage could not be reached")}
 	}
 	return resp, nil
@@ -160,11 +168,16 @@ func (s *Service) streamFile(ctx context.Context, id int64, resp *http.Response,
 		ctype = "application/octet-stream"
 	}
 	h := sha256.New()
+	// One byte more than allowed tells a file too large from one that is not.
+	body := io.LimitReader(resp.Body, s.opts.MaxDownloadBytes+1)
 	buf := make([]byte, s.opts.ChunkSize)
 	var off int64
 	first := true
 	for {
-		n, rerr := io.ReadFull(resp.Body, buf)
+		n, rerr := io.ReadFull(body, buf)
+		if off+int64(n) > s.opts.MaxDownloadBytes {
+			return downloadFailed(id, fmt.Sprintf("the file is more than the %d bytes a download may be", s.opts.MaxDownloadBytes))
+		}
 		if n > 0 {
 			h.Write(buf[:n])
 			msg := &cwpexportv1.DownloadExportResponse{Data: buf[:n], Offset: off, TotalSize: total}

@@ -16,6 +16,7 @@ import (
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/exports"
+	"github.com/cwpexport/cwpexport/server/filefetch"
 	"github.com/cwpexport/cwpexport/server/internal/logger"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/tracker"
@@ -45,9 +46,12 @@ type Options struct {
 	GetTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// HTTPClient fetches exported files; nil means a client whose
-	// transport waits at most 30s for response headers.
+	// HTTPClient fetches exported files; nil means filefetch.NewClient's
+	// (public HTTPS destinations only).
 	HTTPClient *http.Client
+	// MaxDownloadBytes bounds an exported file's size; default
+	// filefetch.DefaultMaxBytes.
+	MaxDownloadBytes int64
 	// ChunkSize is the size of DownloadExport's data messages; default
 	// 256 KiB.
 	ChunkSize int
@@ -95,9 +99,10 @@ func New(opts Options) *Service {
 		opts.Now = time.Now
 	}
 	if opts.HTTPClient == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.ResponseHeaderTimeout = 30 * time.Second
-		opts.HTTPClient = &http.Client{Transport: tr}
+		opts.HTTPClient = filefetch.NewClient(filefetch.Options{})
+	}
+	if opts.MaxDownloadBytes <= 0 {
+		opts.MaxDownloadBytes = filefetch.DefaultMaxBytes
 	}
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 256 << 10

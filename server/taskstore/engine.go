@@ -107,6 +107,10 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("the data directory %s is in use by another process: %w", dir, err)
 	}
+	if err := privateFiles(filepath.Join(dir, FileName)); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	// synchronous(FULL) makes a commit durable before the answer returns:
 	// a recorded task survives a crash of the machine, not only of the process.
 	dsn := "file:" + filepath.Join(dir, FileName) +

@@ -52,9 +52,11 @@ type Env struct {
 	EmulatorAddr string
 	// Server is the service.
 	Server *app.Server
-	// GRPCAddr and RESTURL locate the service.
-	GRPCAddr string
-	RESTURL  string
+	// GRPCAddr and RESTURL locate the service; MetricsURL its metrics
+	// (plain HTTP, on an address of their own).
+	GRPCAddr   string
+	RESTURL    string
+	MetricsURL string
 	// Client is a gRPC client of the service.
 	Client cwpexportv1.LicenseExportServiceClient
 	// Conn is the client's connection.
@@ -114,9 +116,13 @@ func Start(t testing.TB, cfg Config) *Env {
 	if o.SecretID == "" {
 		o.SecretID, o.SecretKey = SecretID, SecretKey
 	}
+	// The test cloud is an emulator on loopback, spoken to in HTTP.
+	o.AllowPrivateCloud = true
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
 	}
+	metricsLis := listen(t)
+	o.MetricsListener = metricsLis
 	srv, err := app.New(o)
 	if err != nil {
 		cancel()
@@ -152,7 +158,8 @@ func Start(t testing.TB, cfg Config) *Env {
 	env := &Env{
 		Emulator: emu, EmulatorAddr: emuLis.Addr().String(), Server: srv,
 		GRPCAddr: grpcLis.Addr().String(), RESTURL: scheme + restLis.Addr().String(),
-		Client: cwpexportv1.NewLicenseExportServiceClient(conn), Conn: conn,
+		MetricsURL: "http://" + metricsLis.Addr().String() + "/metrics",
+		Client:     cwpexportv1.NewLicenseExportServiceClient(conn), Conn: conn,
 		HTTP: httpClient, token: cfg.Token,
 	}
 	var once sync.Once
@@ -310,4 +317,19 @@ func RecvAll[T any](t testing.TB, recv func() (T, error)) []T {
 		}
 		msgs = append(msgs, m)
 	}
+}
+
+// Metrics reads GET /metrics from the metrics address.
+func (e *Env) Metrics(t testing.TB) Response {
+	t.Helper()
+	resp, err := http.Get(e.MetricsURL)
+	if err != nil {
+		t.Fatalf("GET %s: %v", e.MetricsURL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return Response{Status: resp.StatusCode, Body: b, Header: resp.Header}
 }

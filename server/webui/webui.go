@@ -14,6 +14,9 @@ import (
 //go:embed static
 var static embed.FS
 
+// ContentSecurityPolicy is the page's and its assets' policy.
+const ContentSecurityPolicy = "default-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
 // Handler serves the page at / and its assets under /ui/.
 func Handler() http.Handler {
 	sub, err := fs.Sub(static, "static")
@@ -22,7 +25,10 @@ func Handler() http.Handler {
 	}
 	files := http.StripPrefix("/ui/", http.FileServerFS(sub))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'")
+		// No other origin may frame the page (clickjacking), a <base> or
+		// a form cannot send the page's requests elsewhere.
+		w.Header().Set("Content-Security-Policy", ContentSecurityPolicy)
+		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if r.URL.Path == "/" {
 			http.ServeFileFS(w, r, sub, "index.html")

@@ -92,7 +92,7 @@ func run() error {
 	defer stop(emu)
 	grpcAddr, restAddr := freeAddr(), freeAddr()
 	srv, err := startProcess(env, filepath.Join(work, "cwpexportd"), "-data-dir", filepath.Join(work, "data"),
-		"-grpc-addr", grpcAddr, "-rest-addr", restAddr, "-cloud-endpoint", emuAddr, "-cloud-scheme", "HTTP",
+		"-grpc-addr", grpcAddr, "-rest-addr", restAddr, "-metrics-addr", "127.0.0.1:0", "-cloud-endpoint", emuAddr, "-cloud-scheme", "HTTP", "-insecure-allow-private-cloud",
 		"-create-rate", "100000", "-log-format", "json")
 	if err != nil {
 		return err

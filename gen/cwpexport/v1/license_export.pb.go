@@ -1404,13 +1404,18 @@ type GetBudgetStatusResponse struct {
 	// One entry per cloud action the service calls: ExportTasks (the read
 	// budget that polls share) and ExportLicenseDetail (the export budget).
 	Actions []*ActionBudget `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
-	// Number of tasks being polled now, sharing the ExportTasks budget.
+	// Number of tasks being polled now, sharing the ExportTasks budget; 0 for
+	// callers who are not operators.
 	ReadBudgetTasks int32 `protobuf:"varint,2,opt,name=read_budget_tasks,json=readBudgetTasks,proto3" json:"read_budget_tasks,omitempty"`
 	// End of the measured window: calls_per_second and throttled_calls cover
 	// the whole seconds before this instant.
 	WindowEndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=window_end_time,json=windowEndTime,proto3" json:"window_end_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// True when the account's activity (calls_per_second, throttled_calls,
+	// read_budget_tasks) is withheld because the caller is not an operator:
+	// the empty list and zero counts then say nothing about the account.
+	ActivityWithheld bool `protobuf:"varint,4,opt,name=activity_withheld,json=activityWithheld,proto3" json:"activity_withheld,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetBudgetStatusResponse) Reset() {
@@ -1464,6 +1469,13 @@ func (x *GetBudgetStatusResponse) GetWindowEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetBudgetStatusResponse) GetActivityWithheld() bool {
+	if x != nil {
+		return x.ActivityWithheld
+	}
+	return false
+}
+
 // ActionBudget is one cloud action's request budget and its recent use.
 type ActionBudget struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1477,10 +1489,10 @@ type ActionBudget struct {
 	// Calls per second the cloud allows per action, as it documents (20).
 	CloudQuota float64 `protobuf:"fixed64,4,opt,name=cloud_quota,json=cloudQuota,proto3" json:"cloud_quota,omitempty"`
 	// Calls made to the cloud in each of the last 60 whole seconds, oldest
-	// first, whatever their outcome.
+	// first, whatever their outcome; empty for callers who are not operators.
 	CallsPerSecond []int32 `protobuf:"varint,5,rep,packed,name=calls_per_second,json=callsPerSecond,proto3" json:"calls_per_second,omitempty"`
 	// Calls in the same 60 seconds that the cloud answered with
-	// RequestLimitExceeded.
+	// RequestLimitExceeded; 0 for callers who are not operators.
 	ThrottledCalls int32 `protobuf:"varint,6,opt,name=throttled_calls,json=throttledCalls,proto3" json:"throttled_calls,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -1660,11 +1672,12 @@ const file_cwpexport_v1_license_export_proto_rawDesc = "" +
 	"\x06sha256\x18\x04 \x01(\tR\x06sha256\x12\x1b\n" +
 	"\tfile_name\x18\x05 \x01(\tR\bfileName\x12!\n" +
 	"\fcontent_type\x18\x06 \x01(\tR\vcontentType\"\x18\n" +
-	"\x16GetBudgetStatusRequest\"\xbf\x01\n" +
+	"\x16GetBudgetStatusRequest\"\xec\x01\n" +
 	"\x17GetBudgetStatusResponse\x124\n" +
 	"\aactions\x18\x01 \x03(\v2\x1a.cwpexport.v1.ActionBudgetR\aactions\x12*\n" +
 	"\x11read_budget_tasks\x18\x02 \x01(\x05R\x0freadBudgetTasks\x12B\n" +
-	"\x0fwindow_end_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rwindowEndTime\"\xea\x01\n" +
+	"\x0fwindow_end_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rwindowEndTime\x12+\n" +
+	"\x11activity_withheld\x18\x04 \x01(\bR\x10activityWithheld\"\xea\x01\n" +
 	"\fActionBudget\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12'\n" +
 	"\x0fconfigured_rate\x18\x02 \x01(\x01R\x0econfiguredRate\x12%\n" +

@@ -61,7 +61,10 @@ type LicenseExportServiceClient interface {
 	// measures it: per cloud action, the configured and effective rates, the
 	// cloud's quota, the calls made in each of the last 60 seconds and how many
 	// the cloud refused as over its limit; and how many tasks share the read
-	// budget.
+	// budget. The calls and the tasks are every caller's activity: they are
+	// told only to operators (and to everyone when callers are not
+	// authenticated); other callers get the rates and the quota, empty
+	// calls_per_second and zero counts.
 	GetBudgetStatus(ctx context.Context, in *GetBudgetStatusRequest, opts ...grpc.CallOption) (*GetBudgetStatusResponse, error)
 	// DownloadExport streams the exported file of a finished task through the
 	// service. Over REST the body is the file's exact bytes.
@@ -202,7 +205,10 @@ type LicenseExportServiceServer interface {
 	// measures it: per cloud action, the configured and effective rates, the
 	// cloud's quota, the calls made in each of the last 60 seconds and how many
 	// the cloud refused as over its limit; and how many tasks share the read
-	// budget.
+	// budget. The calls and the tasks are every caller's activity: they are
+	// told only to operators (and to everyone when callers are not
+	// authenticated); other callers get the rates and the quota, empty
+	// calls_per_second and zero counts.
 	GetBudgetStatus(context.Context, *GetBudgetStatusRequest) (*GetBudgetStatusResponse, error)
 	// DownloadExport streams the exported file of a finished task through the
 	// service. Over REST the body is the file's exact bytes.

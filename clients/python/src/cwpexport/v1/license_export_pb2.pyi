@@ -156,14 +156,16 @@ class GetBudgetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetBudgetStatusResponse(_message.Message):
-    __slots__ = ["actions", "read_budget_tasks", "window_end_time"]
+    __slots__ = ["actions", "activity_withheld", "read_budget_tasks", "window_end_time"]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_WITHHELD_FIELD_NUMBER: _ClassVar[int]
     READ_BUDGET_TASKS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
     actions: _containers.RepeatedCompositeFieldContainer[ActionBudget]
+    activity_withheld: bool
     read_budget_tasks: int
     window_end_time: _timestamp_pb2.Timestamp
-    def __init__(self, actions: _Optional[_Iterable[_Union[ActionBudget, _Mapping]]] = ..., read_budget_tasks: _Optional[int] = ..., window_end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, actions: _Optional[_Iterable[_Union[ActionBudget, _Mapping]]] = ..., read_budget_tasks: _Optional[int] = ..., window_end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., activity_withheld: bool = ...) -> None: ...
 
 class GetExportTaskRequest(_message.Message):
     __slots__ = ["task_id"]

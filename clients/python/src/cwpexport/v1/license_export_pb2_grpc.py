@@ -108,7 +108,10 @@ class LicenseExportServiceServicer(object):
         measures it: per cloud action, the configured and effective rates, the
         cloud's quota, the calls made in each of the last 60 seconds and how many
         the cloud refused as over its limit; and how many tasks share the read
-        budget.
+        budget. The calls and the tasks are every caller's activity: they are
+        told only to operators (and to everyone when callers are not
+        authenticated); other callers get the rates and the quota, empty
+        calls_per_second and zero counts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -632,7 +632,8 @@ export type GetBudgetStatusResponse = Message<"cwpexport.v1.GetBudgetStatusRespo
      */
     actions: ActionBudget[];
     /**
-     * Number of tasks being polled now, sharing the ExportTasks budget.
+     * Number of tasks being polled now, sharing the ExportTasks budget; 0 for
+     * callers who are not operators.
      *
      * @generated from field: int32 read_budget_tasks = 2;
      */
@@ -644,6 +645,14 @@ export type GetBudgetStatusResponse = Message<"cwpexport.v1.GetBudgetStatusRespo
      * @generated from field: google.protobuf.Timestamp window_end_time = 3;
      */
     windowEndTime?: Timestamp | undefined;
+    /**
+     * True when the account's activity (calls_per_second, throttled_calls,
+     * read_budget_tasks) is withheld because the caller is not an operator:
+     * the empty list and zero counts then say nothing about the account.
+     *
+     * @generated from field: bool activity_withheld = 4;
+     */
+    activityWithheld: boolean;
 };
 /**
  * Describes the message cwpexport.v1.GetBudgetStatusResponse.
@@ -683,14 +692,14 @@ export type ActionBudget = Message<"cwpexport.v1.ActionBudget"> & {
     cloudQuota: number;
     /**
      * Calls made to the cloud in each of the last 60 whole seconds, oldest
-     * first, whatever their outcome.
+     * first, whatever their outcome; empty for callers who are not operators.
      *
      * @generated from field: repeated int32 calls_per_second = 5;
      */
     callsPerSecond: number[];
     /**
      * Calls in the same 60 seconds that the cloud answered with
-     * RequestLimitExceeded.
+     * RequestLimitExceeded; 0 for callers who are not operators.
      *
      * @generated from field: int32 throttled_calls = 6;
      */
@@ -841,7 +850,10 @@ export declare const LicenseExportService: GenService<{
      * measures it: per cloud action, the configured and effective rates, the
      * cloud's quota, the calls made in each of the last 60 seconds and how many
      * the cloud refused as over its limit; and how many tasks share the read
-     * budget.
+     * budget. The calls and the tasks are every caller's activity: they are
+     * told only to operators (and to everyone when callers are not
+     * authenticated); other callers get the rates and the quota, empty
+     * calls_per_second and zero counts.
      *
      * @generated from rpc cwpexport.v1.LicenseExportService.GetBudgetStatus
      */
