@@ -11,18 +11,28 @@ import (
 
 	"github.com/cwpexport/cwpexport/server/access"
 	"github.com/cwpexport/cwpexport/server/callerauth"
+	"github.com/cwpexport/cwpexport/server/exports"
 	"github.com/cwpexport/cwpexport/server/taskstore"
+	"github.com/cwpexport/cwpexport/server/tracker"
 )
 
 // countingRegistry counts the reads of a real registry.
 type countingRegistry struct {
-	Registry
+	*taskstore.Store
 	gets atomic.Int32
 }
 
 func (r *countingRegistry) Get(ctx context.Context, id int64) (taskstore.Task, bool, error) {
 	r.gets.Add(1)
-	return r.Registry.Get(ctx, id)
+	return r.Store.Get(ctx, id)
+}
+
+// newReader is a service over reg whose saga never polls the cloud (the
+// reads under test ask only the registry), on the clock now.
+func newReader(reg *countingRegistry, now func() time.Time) *Service {
+	policy, _ := access.NewPolicy(nil, nil)
+	saga, tr := exports.New(exports.Options{Registry: reg, Now: now}, tracker.Options{Scheduler: tracker.NewLocal(tracker.LocalOptions{})})
+	return New(Options{Saga: saga, Tracker: tr, Registry: reg, Access: access.NewLive(policy), Now: now})
 }
 
 // alices is the task alice created in alicesRegistry.
@@ -40,7 +50,7 @@ func alicesRegistry(tb testing.TB) *countingRegistry {
 	if err := store.Insert(ctx, taskstore.Task{TaskID: alices, Creator: "alice", Fingerprint: "f", Parameters: "{}", Created: time.Now(), State: taskstore.StatePending}); err != nil {
 		tb.Fatal(err)
 	}
-	return &countingRegistry{Registry: store}
+	return &countingRegistry{Store: store}
 }
 
 // TestRefusalsTakeTheSamePath: bob's reads of alice's task and of an id
@@ -50,9 +60,8 @@ func alicesRegistry(tb testing.TB) *countingRegistry {
 func TestRefusalsTakeTheSamePath(t *testing.T) {
 	ctx := context.Background()
 	reg := alicesRegistry(t)
-	policy, _ := access.NewPolicy(nil, nil)
 	now := time.Now()
-	s := New(Options{Registry: reg, Access: access.NewLive(policy), Now: func() time.Time { return now }})
+	s := newReader(reg, func() time.Time { return now })
 	bob := callerauth.WithCaller(ctx, "bob")
 	reads := func(id int64) int32 {
 		before := reg.gets.Load()
@@ -82,8 +91,7 @@ func TestRefusalsTakeTheSamePath(t *testing.T) {
 func BenchmarkRefusals(b *testing.B) {
 	ctx := context.Background()
 	reg := alicesRegistry(b)
-	policy, _ := access.NewPolicy(nil, nil)
-	s := New(Options{Registry: reg, Access: access.NewLive(policy)})
+	s := newReader(reg, time.Now)
 	alice, bob := callerauth.WithCaller(ctx, "alice"), callerauth.WithCaller(ctx, "bob")
 	for _, bc := range []struct {
 		name string
