@@ -18,13 +18,13 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/realip"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 )
 
@@ -169,7 +169,7 @@ func (l Logger) log(ctx context.Context, c call) {
 	if who == "" {
 		who = from
 	}
-	info := errorInfo(st)
+	info := apierror.Info(st.Err())
 	if c.taskID == "" {
 		c.taskID = info.GetMetadata()[taskIDKey] // a task created, then a failure
 	}
@@ -249,15 +249,6 @@ func (l Logger) peer(ctx context.Context) string {
 		return "grpc:" + p.Addr.String()
 	}
 	return "unknown"
-}
-
-func errorInfo(st *status.Status) *errdetails.ErrorInfo {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info
-		}
-	}
-	return nil
 }
 
 // Refused logs a REST request the gateway answered itself, before it became

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
@@ -49,7 +48,7 @@ type BudgetOptions struct {
 func (s *Service) GetBudgetStatus(_ context.Context, _ *cwpexportv1.GetBudgetStatusRequest) (*cwpexportv1.GetBudgetStatusResponse, error) {
 	b := s.opts.Budget
 	if b.Calls == nil || b.Read == nil || b.Create == nil {
-		return nil, apierror.Error(codes.Unimplemented, "BUDGET_NOT_MEASURED", "this server does not measure its cloud calls")
+		return nil, apierror.Error(cwpexportv1.ErrorReason_BUDGET_NOT_MEASURED, "this server does not measure its cloud calls")
 	}
 	now := s.opts.Now()
 	action := func(name string, r Rates) *cwpexportv1.ActionBudget {

@@ -13,18 +13,12 @@ import (
 	"path"
 	"strings"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/taskstore"
-)
-
-// Reasons of DownloadExport's errors.
-const (
-	ReasonTaskNotFinished = "TASK_NOT_FINISHED"
-	ReasonDownloadFailed  = "DOWNLOAD_FAILED"
 )
 
 // DownloadExport streams a finished task's file: data chunks in order, the
@@ -208,13 +202,12 @@ func fileName(disposition string, id int64) string {
 
 func notFinished(id int64, state cloud.Status) error {
 	shown := toState(state).String()
-	return withInfo(codes.FailedPrecondition, ReasonTaskNotFinished,
-		fmt.Sprintf("export task %d is %s, not FINISHED: only a finished export has a file to download", id, shown),
-		map[string]string{metadataTaskID: fmt.Sprint(id), "state": shown})
+	return apierror.New(cwpexportv1.ErrorReason_TASK_NOT_FINISHED,
+		fmt.Sprintf("export task %d is %s, not FINISHED: only a finished export has a file to download", id, shown)).
+		Meta(metadataTaskID, fmt.Sprint(id)).Meta("state", shown).Err()
 }
 
 func downloadFailed(id int64, why string) error {
-	return withInfo(codes.Unavailable, ReasonDownloadFailed,
-		fmt.Sprintf("downloading the file of export task %d failed: %s; retry later", id, why),
-		map[string]string{metadataTaskID: fmt.Sprint(id)})
+	return apierror.New(cwpexportv1.ErrorReason_DOWNLOAD_FAILED,
+		fmt.Sprintf("downloading the file of export task %d failed: %s; retry later", id, why)).Meta(metadataTaskID, fmt.Sprint(id)).Err()
 }

@@ -10,15 +10,14 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"golang.org/x/sync/singleflight"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/taskstore"
@@ -46,12 +45,8 @@ const (
 	MaxPageSize     = 1000
 )
 
-// Reasons of the registry's and the creation's errors.
+// Metadata and timings of the registry's and the creation's errors.
 const (
-	ReasonRequestIDReused         = "REQUEST_ID_REUSED"
-	ReasonRegistryFailed          = "REGISTRY_FAILED"
-	ReasonCreationInProgress      = "CREATION_IN_PROGRESS"
-	ReasonCreationOutcomeUnknown  = "CREATION_OUTCOME_UNKNOWN"
 	metadataCreationOutcome       = "creation_outcome"
 	metadataRequestID             = "request_id"
 	creationOutcomeUnknown        = "unknown"
@@ -317,9 +312,9 @@ func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err e
 			s.opts.Logger.Error("record a created task", "task_id", created.TaskID, "request_id", row.RequestID, "err", werr)
 			// It can still be watched: the tracker knows it.
 			s.opts.Tracker.Created(created.TaskID, created.RequestID)
-			return taskstore.Task{}, withInfo(codes.Internal, ReasonRegistryFailed, fmt.Sprintf(
-				"export task %d was created but could not be recorded; it can still be watched by its id", created.TaskID),
-				map[string]string{metadataTaskID: fmt.Sprint(created.TaskID)})
+			return taskstore.Task{}, apierror.New(cwpexportv1.ErrorReason_REGISTRY_FAILED, fmt.Sprintf(
+				"export task %d was created but could not be recorded; it can still be watched by its id", created.TaskID)).
+				Code(codes.Internal).Meta(metadataTaskID, fmt.Sprint(created.TaskID)).Err()
 		}
 		s.started(row)
 		return row, nil
@@ -358,24 +353,12 @@ func (s *Service) started(row taskstore.Task) {
 // without a clear answer: the cloud failure's own status, saying that the
 // outcome is unknown.
 func outcomeUnknownNow(err error, rid string) error {
-	st := status.Convert(cloudStatus(context.Background(), 0, err))
-	msg := st.Message() + "; the export may have been created in the cloud"
+	cloudErr := cloudStatus(context.Background(), 0, err)
+	msg := status.Convert(cloudErr).Message() + "; the export may have been created in the cloud"
 	if rid != "" {
-		msg += fmt.Sprintf(": a retry with request_id %s answers %s rather than create a second one", rid, ReasonCreationOutcomeUnknown)
+		msg += fmt.Sprintf(": a retry with request_id %s answers %s rather than create a second one", rid, cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN)
 	}
-	p := st.Proto()
-	p.Message = msg
-	for _, d := range p.GetDetails() {
-		var info errdetails.ErrorInfo
-		if d.MessageIs(&info) && d.UnmarshalTo(&info) == nil {
-			if info.Metadata == nil {
-				info.Metadata = map[string]string{}
-			}
-			info.Metadata[metadataCreationOutcome] = creationOutcomeUnknown
-			_ = d.MarshalFrom(&info)
-		}
-	}
-	return status.FromProto(p).Err()
+	return apierror.From(cloudErr).Message(msg).Meta(metadataCreationOutcome, creationOutcomeUnknown).Err()
 }
 
 // outcomeUnknown answers a retry of a creation whose outcome is unknown.
@@ -384,23 +367,17 @@ func outcomeUnknown(row taskstore.Task) error {
 	if why == "" {
 		why = "the service stopped while the cloud call was under way"
 	}
-	return withInfo(codes.Aborted, ReasonCreationOutcomeUnknown, fmt.Sprintf(
+	return apierror.New(cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN, fmt.Sprintf(
 		"the export first requested with request_id %s has an unknown outcome: %s. The request_id will not create another one; to export anyway, send a new request_id (the cloud may then hold two exports)",
-		row.RequestID, why), map[string]string{metadataRequestID: row.RequestID})
+		row.RequestID, why)).Meta(metadataRequestID, row.RequestID).Err()
 }
 
 // creationInProgress answers a retry while the first creation's cloud call
 // is under way.
 func creationInProgress(rid string) error {
-	st := status.New(codes.Unavailable, fmt.Sprintf(
-		"the export with request_id %s is being created and the cloud has not answered yet; retry with the same request_id to get its task", rid))
-	if ws, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: ReasonCreationInProgress, Domain: Domain, Metadata: map[string]string{metadataRequestID: rid}},
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfterCreationInProgress)},
-	); err == nil {
-		st = ws
-	}
-	return st.Err()
+	return apierror.New(cwpexportv1.ErrorReason_CREATION_IN_PROGRESS, fmt.Sprintf(
+		"the export with request_id %s is being created and the cloud has not answered yet; retry with the same request_id to get its task", rid)).
+		Meta(metadataRequestID, rid).RetryAfter(retryAfterCreationInProgress).Err()
 }
 
 // creationCutShort is the status of a caller whose context ends (or is
@@ -416,26 +393,24 @@ func creationCutShort(ctx context.Context, rid string) error {
 	} else {
 		msg += ": it will be listed by ListExportTasks (send a request_id to make retries safe)"
 	}
-	return withInfo(codes.DeadlineExceeded, ReasonDeadlineExceeded, msg, nil)
+	return apierror.Error(cwpexportv1.ErrorReason_DEADLINE_EXCEEDED, msg)
 }
 
 func requestIDReused(rid string, taskID int64) error {
 	v := violations{}
 	v.add("request_id", "request_id %s was already used for an export with other parameters; use a new request_id for a different export", rid)
-	st := status.New(codes.InvalidArgument, "invalid request: request_id: "+v[0].Description)
-	md := map[string]string{metadataRequestID: rid}
+	b := apierror.New(cwpexportv1.ErrorReason_REQUEST_ID_REUSED, "invalid request: request_id: "+v[0].Description).Meta(metadataRequestID, rid)
 	if taskID > 0 {
-		md[metadataTaskID] = fmt.Sprint(taskID)
+		b.Meta(metadataTaskID, fmt.Sprint(taskID))
 	}
-	st, _ = st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonRequestIDReused, Domain: Domain, Metadata: md}, &errdetails.BadRequest{FieldViolations: v})
-	return st.Err()
+	return b.Violations(v...).Err()
 }
 
 func registryError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return contextStatus(ctx, ctx.Err())
 	}
-	return withInfo(codes.Unavailable, ReasonRegistryFailed, "the task registry is unavailable; retry later", nil)
+	return apierror.Error(cwpexportv1.ErrorReason_REGISTRY_FAILED, "the task registry is unavailable; retry later")
 }
 
 // encodeParameters returns the stored form of an export's parameters and

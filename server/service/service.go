@@ -18,22 +18,19 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/tracker"
 )
-
-type protoMessage = protoadapt.MessageV1
 
 // Creator starts exports in the cloud.
 type Creator interface {
@@ -372,8 +369,8 @@ func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send se
 		case <-ctx.Done():
 			return contextStatus(ctx, ctx.Err())
 		case <-s.draining:
-			return withInfo(codes.Unavailable, ReasonShuttingDown, fmt.Sprintf(
-				"the server is shutting down; resume with WatchExportTask for task %d", id), map[string]string{metadataTaskID: fmt.Sprint(id)})
+			return apierror.New(cwpexportv1.ErrorReason_SHUTTING_DOWN, fmt.Sprintf(
+				"the server is shutting down; resume with WatchExportTask for task %d", id)).Meta(metadataTaskID, fmt.Sprint(id)).Err()
 		case <-changed:
 		case <-heartbeat.C:
 			beat = true
@@ -436,7 +433,7 @@ func (s *Service) admit(ctx context.Context, giveUp time.Time, again bool) error
 	case err != nil && ctx.Err() != nil:
 		return contextStatus(ctx, ctx.Err())
 	case err != nil:
-		return withInfo(codes.Unavailable, ReasonBudgetExhausted, "the export budget cannot be reached; retry later", nil)
+		return apierror.New(cwpexportv1.ErrorReason_EXPORT_BUDGET_EXHAUSTED, "the export budget cannot be reached; retry later").Code(codes.Unavailable).Err()
 	}
 	s.budgetWaited(waited)
 	return nil
@@ -453,15 +450,7 @@ func budgetExhausted(retry time.Duration, deadline bool, queue time.Duration) er
 	if !deadline {
 		msg = fmt.Sprintf("too many exports are queued for the cloud's request budget to start this one within the %s an export may wait; retry in %s", queue, retry.Round(time.Millisecond))
 	}
-	st := status.New(codes.ResourceExhausted, msg)
-	ws, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: ReasonBudgetExhausted, Domain: Domain, Metadata: map[string]string{metadataRetryAfterMillis: fmt.Sprint(retry.Milliseconds())}},
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)},
-	)
-	if err == nil {
-		st = ws
-	}
-	return st.Err()
+	return apierror.New(cwpexportv1.ErrorReason_EXPORT_BUDGET_EXHAUSTED, msg).RetryAfter(retry).Err()
 }
 
 // toTask converts a tracker snapshot to the API's task.
