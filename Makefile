@@ -71,7 +71,7 @@ bench-fleet: ## Run the fleet's benchmarks alone: three replicas on PostgreSQL (
 	@touch .third_party
 
 .PHONY: generate
-generate: .third_party ## Regenerate gen/ from proto/
+generate: .third_party ## Regenerate gen/ and docs/errors.md from proto/
 	rm -rf gen/cwpexport gen/openapi/*.json && $(BUF) generate
 
 .PHONY: lint
@@ -82,5 +82,5 @@ lint: .third_party ## buf lint, buf format check, go vet, gofmt check
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 .PHONY: checkgenerate
-checkgenerate: generate ## Fail if gen/ differs from what the protos generate
-	git add -N gen && git diff --exit-code -- gen
+checkgenerate: generate ## Fail if gen/ or docs/errors.md differs from what the protos generate
+	git add -N gen docs/errors.md && git diff --exit-code -- gen docs/errors.md
