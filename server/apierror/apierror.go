@@ -28,9 +28,9 @@ import (
 // Domain is the ErrorInfo domain of the service's errors.
 const Domain = "cwpexport.v1"
 
-// MetaRetryAfterMillis is the ErrorInfo metadata key of the delay a
+// MetadataRetryAfterMillis is the ErrorInfo metadata key of the delay a
 // RetryInfo asks for, in milliseconds, for clients that read metadata only.
-const MetaRetryAfterMillis = "retry_after_ms"
+const MetadataRetryAfterMillis = "retry_after_ms"
 
 // catalog is each reason's status option, read once from the enum.
 var catalog = func() map[cwpexportv1.ErrorReason]*cwpexportv1.ErrorReasonStatus {
@@ -130,7 +130,7 @@ func (b *Builder) Meta(key, value string) *Builder {
 // retry_after_ms (REST answers also get a Retry-After header).
 func (b *Builder) RetryAfter(d time.Duration) *Builder {
 	b.details = append(b.details, &errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
-	return b.Meta(MetaRetryAfterMillis, fmt.Sprint(d.Milliseconds()))
+	return b.Meta(MetadataRetryAfterMillis, fmt.Sprint(d.Milliseconds()))
 }
 
 // Violations adds a BadRequest listing v.

@@ -42,7 +42,7 @@ func TestBuilderDetails(t *testing.T) {
 	if d, ok := apierror.RetryDelay(err); !ok || d != 1500*time.Millisecond {
 		t.Errorf("retry delay %v %v", d, ok)
 	}
-	if ms := apierror.Info(err).GetMetadata()[apierror.MetaRetryAfterMillis]; ms != "1500" {
+	if ms := apierror.Info(err).GetMetadata()[apierror.MetadataRetryAfterMillis]; ms != "1500" {
 		t.Errorf("retry_after_ms %q", ms)
 	}
 	if got := apierror.Violations(err); len(got) != 1 || got[0].GetField() != "request_id" {
