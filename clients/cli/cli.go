@@ -222,7 +222,7 @@ func describe(err error) string {
 	if apierror.Info(st.Err()) == nil && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded) {
 		b.WriteString("\n  is the service running? (start it with `make run`, or point --addr at it)")
 	}
-	if rid := apierror.Info(st.Err()).GetMetadata()["cloud_request_id"]; rid != "" {
+	if rid := apierror.Info(st.Err()).GetMetadata()[apierror.MetadataCloudRequestID]; rid != "" {
 		fmt.Fprintf(&b, "\n  cloud RequestId: %s", rid)
 	}
 	for _, v := range apierror.Violations(st.Err()) {

@@ -28,9 +28,30 @@ import (
 // Domain is the ErrorInfo domain of the service's errors.
 const Domain = "cwpexport.v1"
 
-// MetadataRetryAfterMillis is the ErrorInfo metadata key of the delay a
-// RetryInfo asks for, in milliseconds, for clients that read metadata only.
-const MetadataRetryAfterMillis = "retry_after_ms"
+// Keys of ErrorInfo metadata; each reason's comment in the catalog names
+// the ones it carries.
+const (
+	// MetadataTaskID is the export task an error is about.
+	MetadataTaskID = "task_id"
+	// MetadataRequestID is the request_id of the creation an error is about.
+	MetadataRequestID = "request_id"
+	// MetadataState is the state of the task an error is about.
+	MetadataState = "state"
+	// MetadataCloudCode, MetadataCloudAction and MetadataCloudRequestID are
+	// the cloud's error code, the action called and the cloud's RequestId.
+	MetadataCloudCode      = "cloud_code"
+	MetadataCloudAction    = "cloud_action"
+	MetadataCloudRequestID = "cloud_request_id"
+	// MetadataCreationOutcome is "unknown" when a creation's cloud call
+	// ended without a clear answer.
+	MetadataCreationOutcome = "creation_outcome"
+	// MetadataFieldViolations counts an invalid request's problems when the
+	// BadRequest lists only the first.
+	MetadataFieldViolations = "field_violations"
+	// MetadataRetryAfterMillis is the delay a RetryInfo asks for, in
+	// milliseconds, for clients that read metadata only.
+	MetadataRetryAfterMillis = "retry_after_ms"
+)
 
 // catalog is each reason's status option, read once from the enum.
 var catalog = func() map[cwpexportv1.ErrorReason]*cwpexportv1.ErrorReasonStatus {

@@ -28,12 +28,6 @@ import (
 	"github.com/cwpexport/cwpexport/server/callerauth"
 )
 
-// Metadata keys of the service's ErrorInfo read here.
-const (
-	cloudRequestIDKey = "cloud_request_id"
-	taskIDKey         = "task_id"
-)
-
 // healthPrefix marks health checks, logged at debug level: probes would
 // otherwise drown the calls that matter.
 const healthPrefix = "/grpc.health.v1.Health/"
@@ -171,7 +165,7 @@ func (l Logger) log(ctx context.Context, c call) {
 	}
 	info := apierror.Info(st.Err())
 	if c.taskID == "" {
-		c.taskID = info.GetMetadata()[taskIDKey] // a task created, then a failure
+		c.taskID = info.GetMetadata()[apierror.MetadataTaskID] // a task created, then a failure
 	}
 	attrs := []slog.Attr{
 		slog.String("method", c.method),
@@ -188,7 +182,7 @@ func (l Logger) log(ctx context.Context, c call) {
 	}
 	if c.err != nil {
 		attrs = append(attrs, slog.String("error", st.Message()))
-		if rid := info.GetMetadata()[cloudRequestIDKey]; rid != "" {
+		if rid := info.GetMetadata()[apierror.MetadataCloudRequestID]; rid != "" {
 			attrs = append(attrs, slog.String("upstream_request_id", rid))
 		}
 	}

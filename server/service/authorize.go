@@ -47,5 +47,5 @@ func (s *Service) visible(ctx context.Context, id int64) (recordInfo, error) {
 // taskNotFound is the answer about a task a caller may not see, the same
 // whether the task exists or not.
 func taskNotFound(id int64) error {
-	return apierror.New(cwpexportv1.ErrorReason_TASK_NOT_FOUND, fmt.Sprintf("export task %d was not found", id)).Meta(metadataTaskID, fmt.Sprint(id)).Err()
+	return apierror.New(cwpexportv1.ErrorReason_TASK_NOT_FOUND, fmt.Sprintf("export task %d was not found", id)).Meta(apierror.MetadataTaskID, fmt.Sprint(id)).Err()
 }

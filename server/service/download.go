@@ -204,10 +204,10 @@ func notFinished(id int64, state cloud.Status) error {
 	shown := toState(state).String()
 	return apierror.New(cwpexportv1.ErrorReason_TASK_NOT_FINISHED,
 		fmt.Sprintf("export task %d is %s, not FINISHED: only a finished export has a file to download", id, shown)).
-		Meta(metadataTaskID, fmt.Sprint(id)).Meta("state", shown).Err()
+		Meta(apierror.MetadataTaskID, fmt.Sprint(id)).Meta(apierror.MetadataState, shown).Err()
 }
 
 func downloadFailed(id int64, why string) error {
 	return apierror.New(cwpexportv1.ErrorReason_DOWNLOAD_FAILED,
-		fmt.Sprintf("downloading the file of export task %d failed: %s; retry later", id, why)).Meta(metadataTaskID, fmt.Sprint(id)).Err()
+		fmt.Sprintf("downloading the file of export task %d failed: %s; retry later", id, why)).Meta(apierror.MetadataTaskID, fmt.Sprint(id)).Err()
 }

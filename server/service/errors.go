@@ -13,15 +13,10 @@ import (
 	"github.com/cwpexport/cwpexport/server/cloud"
 )
 
-// ErrorInfo metadata keys and other constants of this service's errors;
-// the reasons are the API's ErrorReason values.
+// Constants of this service's errors; their reasons are the API's
+// ErrorReason values and their metadata keys apierror's.
 const (
 	retryAfterThrottled         = time.Second
-	metadataCloudCode           = "cloud_code"
-	metadataCloudRequestID      = "cloud_request_id"
-	metadataCloudAction         = "cloud_action"
-	metadataTaskID              = "task_id"
-	metadataFieldViolations     = "field_violations"
 	msgCredentialsOperatorFixes = "the service's cloud credentials were rejected by the cloud (%s); this is not the caller's fault: an operator must fix the service's configuration"
 )
 
@@ -37,7 +32,7 @@ func invalidArgument(v violations, total int) error {
 	}
 	b := apierror.New(cwpexportv1.ErrorReason_INVALID_ARGUMENT, msg)
 	if more {
-		b.Meta(metadataFieldViolations, fmt.Sprint(total))
+		b.Meta(apierror.MetadataFieldViolations, fmt.Sprint(total))
 	}
 	return b.Violations(v...).Err()
 }
@@ -70,15 +65,15 @@ func cloudStatus(ctx context.Context, taskID int64, err error) error {
 	if !errors.As(err, &ce) {
 		ce = &cloud.Error{Code: "ClientError", Message: "internal error"}
 	}
-	md := map[string]string{metadataCloudCode: ce.Code}
+	md := map[string]string{apierror.MetadataCloudCode: ce.Code}
 	if ce.RequestID != "" {
-		md[metadataCloudRequestID] = ce.RequestID
+		md[apierror.MetadataCloudRequestID] = ce.RequestID
 	}
 	if ce.Action != "" {
-		md[metadataCloudAction] = ce.Action
+		md[apierror.MetadataCloudAction] = ce.Action
 	}
 	if taskID > 0 {
-		md[metadataTaskID] = fmt.Sprint(taskID)
+		md[apierror.MetadataTaskID] = fmt.Sprint(taskID)
 	}
 	var (
 		reason cwpexportv1.ErrorReason

@@ -45,10 +45,8 @@ const (
 	MaxPageSize     = 1000
 )
 
-// Metadata and timings of the registry's and the creation's errors.
+// Metadata values and timings of the registry's and the creation's errors.
 const (
-	metadataCreationOutcome       = "creation_outcome"
-	metadataRequestID             = "request_id"
 	creationOutcomeUnknown        = "unknown"
 	retryAfterCreationInProgress  = time.Second
 	creationInProgressPollingTime = 200 * time.Millisecond
@@ -314,7 +312,7 @@ func (s *Service) recordOutcome(row taskstore.Task, created cloud.Created, err e
 			s.opts.Tracker.Created(created.TaskID, created.RequestID)
 			return taskstore.Task{}, apierror.New(cwpexportv1.ErrorReason_REGISTRY_FAILED, fmt.Sprintf(
 				"export task %d was created but could not be recorded; it can still be watched by its id", created.TaskID)).
-				Code(codes.Internal).Meta(metadataTaskID, fmt.Sprint(created.TaskID)).Err()
+				Code(codes.Internal).Meta(apierror.MetadataTaskID, fmt.Sprint(created.TaskID)).Err()
 		}
 		s.started(row)
 		return row, nil
@@ -358,7 +356,7 @@ func outcomeUnknownNow(err error, rid string) error {
 	if rid != "" {
 		msg += fmt.Sprintf(": a retry with request_id %s answers %s rather than create a second one", rid, cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN)
 	}
-	return apierror.From(cloudErr).Message(msg).Meta(metadataCreationOutcome, creationOutcomeUnknown).Err()
+	return apierror.From(cloudErr).Message(msg).Meta(apierror.MetadataCreationOutcome, creationOutcomeUnknown).Err()
 }
 
 // outcomeUnknown answers a retry of a creation whose outcome is unknown.
@@ -369,7 +367,7 @@ func outcomeUnknown(row taskstore.Task) error {
 	}
 	return apierror.New(cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN, fmt.Sprintf(
 		"the export first requested with request_id %s has an unknown outcome: %s. The request_id will not create another one; to export anyway, send a new request_id (the cloud may then hold two exports)",
-		row.RequestID, why)).Meta(metadataRequestID, row.RequestID).Err()
+		row.RequestID, why)).Meta(apierror.MetadataRequestID, row.RequestID).Err()
 }
 
 // creationInProgress answers a retry while the first creation's cloud call
@@ -377,7 +375,7 @@ func outcomeUnknown(row taskstore.Task) error {
 func creationInProgress(rid string) error {
 	return apierror.New(cwpexportv1.ErrorReason_CREATION_IN_PROGRESS, fmt.Sprintf(
 		"the export with request_id %s is being created and the cloud has not answered yet; retry with the same request_id to get its task", rid)).
-		Meta(metadataRequestID, rid).RetryAfter(retryAfterCreationInProgress).Err()
+		Meta(apierror.MetadataRequestID, rid).RetryAfter(retryAfterCreationInProgress).Err()
 }
 
 // creationCutShort is the status of a caller whose context ends (or is
@@ -399,9 +397,9 @@ func creationCutShort(ctx context.Context, rid string) error {
 func requestIDReused(rid string, taskID int64) error {
 	v := violations{}
 	v.add("request_id", "request_id %s was already used for an export with other parameters; use a new request_id for a different export", rid)
-	b := apierror.New(cwpexportv1.ErrorReason_REQUEST_ID_REUSED, "invalid request: request_id: "+v[0].Description).Meta(metadataRequestID, rid)
+	b := apierror.New(cwpexportv1.ErrorReason_REQUEST_ID_REUSED, "invalid request: request_id: "+v[0].Description).Meta(apierror.MetadataRequestID, rid)
 	if taskID > 0 {
-		b.Meta(metadataTaskID, fmt.Sprint(taskID))
+		b.Meta(apierror.MetadataTaskID, fmt.Sprint(taskID))
 	}
 	return b.Violations(v...).Err()
 }

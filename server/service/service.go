@@ -370,7 +370,7 @@ func (s *Service) follow(ctx context.Context, id int64, info recordInfo, send se
 			return contextStatus(ctx, ctx.Err())
 		case <-s.draining:
 			return apierror.New(cwpexportv1.ErrorReason_SHUTTING_DOWN, fmt.Sprintf(
-				"the server is shutting down; resume with WatchExportTask for task %d", id)).Meta(metadataTaskID, fmt.Sprint(id)).Err()
+				"the server is shutting down; resume with WatchExportTask for task %d", id)).Meta(apierror.MetadataTaskID, fmt.Sprint(id)).Err()
 		case <-changed:
 		case <-heartbeat.C:
 			beat = true
