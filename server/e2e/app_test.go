@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
@@ -398,14 +399,7 @@ func TestUnknownTask(t *testing.T) {
 	}
 }
 
-func errorInfo(st *status.Status) *errdetails.ErrorInfo {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info
-		}
-	}
-	return nil
-}
+func errorInfo(st *status.Status) *errdetails.ErrorInfo { return apierror.Info(st.Err()) }
 
 // TestCloudFaults checks how the service reports a cloud that rejects its
 // credentials, throttles it, or cannot be reached.
