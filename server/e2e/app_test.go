@@ -279,12 +279,8 @@ func TestExportEndingInError(t *testing.T) {
 // violationFields returns the fields of a status's BadRequest detail.
 func violationFields(st *status.Status) []string {
 	var fields []string
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				fields = append(fields, v.GetField())
-			}
-		}
+	for _, v := range apierror.Violations(st.Err()) {
+		fields = append(fields, v.GetField())
 	}
 	return fields
 }
