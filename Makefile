@@ -75,7 +75,7 @@ flagsdoc: ## Regenerate docs/flags.md from cwpexportd's flags (server/flags)
 	go run ./server/flags/flagsdoc > docs/flags.md.tmp && mv docs/flags.md.tmp docs/flags.md
 
 .PHONY: generate
-generate: .third_party flagsdoc ## Regenerate gen/ from proto/ and docs/flags.md from the flags
+generate: .third_party flagsdoc ## Regenerate gen/ and docs/errors.md from proto/, docs/flags.md from the flags
 	rm -rf gen/cwpexport gen/openapi/*.json && $(BUF) generate
 
 .PHONY: lint
@@ -86,5 +86,5 @@ lint: .third_party ## buf lint, buf format check, go vet, gofmt check
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 .PHONY: checkgenerate
-checkgenerate: generate ## Fail if gen/ or docs/flags.md differ from what the protos and the flags generate
-	git add -N gen docs/flags.md && git diff --exit-code -- gen docs/flags.md
+checkgenerate: generate ## Fail if gen/, docs/errors.md or docs/flags.md differ from what the protos and the flags generate
+	git add -N gen docs/errors.md docs/flags.md && git diff --exit-code -- gen docs/errors.md docs/flags.md

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the code that the Python and Node.js client packages commit,
-# from proto/cwpexport/v1/license_export.proto (`make generate-clients`):
+# from proto/cwpexport/v1/license_export.proto and error_reason.proto
+# (`make generate-clients`):
 #
 #   clients/python/src/cwpexport/v1/   Debian's protoc 3.21 (--python_out,
 #       --pyi_out) and grpc_python_plugin 1.51: code old enough for the
@@ -29,6 +30,7 @@ WKT=/usr/include # the well-known types, from libprotobuf-dev
 (cd clients/node && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
 GAPI=clients/node/node_modules/google-proto-files # google/api, google/rpc
 API=cwpexport/v1/license_export.proto
+REASONS=cwpexport/v1/error_reason.proto # the ErrorReason enum: messages only, no service
 
 # Python: messages, typing stubs and gRPC stubs. google.api and google.rpc
 # come from the googleapis-common-protos package at run time.
@@ -38,6 +40,7 @@ protoc -I proto -I "$WKT" -I "$GAPI" \
   --python_out="$py" --pyi_out="$py" \
   --plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" --grpc_python_out="$py" \
   "$API"
+protoc -I proto -I "$WKT" -I "$GAPI" --python_out="$py" --pyi_out="$py" "$REASONS"
 
 # The helper's copy of the clients' gRPC service config: a package ships
 # only what lies under its own directory.
@@ -51,6 +54,6 @@ mkdir -p "$node/src/gen"
 protoc -I proto -I "$WKT" -I "$GAPI" \
   --plugin=protoc-gen-es="$node/node_modules/.bin/protoc-gen-es" \
   --es_out="$node/src/gen" --es_opt=target=ts,import_extension=js \
-  "$API" google/api/annotations.proto google/api/http.proto \
+  "$API" "$REASONS" google/api/annotations.proto google/api/http.proto \
   google/rpc/status.proto google/rpc/error_details.proto google/rpc/code.proto
 (cd "$node" && node_modules/.bin/tsc -p tsconfig.json)

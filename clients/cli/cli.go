@@ -25,12 +25,12 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // Exit codes; see the package documentation.
@@ -47,10 +47,6 @@ const (
 
 // DefaultAddr is the gRPC address of `make run`.
 const DefaultAddr = "127.0.0.1:9090"
-
-// serviceDomain is the ErrorInfo domain of the service's own errors; an
-// Unavailable without it comes from the transport: the service is not there.
-const serviceDomain = "cwpexport.v1"
 
 // IO is where a command reads and writes. Stdout decides whether output is
 // live (a terminal) or plain.
@@ -210,7 +206,7 @@ func (a *app) exitCode(ctx context.Context, err error) int {
 	case codes.Canceled:
 		return ExitInterrupted
 	case codes.Unavailable, codes.DeadlineExceeded:
-		if errorInfo(st) == nil {
+		if apierror.Info(st.Err()) == nil {
 			return ExitUnreachable
 		}
 	}
@@ -222,16 +218,6 @@ func (a *app) exitCode(ctx context.Context, err error) int {
 func isUsageError(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "arg(s)") || strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag")
-}
-
-// errorInfo returns the service's ErrorInfo detail, or nil.
-func errorInfo(st *status.Status) *errdetails.ErrorInfo {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == serviceDomain {
-			return info
-		}
-	}
-	return nil
 }
 
 // describe renders an error for people: a gRPC status with its code, its
@@ -247,22 +233,18 @@ func describe(err error) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s", st.Code(), withoutFirstViolation(st))
-	if errorInfo(st) == nil && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded) {
+	// Without the service's ErrorInfo, the error comes from the transport.
+	if apierror.Info(st.Err()) == nil && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded) {
 		b.WriteString("\n  is the service running? (start it with `make run`, or point --addr at it)")
 	}
-	for _, d := range st.Details() {
-		switch d := d.(type) {
-		case *errdetails.BadRequest:
-			for _, v := range d.GetFieldViolations() {
-				fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
-			}
-		case *errdetails.ErrorInfo:
-			if rid := d.GetMetadata()["cloud_request_id"]; rid != "" {
-				fmt.Fprintf(&b, "\n  cloud RequestId: %s", rid)
-			}
-		case *errdetails.RetryInfo:
-			fmt.Fprintf(&b, "\n  retry after %s", d.GetRetryDelay().AsDuration())
-		}
+	if rid := apierror.Info(st.Err()).GetMetadata()[apierror.MetadataCloudRequestID]; rid != "" {
+		fmt.Fprintf(&b, "\n  cloud RequestId: %s", rid)
+	}
+	for _, v := range apierror.Violations(st.Err()) {
+		fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
+	}
+	if d, ok := apierror.RetryDelay(st.Err()); ok {
+		fmt.Fprintf(&b, "\n  retry after %s", d)
 	}
 	return b.String()
 }
@@ -271,11 +253,8 @@ func describe(err error) string {
 // violation it quotes ("invalid request: field: description"), since every
 // violation is printed on a line of its own after it.
 func withoutFirstViolation(st *status.Status) string {
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
-			v := br.GetFieldViolations()[0]
-			return strings.Replace(st.Message(), ": "+v.GetField()+": "+v.GetDescription(), "", 1)
-		}
+	if v := apierror.Violations(st.Err()); len(v) > 0 {
+		return strings.Replace(st.Message(), ": "+v[0].GetField()+": "+v[0].GetDescription(), "", 1)
 	}
 	return st.Message()
 }

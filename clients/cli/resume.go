@@ -7,9 +7,10 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // DefaultReconnectTimeout is how long, by default, a broken watch, download
@@ -90,21 +91,13 @@ func (r *retrier) retryable(err error) bool {
 	if !ok || st.Code() != codes.Unavailable {
 		return false
 	}
-	return r.reached.answered.Load() || errorInfo(st) != nil
+	return r.reached.answered.Load() || apierror.Info(st.Err()) != nil
 }
 
 // retryDelay is the delay the service asked for (google.rpc.RetryInfo), or 0.
 func retryDelay(err error) time.Duration {
-	st, ok := status.FromError(err)
-	if !ok {
-		return 0
-	}
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			return ri.GetRetryDelay().AsDuration()
-		}
-	}
-	return 0
+	d, _ := apierror.RetryDelay(err)
+	return d
 }
 
 // sleep waits for d or until ctx ends.

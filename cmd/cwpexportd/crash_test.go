@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/pgtest"
 )
 
@@ -86,7 +86,7 @@ func crashDuringBurst(t *testing.T, bin string, extra []string) {
 		switch {
 		case err == nil:
 			tasks[task] = true
-		case status.Code(err) == codes.Aborted && errorReason(err) == "CREATION_OUTCOME_UNKNOWN":
+		case status.Code(err) == codes.Aborted && apierror.Reason(err) == cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN:
 			unknown++
 		default:
 			t.Fatalf("retry of request %d after the restart: %v", i, err)
@@ -118,15 +118,6 @@ func retryUntilAnswered(ctx context.Context, c cwpexportv1.LicenseExportServiceC
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func errorReason(err error) string {
-	for _, d := range status.Convert(err).Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason()
-		}
-	}
-	return ""
 }
 
 // TestASlowDatabaseNeverTurnsACreatedTaskIntoAnError runs the server on
@@ -174,7 +165,7 @@ func TestASlowDatabaseNeverTurnsACreatedTaskIntoAnError(t *testing.T) {
 	close(errs)
 	close(ids)
 	for err := range errs {
-		t.Errorf("a creation over a slow database: %v (%s)", err, errorReason(err))
+		t.Errorf("a creation over a slow database: %v (%s)", err, apierror.Reason(err))
 	}
 	distinct := map[string]bool{}
 	for id := range ids {

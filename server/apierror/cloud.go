@@ -7,44 +7,15 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/protoadapt"
-	"google.golang.org/protobuf/types/known/durationpb"
 
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/cloud"
 )
 
-// Keys of ErrorInfo metadata that several errors carry.
+// Constants of the cloud's and the registry's errors.
 const (
-	// MetadataTaskID is the task an error is about.
-	MetadataTaskID = "task_id"
-	// MetadataRetryAfterMillis is how long to wait before a retry.
-	MetadataRetryAfterMillis = "retry_after_ms"
-)
-
-// Reasons (google.rpc.ErrorInfo.reason) of the service's errors.
-const (
-	ReasonTaskNotFound          = "TASK_NOT_FOUND"
-	ReasonUpstreamNotFound      = "UPSTREAM_RESOURCE_NOT_FOUND"
-	ReasonUpstreamInvalid       = "UPSTREAM_INVALID_ARGUMENT"
-	ReasonUpstreamRateLimited   = "UPSTREAM_RATE_LIMITED"
-	ReasonUpstreamQuota         = "UPSTREAM_QUOTA_EXCEEDED"
-	ReasonUpstreamCredentials   = "UPSTREAM_CREDENTIALS_REJECTED"
-	ReasonUpstreamPermission    = "UPSTREAM_PERMISSION_DENIED"
-	ReasonUpstreamUnavailable   = "UPSTREAM_UNAVAILABLE"
-	ReasonUpstreamFailed        = "UPSTREAM_FAILED_OPERATION"
-	ReasonUpstreamUnknown       = "UPSTREAM_UNKNOWN_ERROR"
-	ReasonBudgetExhausted       = "EXPORT_BUDGET_EXHAUSTED"
-	ReasonDeadlineExceeded      = "DEADLINE_EXCEEDED"
-	ReasonCanceled              = "CANCELED"
-	ReasonShuttingDown          = "SHUTTING_DOWN"
-	ReasonRegistryFailed        = "REGISTRY_FAILED"
 	retryAfterThrottled         = time.Second
-	metadataCloudCode           = "cloud_code"
-	metadataCloudRequestID      = "cloud_request_id"
-	metadataCloudAction         = "cloud_action"
-	metadataFieldViolations     = "field_violations"
 	msgCredentialsOperatorFixes = "the service's cloud credentials were rejected by the cloud (%s); this is not the caller's fault: an operator must fix the service's configuration"
 )
 
@@ -54,17 +25,15 @@ const (
 // them all.
 func InvalidArgument(v []*errdetails.BadRequest_FieldViolation, total int) error {
 	msg := fmt.Sprintf("invalid request: %s: %s", v[0].Field, v[0].Description)
-	var md map[string]string
-	if total > len(v) {
+	more := total > len(v)
+	if more {
 		msg += fmt.Sprintf(" (%d problems in all; the first %d are listed)", total, len(v))
-		md = map[string]string{metadataFieldViolations: fmt.Sprint(total)}
 	}
-	st := status.New(codes.InvalidArgument, msg)
-	st, _ = st.WithDetails(
-		&errdetails.ErrorInfo{Reason: ReasonInvalidArgument, Domain: Domain, Metadata: md},
-		&errdetails.BadRequest{FieldViolations: v},
-	)
-	return st.Err()
+	b := New(cwpexportv1.ErrorReason_INVALID_ARGUMENT, msg)
+	if more {
+		b.Meta(MetadataFieldViolations, fmt.Sprint(total))
+	}
+	return b.Violations(v...).Err()
 }
 
 // Cloud maps a failed cloud call to the status a caller receives.
@@ -86,7 +55,7 @@ func InvalidArgument(v []*errdetails.BadRequest_FieldViolation, total int) error
 //	the caller's deadline / cancellation       DeadlineExceeded / Canceled
 //
 // Every status carries a google.rpc.ErrorInfo whose metadata holds the
-// cloud's code, action and RequestId.
+// cloud's code, action and RequestId; each reason's code is the enum's.
 func Cloud(ctx context.Context, taskID int64, err error) error {
 	if s, ok := status.FromError(err); ok {
 		return s.Err() // already a status
@@ -95,19 +64,18 @@ func Cloud(ctx context.Context, taskID int64, err error) error {
 	if !errors.As(err, &ce) {
 		ce = &cloud.Error{Code: "ClientError", Message: "internal error"}
 	}
-	md := map[string]string{metadataCloudCode: ce.Code}
+	md := map[string]string{MetadataCloudCode: ce.Code}
 	if ce.RequestID != "" {
-		md[metadataCloudRequestID] = ce.RequestID
+		md[MetadataCloudRequestID] = ce.RequestID
 	}
 	if ce.Action != "" {
-		md[metadataCloudAction] = ce.Action
+		md[MetadataCloudAction] = ce.Action
 	}
 	if taskID > 0 {
 		md[MetadataTaskID] = fmt.Sprint(taskID)
 	}
 	var (
-		code   codes.Code
-		reason string
+		reason cwpexportv1.ErrorReason
 		msg    string
 		retry  time.Duration
 	)
@@ -115,63 +83,53 @@ func Cloud(ctx context.Context, taskID int64, err error) error {
 	case cloud.KindCanceled:
 		return Context(ctx, err)
 	case cloud.KindNotFound:
-		code, reason = codes.NotFound, ReasonUpstreamNotFound
+		reason = cwpexportv1.ErrorReason_UPSTREAM_RESOURCE_NOT_FOUND
 		msg = "the cloud found no such resource: " + ce.Message
 		if taskID > 0 {
-			reason = ReasonTaskNotFound
+			reason = cwpexportv1.ErrorReason_TASK_NOT_FOUND
 			msg = fmt.Sprintf("export task %d does not exist in the cloud", taskID)
 		}
 	case cloud.KindInvalidArgument:
-		code, reason = codes.InvalidArgument, ReasonUpstreamInvalid
+		reason = cwpexportv1.ErrorReason_UPSTREAM_INVALID_ARGUMENT
 		msg = "the cloud rejected the request's parameters: " + ce.Message
 	case cloud.KindThrottled:
-		code, reason, retry = codes.ResourceExhausted, ReasonUpstreamRateLimited, retryAfterThrottled
+		reason, retry = cwpexportv1.ErrorReason_UPSTREAM_RATE_LIMITED, retryAfterThrottled
 		msg = "the cloud's request rate limit was reached (other programs may share the account); retry later"
 	case cloud.KindQuota:
-		code, reason = codes.ResourceExhausted, ReasonUpstreamQuota
+		reason = cwpexportv1.ErrorReason_UPSTREAM_QUOTA_EXCEEDED
 		msg = "a cloud quota was exceeded: " + ce.Message
 	case cloud.KindCredentials:
-		code, reason = codes.Internal, ReasonUpstreamCredentials
+		reason = cwpexportv1.ErrorReason_UPSTREAM_CREDENTIALS_REJECTED
 		msg = fmt.Sprintf(msgCredentialsOperatorFixes, ce.Code)
 	case cloud.KindPermission:
-		code, reason = codes.Internal, ReasonUpstreamPermission
+		reason = cwpexportv1.ErrorReason_UPSTREAM_PERMISSION_DENIED
 		msg = "the service's cloud account is not authorized for " + OrDefault(ce.Action, "this action") + "; an operator must grant it"
 	case cloud.KindUnavailable:
-		code, reason = codes.Unavailable, ReasonUpstreamUnavailable
+		reason = cwpexportv1.ErrorReason_UPSTREAM_UNAVAILABLE
 		msg = "the cloud is unavailable or answered unreadably (" + ce.Code + "); retry later"
 	case cloud.KindFailed:
-		code, reason = codes.FailedPrecondition, ReasonUpstreamFailed
+		reason = cwpexportv1.ErrorReason_UPSTREAM_FAILED_OPERATION
 		msg = "the cloud refused the operation: " + ce.Message
 	default:
-		code, reason = codes.Unknown, ReasonUpstreamUnknown
+		reason = cwpexportv1.ErrorReason_UPSTREAM_UNKNOWN_ERROR
 		msg = "the cloud answered with an unexpected error (" + ce.Code + ")"
 	}
-	st := status.New(code, msg)
-	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: md}}
+	b := New(reason, msg)
+	for k, v := range md {
+		b.Meta(k, v)
+	}
 	if retry > 0 {
-		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
+		b.RetryAfter(retry)
 	}
-	if ws, err := st.WithDetails(details...); err == nil {
-		st = ws
-	}
-	return st.Err()
+	return b.Err()
 }
 
 // Context is the status of a call whose context ended.
 func Context(ctx context.Context, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return WithInfo(codes.DeadlineExceeded, ReasonDeadlineExceeded, "the call's deadline passed before the cloud answered", nil)
+		return Error(cwpexportv1.ErrorReason_DEADLINE_EXCEEDED, "the call's deadline passed before the cloud answered")
 	}
-	return WithInfo(codes.Canceled, ReasonCanceled, "the call was canceled", nil)
-}
-
-// withInfo builds a status with an ErrorInfo detail.
-func WithInfo(code codes.Code, reason, msg string, md map[string]string) error {
-	st := status.New(code, msg)
-	if ws, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: md}); err == nil {
-		st = ws
-	}
-	return st.Err()
+	return Error(cwpexportv1.ErrorReason_CANCELED, "the call was canceled")
 }
 
 // OrDefault returns s, or def when s is empty.
@@ -195,5 +153,5 @@ func Registry(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return Context(ctx, ctx.Err())
 	}
-	return WithInfo(codes.Unavailable, ReasonRegistryFailed, "the task registry is unavailable; retry later", nil)
+	return Error(cwpexportv1.ErrorReason_REGISTRY_FAILED, "the task registry is unavailable; retry later")
 }

@@ -25,7 +25,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -656,5 +655,5 @@ func (s *Server) streamGate(inProcess bool) grpc.StreamServerInterceptor {
 
 func (s *Server) recovered(p any) error {
 	s.log.Error("panic in handler", "panic", s.redact(fmt.Sprint(p)))
-	return apierror.Error(codes.Internal, "INTERNAL", "internal error")
+	return apierror.Error(cwpexportv1.ErrorReason_INTERNAL, "internal error")
 }

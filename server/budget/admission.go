@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
-	"github.com/cwpexport/cwpexport/server/limits"
 )
 
 // Admission admits calls a caller waits for into an Engine, answering the
@@ -51,7 +51,7 @@ func (a Admission) Admit(ctx context.Context, giveUp time.Time, again bool) erro
 	case err != nil && ctx.Err() != nil:
 		return apierror.Context(ctx, ctx.Err())
 	case err != nil:
-		return apierror.WithInfo(codes.Unavailable, apierror.ReasonBudgetExhausted, "the export budget cannot be reached; retry later", nil)
+		return apierror.New(cwpexportv1.ErrorReason_EXPORT_BUDGET_EXHAUSTED, "the export budget cannot be reached; retry later").Code(codes.Unavailable).Err()
 	}
 	if a.Waited != nil {
 		a.Waited(waited)
@@ -67,5 +67,5 @@ func Exhausted(retry time.Duration, deadline bool, queue time.Duration) error {
 	if !deadline {
 		msg = fmt.Sprintf("too many exports are queued for the cloud's request budget to start this one within the %s an export may wait; retry in %s", queue, retry.Round(time.Millisecond))
 	}
-	return limits.Exhausted(apierror.ReasonBudgetExhausted, msg, retry)
+	return apierror.New(cwpexportv1.ErrorReason_EXPORT_BUDGET_EXHAUSTED, msg).RetryAfter(retry).Err()
 }

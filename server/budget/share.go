@@ -6,12 +6,10 @@ import (
 
 	"golang.org/x/time/rate"
 
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/limits"
 )
-
-// ReasonCallerShareExhausted: the caller started exports faster than its
-// share of the export budget.
-const ReasonCallerShareExhausted = "CALLER_SHARE_EXHAUSTED"
 
 // DefaultCallerShare is the fraction of the export budget one caller may use.
 const DefaultCallerShare = 0.5
@@ -34,7 +32,7 @@ func (c *Shares) Admit(caller string, now time.Time) error {
 	if ok {
 		return nil
 	}
-	return limits.Exhausted(ReasonCallerShareExhausted, fmt.Sprintf(
+	return apierror.New(cwpexportv1.ErrorReason_CALLER_SHARE_EXHAUSTED, fmt.Sprintf(
 		"caller %q started exports faster than its share of the export budget (%.3g per second, bursts of %d) allows; other callers keep the rest; retry in %s",
-		caller, float64(c.buckets.Limit), c.buckets.Burst, delay.Round(time.Millisecond)), delay)
+		caller, float64(c.buckets.Limit), c.buckets.Burst, delay.Round(time.Millisecond))).RetryAfter(delay).Err()
 }

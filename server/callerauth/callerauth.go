@@ -18,11 +18,11 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
@@ -104,10 +104,6 @@ func (a *Authenticator) Tokens() *Tokens { return a.tokens.Load() }
 // their caller; open streams continue.
 func (a *Authenticator) Reload(t *Tokens) { a.tokens.Store(t) }
 
-// ReasonUnauthenticated is the ErrorInfo reason of a call without valid
-// credentials.
-const ReasonUnauthenticated = "UNAUTHENTICATED"
-
 // certName returns the caller a certificate names, whether there was one.
 type certName func() (name string, found bool, err error)
 
@@ -118,20 +114,20 @@ func (a *Authenticator) identify(authz []string, cert certName) (string, error) 
 			token, ok = bearer(authz[0])
 		}
 		if !ok {
-			return "", apierror.Error(codes.Unauthenticated, ReasonUnauthenticated, "missing credentials: send the header \"Authorization: Bearer <token>\" (gRPC metadata \"authorization\")")
+			return "", apierror.Error(cwpexportv1.ErrorReason_UNAUTHENTICATED, "missing credentials: send the header \"Authorization: Bearer <token>\" (gRPC metadata \"authorization\")")
 		}
 		name, ok := tokens.lookup(token)
 		if !ok {
-			return "", apierror.Error(codes.Unauthenticated, ReasonUnauthenticated, "the bearer token is not valid")
+			return "", apierror.Error(cwpexportv1.ErrorReason_UNAUTHENTICATED, "the bearer token is not valid")
 		}
 		return name, nil
 	}
 	name, found, err := cert()
 	switch {
 	case err != nil:
-		return "", apierror.Error(codes.Unauthenticated, ReasonUnauthenticated, err.Error())
+		return "", apierror.Error(cwpexportv1.ErrorReason_UNAUTHENTICATED, err.Error())
 	case !found:
-		return "", apierror.Error(codes.Unauthenticated, ReasonUnauthenticated, "missing credentials: present a client certificate")
+		return "", apierror.Error(cwpexportv1.ErrorReason_UNAUTHENTICATED, "missing credentials: present a client certificate")
 	}
 	return name, nil
 }

@@ -18,20 +18,14 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/realip"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
-)
-
-// Metadata keys of the service's ErrorInfo read here.
-const (
-	cloudRequestIDKey = "cloud_request_id"
-	taskIDKey         = "task_id"
 )
 
 // healthPrefix marks health checks, logged at debug level: probes would
@@ -169,9 +163,9 @@ func (l Logger) log(ctx context.Context, c call) {
 	if who == "" {
 		who = from
 	}
-	info := errorInfo(st)
+	info := apierror.Info(st.Err())
 	if c.taskID == "" {
-		c.taskID = info.GetMetadata()[taskIDKey] // a task created, then a failure
+		c.taskID = info.GetMetadata()[apierror.MetadataTaskID] // a task created, then a failure
 	}
 	attrs := []slog.Attr{
 		slog.String("method", c.method),
@@ -188,7 +182,7 @@ func (l Logger) log(ctx context.Context, c call) {
 	}
 	if c.err != nil {
 		attrs = append(attrs, slog.String("error", st.Message()))
-		if rid := info.GetMetadata()[cloudRequestIDKey]; rid != "" {
+		if rid := info.GetMetadata()[apierror.MetadataCloudRequestID]; rid != "" {
 			attrs = append(attrs, slog.String("upstream_request_id", rid))
 		}
 	}
@@ -249,15 +243,6 @@ func (l Logger) peer(ctx context.Context) string {
 		return "grpc:" + p.Addr.String()
 	}
 	return "unknown"
-}
-
-func errorInfo(st *status.Status) *errdetails.ErrorInfo {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info
-		}
-	}
-	return nil
 }
 
 // Refused logs a REST request the gateway answered itself, before it became

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
@@ -278,12 +279,8 @@ func TestExportEndingInError(t *testing.T) {
 // violationFields returns the fields of a status's BadRequest detail.
 func violationFields(st *status.Status) []string {
 	var fields []string
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				fields = append(fields, v.GetField())
-			}
-		}
+	for _, v := range apierror.Violations(st.Err()) {
+		fields = append(fields, v.GetField())
 	}
 	return fields
 }
@@ -398,14 +395,7 @@ func TestUnknownTask(t *testing.T) {
 	}
 }
 
-func errorInfo(st *status.Status) *errdetails.ErrorInfo {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info
-		}
-	}
-	return nil
-}
+func errorInfo(st *status.Status) *errdetails.ErrorInfo { return apierror.Info(st.Err()) }
 
 // TestCloudFaults checks how the service reports a cloud that rejects its
 // credentials, throttles it, or cannot be reached.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
@@ -142,13 +142,7 @@ func checkAnswer(t *testing.T, what string, got answer, want codes.Code) {
 
 // fromStatus is the answer of a gRPC status.
 func fromStatus(st *status.Status) answer {
-	a := answer{code: st.Code()}
-	for _, d := range st.Details() {
-		if i, ok := d.(*errdetails.ErrorInfo); ok && i.GetDomain() == "cwpexport.v1" {
-			a.service = true
-		}
-	}
-	return a
+	return answer{code: st.Code(), service: apierror.Info(st.Err()) != nil}
 }
 
 // waitForCreations waits until the emulator has answered every creation

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/testserver"
@@ -451,11 +451,7 @@ func TestReadsPerCaller(t *testing.T) {
 		_, err := env.Client.GetExportTask(as(aliceToken), &cwpexportv1.GetExportTaskRequest{TaskId: "12345"})
 		if st := status.Convert(err); st.Code() == codes.ResourceExhausted {
 			refused++
-			var retry bool
-			for _, d := range st.Details() {
-				_, isRetry := d.(*errdetails.RetryInfo)
-				retry = retry || isRetry
-			}
+			_, retry := apierror.RetryDelay(err)
 			if !retry || errorInfo(st).GetReason() != "CALLER_READ_RATE_EXCEEDED" {
 				t.Errorf("refusal without RetryInfo or reason: %v", err)
 			}

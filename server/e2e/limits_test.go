@@ -15,7 +15,6 @@ import (
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
-	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
 
@@ -78,13 +77,13 @@ func TestStreamsPerCaller(t *testing.T) {
 	}
 	_, err = open(aliceToken)
 	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), `caller "alice"`) ||
-		errorInfo(st).GetReason() != limits.ReasonStreamLimit {
-		t.Fatalf("alice's third stream: %v (%v), want ResourceExhausted naming her, reason %s", err, errorInfo(st), limits.ReasonStreamLimit)
+		errorInfo(st).GetReason() != "CALLER_STREAM_LIMIT_EXCEEDED" {
+		t.Fatalf("alice's third stream: %v (%v), want ResourceExhausted naming her, reason CALLER_STREAM_LIMIT_EXCEEDED", err, errorInfo(st))
 	}
 	req, _ := http.NewRequest(http.MethodGet, env.RESTURL+"/v1/export-tasks/"+id+":watch", nil)
 	req.Header.Set("Authorization", "Bearer "+aliceToken)
-	if r := do(t, env.HTTP, req); !strings.Contains(string(r.Body), `"code":8`) || !strings.Contains(string(r.Body), limits.ReasonStreamLimit) {
-		t.Errorf("alice's third stream over REST: HTTP %d %s, want ResourceExhausted, reason %s", r.Status, r.Body, limits.ReasonStreamLimit)
+	if r := do(t, env.HTTP, req); !strings.Contains(string(r.Body), `"code":8`) || !strings.Contains(string(r.Body), "CALLER_STREAM_LIMIT_EXCEEDED") {
+		t.Errorf("alice's third stream over REST: HTTP %d %s, want ResourceExhausted, reason CALLER_STREAM_LIMIT_EXCEEDED", r.Status, r.Body)
 	}
 	own, err := env.Client.ExportLicenseDetail(as(bobToken), &cwpexportv1.ExportLicenseDetailRequest{})
 	if err != nil {

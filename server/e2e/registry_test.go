@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/app"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/internal/testutil"
@@ -64,12 +64,7 @@ func TestRetriedCreateReturnsTheFirstTask(t *testing.T) {
 	if st.Code() != codes.InvalidArgument {
 		t.Fatalf("reuse with other parameters: %v, want InvalidArgument", err)
 	}
-	var info *errdetails.ErrorInfo
-	for _, d := range st.Details() {
-		if i, ok := d.(*errdetails.ErrorInfo); ok {
-			info = i
-		}
-	}
+	info := apierror.Info(err)
 	if info.GetReason() != "REQUEST_ID_REUSED" || info.GetMetadata()["task_id"] != first.GetTask().GetTaskId() {
 		t.Fatalf("reuse error info %v", info)
 	}

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
@@ -25,13 +24,8 @@ import (
 	"github.com/cwpexport/cwpexport/server/taskstore"
 )
 
-// Reasons of the registry's and the creation's errors.
+// Metadata values and timings of the registry's and the creation's errors.
 const (
-	ReasonRequestIDReused         = "REQUEST_ID_REUSED"
-	ReasonCreationInProgress      = "CREATION_IN_PROGRESS"
-	ReasonCreationOutcomeUnknown  = "CREATION_OUTCOME_UNKNOWN"
-	metadataCreationOutcome       = "creation_outcome"
-	metadataRequestID             = "request_id"
 	creationOutcomeUnknown        = "unknown"
 	retryAfterCreationInProgress  = time.Second
 	creationInProgressPollingTime = 200 * time.Millisecond
@@ -369,9 +363,9 @@ func (s *Saga) recordOutcome(row taskstore.Task, got cloud.Created, err error, c
 			return s.opts.Registry.Complete(ctx, row.ID, row.Owner, row)
 		}); werr != nil {
 			s.opts.Logger.Error("a created task could not be recorded; it is watched by its id but not listed", "task_id", got.TaskID, "request_id", row.RequestID, "err", werr)
-			return taskstore.Task{}, apierror.WithInfo(codes.Internal, apierror.ReasonRegistryFailed, fmt.Sprintf(
-				"export task %d was created but could not be recorded; it can still be watched by its id", got.TaskID),
-				map[string]string{apierror.MetadataTaskID: fmt.Sprint(got.TaskID)})
+			return taskstore.Task{}, apierror.New(cwpexportv1.ErrorReason_REGISTRY_FAILED, fmt.Sprintf(
+				"export task %d was created but could not be recorded; it can still be watched by its id", got.TaskID)).
+				Code(codes.Internal).Meta(apierror.MetadataTaskID, fmt.Sprint(got.TaskID)).Err()
 		}
 		s.recorded(row)
 		return row, nil
@@ -449,24 +443,12 @@ func (s *Saga) recorded(row taskstore.Task) {
 // without a clear answer: the cloud failure's own status, saying that the
 // outcome is unknown.
 func outcomeUnknownNow(err error, rid string) error {
-	st := status.Convert(apierror.Cloud(context.Background(), 0, err))
-	msg := st.Message() + "; the export may have been created in the cloud"
+	cloudErr := apierror.Cloud(context.Background(), 0, err)
+	msg := status.Convert(cloudErr).Message() + "; the export may have been created in the cloud"
 	if rid != "" {
-		msg += fmt.Sprintf(": a retry with request_id %s answers %s rather than create a second one", rid, ReasonCreationOutcomeUnknown)
+		msg += fmt.Sprintf(": a retry with request_id %s answers %s rather than create a second one", rid, cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN)
 	}
-	p := st.Proto()
-	p.Message = msg
-	for _, d := range p.GetDetails() {
-		var info errdetails.ErrorInfo
-		if d.MessageIs(&info) && d.UnmarshalTo(&info) == nil {
-			if info.Metadata == nil {
-				info.Metadata = map[string]string{}
-			}
-			info.Metadata[metadataCreationOutcome] = creationOutcomeUnknown
-			_ = d.MarshalFrom(&info)
-		}
-	}
-	return status.FromProto(p).Err()
+	return apierror.From(cloudErr).Message(msg).Meta(apierror.MetadataCreationOutcome, creationOutcomeUnknown).Err()
 }
 
 // outcomeUnknown answers a retry of a creation whose outcome is unknown.
@@ -475,23 +457,17 @@ func outcomeUnknown(row taskstore.Task) error {
 	if why == "" {
 		why = "the service stopped while the cloud call was under way"
 	}
-	return apierror.WithInfo(codes.Aborted, ReasonCreationOutcomeUnknown, fmt.Sprintf(
+	return apierror.New(cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN, fmt.Sprintf(
 		"the export first requested with request_id %s has an unknown outcome: %s. The request_id will not create another one; to export anyway, send a new request_id (the cloud may then hold two exports)",
-		row.RequestID, why), map[string]string{metadataRequestID: row.RequestID})
+		row.RequestID, why)).Meta(apierror.MetadataRequestID, row.RequestID).Err()
 }
 
 // creationInProgress answers a retry while the first creation's cloud call
 // is under way.
 func creationInProgress(rid string) error {
-	st := status.New(codes.Unavailable, fmt.Sprintf(
-		"the export with request_id %s is being created and the cloud has not answered yet; retry with the same request_id to get its task", rid))
-	if ws, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: ReasonCreationInProgress, Domain: apierror.Domain, Metadata: map[string]string{metadataRequestID: rid}},
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfterCreationInProgress)},
-	); err == nil {
-		st = ws
-	}
-	return st.Err()
+	return apierror.New(cwpexportv1.ErrorReason_CREATION_IN_PROGRESS, fmt.Sprintf(
+		"the export with request_id %s is being created and the cloud has not answered yet; retry with the same request_id to get its task", rid)).
+		Meta(apierror.MetadataRequestID, rid).RetryAfter(retryAfterCreationInProgress).Err()
 }
 
 // creationCutShort is the status of a caller whose context ends (or is
@@ -507,19 +483,17 @@ func creationCutShort(ctx context.Context, rid string) error {
 	} else {
 		msg += ": it will be listed by ListExportTasks (send a request_id to make retries safe)"
 	}
-	return apierror.WithInfo(codes.DeadlineExceeded, apierror.ReasonDeadlineExceeded, msg, nil)
+	return apierror.Error(cwpexportv1.ErrorReason_DEADLINE_EXCEEDED, msg)
 }
 
 func requestIDReused(rid string, taskID int64) error {
 	v := []*errdetails.BadRequest_FieldViolation{{Field: "request_id", Description: fmt.Sprintf(
 		"request_id %s was already used for an export with other parameters; use a new request_id for a different export", rid)}}
-	st := status.New(codes.InvalidArgument, "invalid request: request_id: "+v[0].Description)
-	md := map[string]string{metadataRequestID: rid}
+	b := apierror.New(cwpexportv1.ErrorReason_REQUEST_ID_REUSED, "invalid request: request_id: "+v[0].Description).Meta(apierror.MetadataRequestID, rid)
 	if taskID > 0 {
-		md[apierror.MetadataTaskID] = fmt.Sprint(taskID)
+		b.Meta(apierror.MetadataTaskID, fmt.Sprint(taskID))
 	}
-	st, _ = st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonRequestIDReused, Domain: apierror.Domain, Metadata: md}, &errdetails.BadRequest{FieldViolations: v})
-	return st.Err()
+	return b.Violations(v...).Err()
 }
 
 // encodeParameters returns the stored form of an export's parameters and

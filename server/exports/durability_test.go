@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -103,9 +105,9 @@ func TestARequestQueuedWhenItsProcessStoppedRunsAgain(t *testing.T) {
 		t.Fatalf("retry of a request stopped in the queue: %v, %v after %d cloud calls; want its task", task, err, f.cloud.count())
 	}
 	_, _, err = f.saga.Create(context.Background(), request("calling", "2026-01"))
-	if status.Code(err) != codes.Aborted || reason(err) != ReasonCreationOutcomeUnknown || f.cloud.count() != 1 {
+	if status.Code(err) != codes.Aborted || apierror.Reason(err) != cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN || f.cloud.count() != 1 {
 		t.Errorf("retry of a request stopped during its call: %v after %d cloud calls; want Aborted %s and no call",
-			err, f.cloud.count(), ReasonCreationOutcomeUnknown)
+			err, f.cloud.count(), cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN)
 	}
 }
 

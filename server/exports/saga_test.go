@@ -6,13 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
-	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/taskstore"
@@ -21,16 +19,6 @@ import (
 
 func request(rid, month string) Request {
 	return Request{Parameters: &cwpexportv1.ExportParameters{ExportMonth: month}, Cloud: cloud.ExportParams{ExportMonth: month}, RequestID: rid}
-}
-
-// reason returns the ErrorInfo reason of a status error.
-func reason(err error) string {
-	for _, d := range status.Convert(err).Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason()
-		}
-	}
-	return ""
 }
 
 func TestCreationIsRecordedFollowedAndCached(t *testing.T) {
@@ -75,8 +63,8 @@ func TestRequestIDRetryGetsTheSameTaskWithoutASecondCloudCall(t *testing.T) {
 		t.Errorf("retry answered task %s (first %s) after %d cloud calls; want the same task, one call", again.GetTaskId(), first.GetTaskId(), f.cloud.count())
 	}
 	_, _, err = f.saga.Create(ctx, request("r1", "2026-02"))
-	if status.Code(err) != codes.InvalidArgument || reason(err) != ReasonRequestIDReused {
-		t.Errorf("other parameters under the same request id: %v, want InvalidArgument %s", err, ReasonRequestIDReused)
+	if status.Code(err) != codes.InvalidArgument || apierror.Reason(err) != cwpexportv1.ErrorReason_REQUEST_ID_REUSED {
+		t.Errorf("other parameters under the same request id: %v, want InvalidArgument %s", err, cwpexportv1.ErrorReason_REQUEST_ID_REUSED)
 	}
 	// Another caller's request id is its own.
 	other := callerauth.WithCaller(ctx, "bob")
@@ -117,8 +105,8 @@ func TestAnUnclearFailureLeavesTheOutcomeUnknownForGood(t *testing.T) {
 		t.Errorf("Unknown recorded %d times, Release %d; want 1 and 0", f.reg.count("Unknown"), f.reg.count("Release"))
 	}
 	_, _, err = f.saga.Create(ctx, request("r1", "2026-01"))
-	if status.Code(err) != codes.Aborted || reason(err) != ReasonCreationOutcomeUnknown || f.cloud.count() != 1 {
-		t.Errorf("retry: %v after %d cloud calls; want Aborted %s and no second call", err, f.cloud.count(), ReasonCreationOutcomeUnknown)
+	if status.Code(err) != codes.Aborted || apierror.Reason(err) != cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN || f.cloud.count() != 1 {
+		t.Errorf("retry: %v after %d cloud calls; want Aborted %s and no second call", err, f.cloud.count(), cwpexportv1.ErrorReason_CREATION_OUTCOME_UNKNOWN)
 	}
 }
 
@@ -126,8 +114,8 @@ func TestNoCloudCallWithoutARegistry(t *testing.T) {
 	f := newFixture(Options{})
 	f.reg.fail = errRegistryDown
 	_, _, err := f.saga.Create(context.Background(), request("", "2026-01"))
-	if status.Code(err) != codes.Unavailable || reason(err) != apierror.ReasonRegistryFailed || f.cloud.count() != 0 {
-		t.Errorf("registry down: %v after %d cloud calls; want Unavailable %s and no call", err, f.cloud.count(), apierror.ReasonRegistryFailed)
+	if status.Code(err) != codes.Unavailable || apierror.Reason(err) != cwpexportv1.ErrorReason_REGISTRY_FAILED || f.cloud.count() != 0 {
+		t.Errorf("registry down: %v after %d cloud calls; want Unavailable %s and no call", err, f.cloud.count(), cwpexportv1.ErrorReason_REGISTRY_FAILED)
 	}
 }
 
@@ -151,8 +139,8 @@ func TestABudgetTooLateAnswersResourceExhaustedAndReleases(t *testing.T) {
 	f := newFixture(Options{})
 	f.budget.late = 3 * time.Second
 	_, _, err := f.saga.Create(context.Background(), request("r1", "2026-01"))
-	if status.Code(err) != codes.ResourceExhausted || reason(err) != apierror.ReasonBudgetExhausted {
-		t.Errorf("late budget: %v, want ResourceExhausted %s", err, apierror.ReasonBudgetExhausted)
+	if status.Code(err) != codes.ResourceExhausted || apierror.Reason(err) != cwpexportv1.ErrorReason_EXPORT_BUDGET_EXHAUSTED {
+		t.Errorf("late budget: %v, want ResourceExhausted %s", err, cwpexportv1.ErrorReason_EXPORT_BUDGET_EXHAUSTED)
 	}
 	if f.cloud.count() != 0 || f.reg.count("Release") != 1 {
 		t.Errorf("cloud calls %d, releases %d; want 0 and 1", f.cloud.count(), f.reg.count("Release"))
@@ -244,8 +232,8 @@ func TestACallerBeyondItsShareIsRefusedBeforeTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err := f.saga.Create(alice, request("", "2026-01"))
-	if status.Code(err) != codes.ResourceExhausted || reason(err) != budget.ReasonCallerShareExhausted {
-		t.Errorf("second creation within the second: %v, want ResourceExhausted %s", err, budget.ReasonCallerShareExhausted)
+	if status.Code(err) != codes.ResourceExhausted || apierror.Reason(err) != cwpexportv1.ErrorReason_CALLER_SHARE_EXHAUSTED {
+		t.Errorf("second creation within the second: %v, want ResourceExhausted %s", err, cwpexportv1.ErrorReason_CALLER_SHARE_EXHAUSTED)
 	}
 	if f.reg.count("Reserve") != 1 {
 		t.Errorf("%d reservations, want only the admitted creation's", f.reg.count("Reserve"))

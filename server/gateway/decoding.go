@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
@@ -49,7 +50,7 @@ func decodingError(err error) error {
 			return apierror.InvalidField(snakeCase(m[1]), what)
 		}
 	}
-	return apierror.Error(codes.InvalidArgument, apierror.ReasonInvalidArgument, "invalid request: "+what)
+	return apierror.Error(cwpexportv1.ErrorReason_INVALID_ARGUMENT, "invalid request: "+what)
 }
 
 // snakeCase writes a JSON name (isHistory, pageSize.x) as the API's field
@@ -69,21 +70,13 @@ func snakeCase(name string) string {
 }
 
 // withErrorInfo adds an ErrorInfo (domain cwpexport.v1) to an error that
-// has no details, so that every REST answer carries one: reason says what
-// the gateway refused; "" takes the name of the status's code
-// (UNAUTHENTICATED, NOT_FOUND...). An HTTPStatusError keeps its HTTP
-// status.
-func withErrorInfo(err error, reason string) error {
+// has no details, so that every REST answer carries one: the reason named
+// after the status's code (apierror.Ensure). An HTTPStatusError keeps its
+// HTTP status.
+func withErrorInfo(err error) error {
 	var hs *runtime.HTTPStatusError
 	if errors.As(err, &hs) {
-		return &runtime.HTTPStatusError{HTTPStatus: hs.HTTPStatus, Err: withErrorInfo(hs.Err, reason)}
+		return &runtime.HTTPStatusError{HTTPStatus: hs.HTTPStatus, Err: withErrorInfo(hs.Err)}
 	}
-	st := status.Convert(err)
-	if len(st.Proto().GetDetails()) > 0 || st.Code() == codes.OK {
-		return err
-	}
-	if reason == "" {
-		reason = strings.ToUpper(snakeCase(st.Code().String()))
-	}
-	return apierror.Error(st.Code(), reason, st.Message())
+	return apierror.Ensure(err)
 }

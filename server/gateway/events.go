@@ -276,7 +276,7 @@ type watchMessage interface {
 func (e events) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, taskID string, seq int64, recv func() (proto.Message, error)) {
 	msg, err := recv()
 	if errors.Is(err, io.EOF) {
-		err = status.Error(codes.Internal, "the stream ended before its first message")
+		err = apierror.Error(cwpexportv1.ErrorReason_INTERNAL, "the stream ended before its first message")
 	}
 	if err != nil {
 		e.fail(ctx, w, r, err)

@@ -18,7 +18,6 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -27,6 +26,7 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/gen/openapi"
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // DefaultMaxBodyBytes bounds a REST request body.
@@ -161,7 +161,7 @@ func (g guard) outer(h http.Handler) http.Handler {
 // when the status carries a google.rpc.RetryInfo, so that HTTP clients and
 // proxies can honour it.
 func errorWithRetryAfter(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	err = withErrorInfo(decodingError(err), "")
+	err = withErrorInfo(decodingError(err))
 	if secs, ok := retryAfter(status.Convert(err)); ok {
 		w.Header().Set("Retry-After", secs)
 	}
@@ -185,13 +185,11 @@ func streamErrorWithRetryAfter(ctx context.Context, err error) *status.Status {
 
 // retryAfter is the Retry-After value for a status with a RetryInfo.
 func retryAfter(st *status.Status) (string, bool) {
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
-			secs := (ri.GetRetryDelay().AsDuration() + time.Second - 1) / time.Second
-			return strconv.Itoa(max(int(secs), 1)), true
-		}
+	d, ok := apierror.RetryDelay(st.Err())
+	if !ok {
+		return "", false
 	}
-	return "", false
+	return strconv.Itoa(max(int((d+time.Second-1)/time.Second), 1)), true
 }
 
 type retryAfterKey struct{}

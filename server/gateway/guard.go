@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -14,9 +15,10 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/calllog"
 )
 
@@ -69,8 +71,9 @@ func (g guard) wrap(next http.Handler, check func(http.ResponseWriter, *http.Req
 	})
 }
 
-func refuse(httpStatus int, code codes.Code, reason, format string, a ...any) error {
-	return &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: withErrorInfo(status.Errorf(code, format, a...), reason)}
+// refuse is the gateway's answer with reason, at the reason's HTTP status.
+func refuse(reason cwpexportv1.ErrorReason, format string, a ...any) error {
+	return &runtime.HTTPStatusError{HTTPStatus: apierror.HTTPStatus(reason), Err: apierror.Error(reason, fmt.Sprintf(format, a...))}
 }
 
 func (g guard) checkHost(_ http.ResponseWriter, r *http.Request) error {
@@ -78,11 +81,11 @@ func (g guard) checkHost(_ http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if !g.hostAllowed(r.Host) {
-		return refuse(http.StatusForbidden, codes.PermissionDenied, "HOST_NOT_ALLOWED",
+		return refuse(cwpexportv1.ErrorReason_HOST_NOT_ALLOWED,
 			"this service does not answer to the host name %q; use localhost or 127.0.0.1, or have the operator allow the name (-rest-allowed-hosts)", clip(r.Host))
 	}
 	if o := r.Header.Get("Origin"); o != "" && !g.originAllowed(o) {
-		return refuse(http.StatusForbidden, codes.PermissionDenied, "ORIGIN_NOT_ALLOWED", "requests from pages of %q are not accepted", clip(o))
+		return refuse(cwpexportv1.ErrorReason_ORIGIN_NOT_ALLOWED, "requests from pages of %q are not accepted", clip(o))
 	}
 	return nil
 }
@@ -99,7 +102,7 @@ func (g guard) checkAPI(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodPost {
 		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mt != "application/json" || (params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
-			return refuse(http.StatusUnsupportedMediaType, codes.InvalidArgument, "UNSUPPORTED_MEDIA_TYPE",
+			return refuse(cwpexportv1.ErrorReason_UNSUPPORTED_MEDIA_TYPE,
 				"the body must be UTF-8 JSON: send the header \"Content-Type: application/json\" (charset utf-8 or none)")
 		}
 	}
@@ -120,11 +123,11 @@ func (g guard) readBody(w http.ResponseWriter, r *http.Request) error {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return refuse(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "REQUEST_TOO_LARGE", "the request body is larger than the limit of %d bytes", tooLarge.Limit)
+		return refuse(cwpexportv1.ErrorReason_REQUEST_TOO_LARGE, "the request body is larger than the limit of %d bytes", tooLarge.Limit)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return refuse(http.StatusRequestTimeout, codes.DeadlineExceeded, "REQUEST_BODY_TIMEOUT", "the request body did not arrive within %s", g.opts.BodyTimeout)
+		return refuse(cwpexportv1.ErrorReason_REQUEST_BODY_TIMEOUT, "the request body did not arrive within %s", g.opts.BodyTimeout)
 	case err != nil:
-		return refuse(http.StatusBadRequest, codes.InvalidArgument, "REQUEST_BODY_UNREADABLE", "the request body could not be read")
+		return refuse(cwpexportv1.ErrorReason_REQUEST_BODY_UNREADABLE, "the request body could not be read")
 	}
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	return nil

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
@@ -53,16 +53,10 @@ func (d failingDecoder) Decode(any) error { return d.err }
 func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	switch httpStatus {
 	case http.StatusMethodNotAllowed:
-		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
-			HTTPStatus: httpStatus,
-			Err: withErrorInfo(status.Error(codes.Unimplemented, fmt.Sprintf("method %s is not allowed on %s; see /openapi.json",
-				r.Method, clip(r.URL.Path))), "METHOD_NOT_ALLOWED"),
-		})
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, refuse(cwpexportv1.ErrorReason_METHOD_NOT_ALLOWED,
+			"method %s is not allowed on %s; see /openapi.json", r.Method, clip(r.URL.Path)))
 	case http.StatusNotFound:
-		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
-			HTTPStatus: httpStatus,
-			Err:        withErrorInfo(status.Error(codes.NotFound, fmt.Sprintf("no endpoint at %s; see /openapi.json", clip(r.URL.Path))), "UNKNOWN_PATH"),
-		})
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, refuse(cwpexportv1.ErrorReason_UNKNOWN_PATH, "no endpoint at %s; see /openapi.json", clip(r.URL.Path)))
 	default:
 		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 	}
@@ -92,7 +86,7 @@ func validPath(r *http.Request) error {
 func noQuery(r *http.Request, why string) error {
 	keys := slices.Sorted(maps.Keys(r.URL.Query()))
 	if len(keys) == 0 {
-		return apierror.Error(codes.InvalidArgument, apierror.ReasonInvalidArgument, "invalid request: "+why)
+		return apierror.Error(cwpexportv1.ErrorReason_INVALID_ARGUMENT, "invalid request: "+why)
 	}
 	return apierror.InvalidField(clip(keys[0]), "unknown query parameter: "+why)
 }

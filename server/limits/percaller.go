@@ -1,20 +1,12 @@
 package limits
 
 import (
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/time/rate"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-// Domain is the service's ErrorInfo domain.
-const Domain = "cwpexport.v1"
 
 // maxCallers bounds the callers whose buckets are kept; the least recently
 // seen is forgotten first (and starts again with a full burst).
@@ -54,18 +46,4 @@ func (p *PerCaller) Take(caller string, now time.Time) (time.Duration, bool) {
 	}
 	r.CancelAt(now)
 	return delay, false
-}
-
-// Exhausted is the ResourceExhausted status of a refusal that a retry after
-// delay may overcome: an ErrorInfo with reason and retry_after_ms, and a
-// RetryInfo (REST answers 429 with Retry-After).
-func Exhausted(reason, msg string, delay time.Duration) error {
-	st := status.New(codes.ResourceExhausted, msg)
-	if ws, err := st.WithDetails(
-		&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: map[string]string{"retry_after_ms": fmt.Sprint(delay.Milliseconds())}},
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)},
-	); err == nil {
-		st = ws
-	}
-	return st.Err()
 }

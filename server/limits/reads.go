@@ -9,6 +9,8 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 )
 
@@ -17,10 +19,6 @@ const (
 	DefaultReadsPerCaller = 10
 	DefaultReadBurst      = 20
 )
-
-// ReasonCallerReadRate is the ErrorInfo reason of a read refused by the
-// per-caller bound.
-const ReasonCallerReadRate = "CALLER_READ_RATE_EXCEEDED"
 
 // readMethods are the unary reads the bound applies to; creations have
 // their share of the export budget, streams their count.
@@ -61,9 +59,9 @@ func (r *Reads) Limit(ctx context.Context) error {
 	if ok {
 		return nil
 	}
-	return Exhausted(ReasonCallerReadRate, fmt.Sprintf(
+	return apierror.New(cwpexportv1.ErrorReason_CALLER_READ_RATE_EXCEEDED, fmt.Sprintf(
 		"caller %q reads faster than the %.3g calls per second (bursts of %d) one caller may make; retry in %s",
-		caller, float64(r.buckets.Limit), r.buckets.Burst, delay.Round(time.Millisecond)), delay)
+		caller, float64(r.buckets.Limit), r.buckets.Burst, delay.Round(time.Millisecond))).RetryAfter(delay).Err()
 }
 
 // Interceptor applies the bound to the unary reads; place it after caller

@@ -4,11 +4,11 @@ import (
 	"context"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 )
 
@@ -25,13 +25,8 @@ func TestReadsPerCaller(t *testing.T) {
 	for range 5 {
 		if err := call("alice", get); err != nil {
 			refused++
-			st := status.Convert(err)
-			var retry bool
-			for _, d := range st.Details() {
-				_, isRetry := d.(*errdetails.RetryInfo)
-				retry = retry || isRetry
-			}
-			if st.Code() != codes.ResourceExhausted || !retry {
+			_, retry := apierror.RetryDelay(err)
+			if status.Code(err) != codes.ResourceExhausted || !retry {
 				t.Errorf("refusal %v without RetryInfo", err)
 			}
 		}

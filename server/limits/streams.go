@@ -9,8 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/grpc/codes"
-
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 )
@@ -41,10 +40,6 @@ func NewStreams(max int) *Streams {
 	return &Streams{max: max, open: map[string]int{}}
 }
 
-// ReasonStreamLimit is the ErrorInfo reason of a stream refused because its
-// caller holds the most streams allowed.
-const ReasonStreamLimit = "CALLER_STREAM_LIMIT_EXCEEDED"
-
 // Open counts a stream of ctx's caller to fullMethod, or refuses it with
 // ResourceExhausted when the caller holds the most allowed; release ends
 // it. Health watches and unauthenticated callers are not counted.
@@ -54,7 +49,7 @@ func (s *Streams) Open(ctx context.Context, fullMethod string) (release func(), 
 		return func() {}, nil
 	}
 	if !s.acquire(caller) {
-		return nil, apierror.Error(codes.ResourceExhausted, ReasonStreamLimit, fmt.Sprintf(
+		return nil, apierror.Error(cwpexportv1.ErrorReason_CALLER_STREAM_LIMIT_EXCEEDED, fmt.Sprintf(
 			"caller %q already holds %d open streams, the most allowed per caller; close a stream (one watch per task is enough) and retry", caller, s.max))
 	}
 	return func() { s.release(caller) }, nil

@@ -4,8 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
-
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/access"
 	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/callerauth"
@@ -66,6 +65,5 @@ func (s *Service) visible(ctx context.Context, id int64) (exports.Record, error)
 // taskNotFound is the answer about a task a caller may not see, the same
 // whether the task exists or not.
 func taskNotFound(id int64) error {
-	return apierror.WithInfo(codes.NotFound, apierror.ReasonTaskNotFound, fmt.Sprintf("export task %d was not found", id),
-		map[string]string{apierror.MetadataTaskID: fmt.Sprint(id)})
+	return apierror.New(cwpexportv1.ErrorReason_TASK_NOT_FOUND, fmt.Sprintf("export task %d was not found", id)).Meta(apierror.MetadataTaskID, fmt.Sprint(id)).Err()
 }

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
@@ -19,7 +18,7 @@ import (
 // withoutAccountActivity).
 func (s *Service) GetBudgetStatus(ctx context.Context, _ *cwpexportv1.GetBudgetStatusRequest) (*cwpexportv1.GetBudgetStatusResponse, error) {
 	if s.opts.Budget == nil {
-		return nil, apierror.Error(codes.Unimplemented, "BUDGET_NOT_MEASURED", "this server does not measure its cloud calls")
+		return nil, apierror.Error(cwpexportv1.ErrorReason_BUDGET_NOT_MEASURED, "this server does not measure its cloud calls")
 	}
 	st := s.opts.Budget.Status(s.opts.Now())
 	resp := &cwpexportv1.GetBudgetStatusResponse{

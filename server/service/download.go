@@ -13,7 +13,6 @@ import (
 	"path"
 	"strings"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
@@ -23,12 +22,6 @@ import (
 	"github.com/cwpexport/cwpexport/server/filefetch"
 	"github.com/cwpexport/cwpexport/server/internal/deadline"
 	"github.com/cwpexport/cwpexport/server/taskstore"
-)
-
-// Reasons of DownloadExport's errors.
-const (
-	ReasonTaskNotFinished = "TASK_NOT_FINISHED"
-	ReasonDownloadFailed  = "DOWNLOAD_FAILED"
 )
 
 // DownloadExport streams a finished task's file: data chunks in order, the
@@ -224,13 +217,12 @@ func fileName(disposition string, id int64) string {
 
 func notFinished(id int64, state cloud.Status) error {
 	shown := exports.State(state).String()
-	return apierror.WithInfo(codes.FailedPrecondition, ReasonTaskNotFinished,
-		fmt.Sprintf("export task %d is %s, not FINISHED: only a finished export has a file to download", id, shown),
-		map[string]string{apierror.MetadataTaskID: fmt.Sprint(id), "state": shown})
+	return apierror.New(cwpexportv1.ErrorReason_TASK_NOT_FINISHED,
+		fmt.Sprintf("export task %d is %s, not FINISHED: only a finished export has a file to download", id, shown)).
+		Meta(apierror.MetadataTaskID, fmt.Sprint(id)).Meta(apierror.MetadataState, shown).Err()
 }
 
 func downloadFailed(id int64, why string) error {
-	return apierror.WithInfo(codes.Unavailable, ReasonDownloadFailed,
-		fmt.Sprintf("downloading the file of export task %d failed: %s; retry later", id, why),
-		map[string]string{apierror.MetadataTaskID: fmt.Sprint(id)})
+	return apierror.New(cwpexportv1.ErrorReason_DOWNLOAD_FAILED,
+		fmt.Sprintf("downloading the file of export task %d failed: %s; retry later", id, why)).Meta(apierror.MetadataTaskID, fmt.Sprint(id)).Err()
 }

@@ -5,13 +5,13 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // checkInvalidArgument fails unless err is InvalidArgument with at least
@@ -22,13 +22,11 @@ func checkInvalidArgument(t *testing.T, err error) {
 	if st.Code() != codes.InvalidArgument {
 		t.Fatalf("error %v, want InvalidArgument", err)
 	}
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
-			if n := len(br.GetFieldViolations()); n > MaxFieldViolations {
-				t.Fatalf("%d field violations listed, more than %d", n, MaxFieldViolations)
-			}
-			return
+	if n := len(apierror.Violations(err)); n > 0 {
+		if n > MaxFieldViolations {
+			t.Fatalf("%d field violations listed, more than %d", n, MaxFieldViolations)
 		}
+		return
 	}
 	t.Fatalf("InvalidArgument without field violations: %v", err)
 }

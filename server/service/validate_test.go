@@ -4,11 +4,11 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/apierror"
 )
 
 // TestErrorsStaySmall: thousands of bad values are answered with the first
@@ -22,16 +22,8 @@ func TestErrorsStaySmall(t *testing.T) {
 	req := &cwpexportv1.ExportLicenseDetailRequest{Filters: []*cwpexportv1.Filter{{Name: "LicenseType", Values: values}}}
 	_, err := validateExport(req)
 	st := status.Convert(err)
-	var listed int
-	var total string
-	for _, d := range st.Details() {
-		switch d := d.(type) {
-		case *errdetails.BadRequest:
-			listed = len(d.GetFieldViolations())
-		case *errdetails.ErrorInfo:
-			total = d.GetMetadata()["field_violations"]
-		}
-	}
+	listed := len(apierror.Violations(err))
+	total := apierror.Info(err).GetMetadata()[apierror.MetadataFieldViolations]
 	if listed != MaxFieldViolations || total != "10001" {
 		t.Errorf("listed %d violations, counted %q; want %d and 10001", listed, total, MaxFieldViolations)
 	}

@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
@@ -97,8 +96,8 @@ func (s *Service) streamTask(ctx context.Context, id int64, info exports.Record,
 		case <-ctx.Done():
 			return apierror.Context(ctx, ctx.Err())
 		case <-s.draining:
-			return apierror.WithInfo(codes.Unavailable, apierror.ReasonShuttingDown, fmt.Sprintf(
-				"the server is shutting down; resume with WatchExportTask for task %d", id), map[string]string{apierror.MetadataTaskID: fmt.Sprint(id)})
+			return apierror.New(cwpexportv1.ErrorReason_SHUTTING_DOWN, fmt.Sprintf(
+				"the server is shutting down; resume with WatchExportTask for task %d", id)).Meta(apierror.MetadataTaskID, fmt.Sprint(id)).Err()
 		case <-changed:
 		case <-heartbeat.C:
 			beat = true

@@ -14,7 +14,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { CwpExportClient, ExportTaskState, InvalidRequestError, WatchEventKind } from "@cwpexport/client";
+import { CwpExportClient, ErrorReason, ExportTaskState, InvalidRequestError, WatchEventKind, errorReason } from "@cwpexport/client";
 
 /** @param {string} msg */
 function fail(msg) {
@@ -64,6 +64,7 @@ try {
 } catch (err) {
   if (!(err instanceof InvalidRequestError)) throw err;
   console.log(`InvalidArgument: ${err.message}`);
+  if (errorReason(err.cause) !== ErrorReason.INVALID_ARGUMENT) fail(`reason ${err.reason}, want INVALID_ARGUMENT`);
   for (const v of err.violations) console.log(`  ${v.field}: ${v.description}`);
   const fields = new Set(err.violations.map((v) => v.field));
   for (const want of ["filters[0].name", "filters[0].values", "export_month"]) {

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import uuid
 
-from cwpexport_client import Client, InvalidRequest, pb
+from cwpexport_client import Client, ErrorReason, InvalidRequest, error_reason, pb
 
 
 def fail(msg):
@@ -62,6 +62,8 @@ def main():
             fail("an invalid request was accepted")
         except InvalidRequest as err:
             print(f"InvalidArgument: {err}")
+            if error_reason(err.error) != ErrorReason.Value("INVALID_ARGUMENT"):
+                fail(f"reason {err.reason!r}, want INVALID_ARGUMENT")
             for v in err.violations:
                 print(f"  {v.field}: {v.description}")
             fields = {v.field for v in err.violations}

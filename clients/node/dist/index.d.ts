@@ -1,7 +1,9 @@
 import { Code, ConnectError, type Client, type Transport } from "@connectrpc/connect";
 import { LicenseExportService, type ExportTask, type Filter, type GetExportTaskResponse, type Tag, type WatchExportTaskResponse } from "./gen/cwpexport/v1/license_export_pb.js";
+import { ErrorReason } from "./gen/cwpexport/v1/error_reason_pb.js";
 import { BadRequestSchema, ErrorInfoSchema, type BadRequest_FieldViolation, type ErrorInfo } from "./gen/google/rpc/error_details_pb.js";
 export * from "./gen/cwpexport/v1/license_export_pb.js";
+export * from "./gen/cwpexport/v1/error_reason_pb.js";
 export { BadRequestSchema, ErrorInfoSchema, type BadRequest_FieldViolation, type ErrorInfo };
 export { Code, ConnectError };
 export { create } from "@bufbuild/protobuf";
@@ -9,6 +11,14 @@ export { create } from "@bufbuild/protobuf";
 export declare function fieldViolations(err: unknown): BadRequest_FieldViolation[];
 /** The error's google.rpc.ErrorInfo (reason, domain, metadata), if it carries one. */
 export declare function errorInfo(err: unknown): ErrorInfo | undefined;
+/** The ErrorInfo domain of the service's errors. */
+export declare const errorDomain = "cwpexport.v1";
+/**
+ * The service's reason for an error, as an ErrorReason value (its name is
+ * the reason string: `ErrorReason[r]`); ERROR_REASON_UNSPECIFIED when the
+ * error carries none, or one this package does not know (a newer server's).
+ */
+export declare function errorReason(err: unknown): ErrorReason;
 /** The service answered InvalidArgument; `violations` lists what to fix. */
 export declare class InvalidRequestError extends Error {
     readonly cause: ConnectError;

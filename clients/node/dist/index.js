@@ -3,8 +3,9 @@
 // The generated API (protobuf-es messages and the LicenseExportService
 // descriptor) is re-exported from here; CwpExportClient adds a small helper
 // around Connect's gRPC transport: export with a request id, watch with
-// automatic resume after Unavailable, download with a SHA-256 check, and the
-// field violations of an InvalidArgument.
+// automatic resume after Unavailable, download with a SHA-256 check, the
+// field violations of an InvalidArgument, and the reason of any error (the
+// ErrorReason enum).
 import { createHash, randomUUID } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -12,8 +13,10 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ExportLicenseDetailRequestSchema, ExportTaskState, FilterSchema, LicenseExportService, TagSchema, } from "./gen/cwpexport/v1/license_export_pb.js";
+import { ErrorReason } from "./gen/cwpexport/v1/error_reason_pb.js";
 import { BadRequestSchema, ErrorInfoSchema, } from "./gen/google/rpc/error_details_pb.js";
 export * from "./gen/cwpexport/v1/license_export_pb.js";
+export * from "./gen/cwpexport/v1/error_reason_pb.js";
 export { BadRequestSchema, ErrorInfoSchema };
 export { Code, ConnectError };
 export { create } from "@bufbuild/protobuf";
@@ -24,6 +27,18 @@ export function fieldViolations(err) {
 /** The error's google.rpc.ErrorInfo (reason, domain, metadata), if it carries one. */
 export function errorInfo(err) {
     return ConnectError.from(err).findDetails(ErrorInfoSchema)[0];
+}
+/** The ErrorInfo domain of the service's errors. */
+export const errorDomain = "cwpexport.v1";
+/**
+ * The service's reason for an error, as an ErrorReason value (its name is
+ * the reason string: `ErrorReason[r]`); ERROR_REASON_UNSPECIFIED when the
+ * error carries none, or one this package does not know (a newer server's).
+ */
+export function errorReason(err) {
+    const info = ConnectError.from(err).findDetails(ErrorInfoSchema).find((i) => i.domain === errorDomain);
+    const value = info && ErrorReason[info.reason];
+    return typeof value === "number" ? value : ErrorReason.ERROR_REASON_UNSPECIFIED;
 }
 /** The service answered InvalidArgument; `violations` lists what to fix. */
 export class InvalidRequestError extends Error {

@@ -3,8 +3,9 @@
 // The generated API (protobuf-es messages and the LicenseExportService
 // descriptor) is re-exported from here; CwpExportClient adds a small helper
 // around Connect's gRPC transport: export with a request id, watch with
-// automatic resume after Unavailable, download with a SHA-256 check, and the
-// field violations of an InvalidArgument.
+// automatic resume after Unavailable, download with a SHA-256 check, the
+// field violations of an InvalidArgument, and the reason of any error (the
+// ErrorReason enum).
 
 import { createHash, randomUUID } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
@@ -26,6 +27,7 @@ import {
   type Tag,
   type WatchExportTaskResponse,
 } from "./gen/cwpexport/v1/license_export_pb.js";
+import { ErrorReason } from "./gen/cwpexport/v1/error_reason_pb.js";
 import {
   BadRequestSchema,
   ErrorInfoSchema,
@@ -34,6 +36,7 @@ import {
 } from "./gen/google/rpc/error_details_pb.js";
 
 export * from "./gen/cwpexport/v1/license_export_pb.js";
+export * from "./gen/cwpexport/v1/error_reason_pb.js";
 export { BadRequestSchema, ErrorInfoSchema, type BadRequest_FieldViolation, type ErrorInfo };
 export { Code, ConnectError };
 export { create } from "@bufbuild/protobuf";
@@ -46,6 +49,20 @@ export function fieldViolations(err: unknown): BadRequest_FieldViolation[] {
 /** The error's google.rpc.ErrorInfo (reason, domain, metadata), if it carries one. */
 export function errorInfo(err: unknown): ErrorInfo | undefined {
   return ConnectError.from(err).findDetails(ErrorInfoSchema)[0];
+}
+
+/** The ErrorInfo domain of the service's errors. */
+export const errorDomain = "cwpexport.v1";
+
+/**
+ * The service's reason for an error, as an ErrorReason value (its name is
+ * the reason string: `ErrorReason[r]`); ERROR_REASON_UNSPECIFIED when the
+ * error carries none, or one this package does not know (a newer server's).
+ */
+export function errorReason(err: unknown): ErrorReason {
+  const info = ConnectError.from(err).findDetails(ErrorInfoSchema).find((i) => i.domain === errorDomain);
+  const value = info && (ErrorReason as unknown as Record<string, ErrorReason | undefined>)[info.reason];
+  return typeof value === "number" ? value : ErrorReason.ERROR_REASON_UNSPECIFIED;
 }
 
 /** The service answered InvalidArgument; `violations` lists what to fix. */

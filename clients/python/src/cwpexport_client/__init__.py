@@ -16,24 +16,30 @@ from cwpexport.v1 import license_export_pb2 as pb
 from cwpexport.v1 import license_export_pb2_grpc as pb_grpc
 
 from ._client import (
+    ERROR_DOMAIN,
     SERVICE_CONFIG,
     ChecksumMismatch,
     Client,
     Download,
+    ErrorReason,
     ExportFailed,
     InvalidRequest,
     error_info,
+    error_reason,
     field_violations,
 )
 
 __all__ = [
+    "ERROR_DOMAIN",
     "SERVICE_CONFIG",
     "ChecksumMismatch",
     "Client",
     "Download",
+    "ErrorReason",
     "ExportFailed",
     "InvalidRequest",
     "error_info",
+    "error_reason",
     "field_violations",
     "pb",
     "pb_grpc",

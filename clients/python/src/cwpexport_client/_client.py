@@ -1,5 +1,5 @@
-"""The helper: export, watch with resume, download with a SHA-256 check, and
-the details of an InvalidArgument."""
+"""The helper: export, watch with resume, download with a SHA-256 check, the
+details of an InvalidArgument, and the reason of any error."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from cwpexport.v1 import error_reason_pb2
 from cwpexport.v1 import license_export_pb2 as pb
 from cwpexport.v1 import license_export_pb2_grpc as pb_grpc
 
@@ -67,6 +68,28 @@ def error_info(err: grpc.RpcError) -> Optional[error_details_pb2.ErrorInfo]:
         if detail.Unpack(info):
             return info
     return None
+
+
+#: The catalog of the reasons the service's errors carry:
+#: ``ErrorReason.Name(value)`` is the reason string, ``ErrorReason.Value(name)``
+#: its value; the values are also constants of :mod:`cwpexport.v1.error_reason_pb2`.
+ErrorReason = error_reason_pb2.ErrorReason
+
+#: The ErrorInfo domain of the service's errors.
+ERROR_DOMAIN = "cwpexport.v1"
+
+
+def error_reason(err: grpc.RpcError) -> int:
+    """The service's reason for an error, as an :data:`ErrorReason` value;
+    ``ERROR_REASON_UNSPECIFIED`` when it carries none, or one this package
+    does not know (a newer server's)."""
+    info = error_info(err)
+    if info is None or info.domain != ERROR_DOMAIN:
+        return error_reason_pb2.ERROR_REASON_UNSPECIFIED
+    try:
+        return ErrorReason.Value(info.reason)
+    except ValueError:
+        return error_reason_pb2.ERROR_REASON_UNSPECIFIED
 
 
 class InvalidRequest(Exception):
