@@ -17,10 +17,16 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/buildinfo"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/gateway"
 	"github.com/cwpexport/cwpexport/server/limits"
 	"github.com/cwpexport/cwpexport/server/telemetry"
+
+	// CA roots and time zones inside the binary: the image has no files
+	// of the system's to find them in (used only where the system has none).
+	_ "golang.org/x/crypto/x509roots/fallback"
+	_ "time/tzdata"
 )
 
 func main() {
@@ -70,7 +76,12 @@ func run() error {
 	flag.DurationVar(&o.RESTBodyTimeout, "rest-body-timeout", gateway.DefaultBodyTimeout, "time a REST client has to send its request body (HTTP 408 after)")
 	allowedHosts := flag.String("rest-allowed-hosts", "", "comma-separated host names the REST port answers to besides loopback names (Host and Origin checks; on by default on a loopback address)")
 	auditLog := flag.String("audit-log", "-", "where audit lines (one per export and download) go: a file (appended to, reopened on SIGHUP) or - for stderr")
+	showVersion := flag.Bool("version", false, "print the version, commit and Go toolchain, and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("cwpexportd", buildinfo.Get())
+		return nil
+	}
 	tokens, err := loadTokens(*tokensFile)
 	if err != nil {
 		return err
