@@ -84,3 +84,17 @@ lint: .third_party ## buf lint, buf format check, go vet, gofmt check
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail if gen/ differs from what the protos generate
 	git add -N gen && git diff --exit-code -- gen
+
+# ---- Deployment: image, release, chart, alerts, upgrades (docs/operations.md) ----
+VERSION ?= $(shell git describe --tags --always --dirty --match 'v*' 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE ?= localhost/cwpexport:$(VERSION)
+export VERSION COMMIT IMAGE
+
+.PHONY: image
+image: ## Build the OCI image (podman, or docker with ENGINE=docker); IMAGE names it
+	deploy/image/build.sh
+
+.PHONY: image-check
+image-check: ## Check the image without a container runtime: config, size, read-only root, health, an export (root)
+	deploy/image/check.sh
