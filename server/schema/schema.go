@@ -117,12 +117,18 @@ func Open(ctx context.Context, db *sql.DB, store string, fsys fs.FS, migrate fun
 	if err != nil {
 		return Status{}, fmt.Errorf("read the %s's migrations: %w", store, err)
 	}
-	if err := createTable(ctx, db); err != nil {
-		return Status{}, fmt.Errorf("record the %s's schema range: %w", store, err)
-	}
 	st := Status{Store: store, Known: set.Known}
 	if st.Database, st.Requires, err = recorded(ctx, db, store); err != nil {
-		return Status{}, fmt.Errorf("read the %s's schema range: %w", store, err)
+		// No table yet (a database from before the range was recorded):
+		// create it. Otherwise nothing is written unless the range grows,
+		// so that a read-only database reaches the store's own check,
+		// which says what to fix.
+		if cerr := createTable(ctx, db); cerr != nil {
+			return Status{}, fmt.Errorf("read the %s's schema range (%w), or create its table: %w", store, err, cerr)
+		}
+		if st.Database, st.Requires, err = recorded(ctx, db, store); err != nil {
+			return Status{}, fmt.Errorf("read the %s's schema range: %w", store, err)
+		}
 	}
 	if st.Requires > set.Known {
 		return st, fmt.Errorf("%w: the %s's database was migrated by a newer release to schema version %d, which needs a build that knows at least version %d; this build knows up to %d: run that newer release (or restore the database from before the upgrade to roll back)",
@@ -130,6 +136,10 @@ func Open(ctx context.Context, db *sql.DB, store string, fsys fs.FS, migrate fun
 	}
 	if err := migrate(ctx); err != nil {
 		return st, err
+	}
+	if st.Database >= set.Known && st.Requires >= set.Requires {
+		remember(st)
+		return st, nil
 	}
 	if _, err := db.ExecContext(ctx, `INSERT INTO `+Table+` (store, version, requires) VALUES ($1, $2, $3)
 		ON CONFLICT (store) DO UPDATE SET
