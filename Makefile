@@ -134,3 +134,11 @@ release: ## Build release binaries, SHA256SUMS and SBOMs into dist/VERSION (make
 .PHONY: upgrade-check
 upgrade-check: ## Fail if a migration since the previous release (deploy/upgrade/previous-release) contracts the schema unmarked
 	$(DEPLOY_TOOLS)/upgradecheck -previous deploy/upgrade/previous-release
+
+.PHONY: upgrade-test
+upgrade-test: ## A replica of the previous release and one of this commit on one PostgreSQL: creations, watches, budget
+	deploy/upgrade/mixed-version.sh
+
+.PHONY: print-version
+print-version: ## Print VERSION (what make image and make release use)
+	@echo $(VERSION)

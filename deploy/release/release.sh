@@ -9,9 +9,11 @@
 # embedded emulator's state use flock(2); run it from the image there.
 #   VERSION, COMMIT   what --version and build_info say
 #   CYCLONEDX         the cyclonedx-gomod binary (make deploy-tools builds it)
+#   PLATFORMS         OS/ARCH list (default: the six above; a quick check: linux/amd64)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${VERSION:?}" "${COMMIT:?}" "${CYCLONEDX:?}"
+CYCLONEDX=$(realpath "$CYCLONEDX")
 out=dist/$VERSION
 rm -rf "$out" && mkdir -p "$out"
 pkg=github.com/cwpexport/cwpexport/server/buildinfo
@@ -22,18 +24,24 @@ build() { # GOOS GOARCH CMD
     -ldflags "-s -w -buildid= -X $pkg.version=$VERSION -X $pkg.commit=$COMMIT" \
     -o "$out/${3}_${VERSION}_${1}_${2}${ext}" "./cmd/$3"
 }
-for os in linux darwin windows; do
-  for arch in amd64 arm64; do
-    build $os $arch cwpexport
-    [ $os = windows ] || build $os $arch cwpexportd
-  done
+for platform in ${PLATFORMS:-linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64}; do
+  os=${platform%/*} arch=${platform#*/}
+  build "$os" "$arch" cwpexport
+  [ "$os" = windows ] || build "$os" "$arch" cwpexportd
 done
+# cyclonedx-gomod reads the main module's version from git, which it cannot
+# do in a worktree: it reads a copy of the commit, tagged with VERSION.
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+git archive "$COMMIT" | tar -x -C "$src"
+(cd "$src" && git init -q && git add -A && git -c user.name=release -c user.email=release@localhost \
+  commit -q --date=@0 -m "$VERSION" && git tag "$VERSION")
 for cmd in cwpexportd cwpexport; do
   # The Go standard library too; no serial or timestamp: reproducible like
-  # the binaries. Built for linux/amd64: module selection is the same on
-  # every platform of the matrix (no build-tagged dependencies differ).
-  CGO_ENABLED=0 GOOS=linux GOARCH=amd64 "$CYCLONEDX" app -json -std -noserial -notimestamp \
-    -main "cmd/$cmd" -output "$out/${cmd}_${VERSION}.sbom.cdx.json" .
+  # the binaries. For linux/amd64: module selection is the same on every
+  # platform of the matrix (no dependency differs by build tag).
+  (cd "$src" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 "$CYCLONEDX" app -json -std -noserial -notimestamp \
+    -main "cmd/$cmd" -output "$OLDPWD/$out/${cmd}_${VERSION}.sbom.cdx.json" .)
 done
 (cd "$out" && sha256sum -- * >SHA256SUMS)
 ls -l "$out"
