@@ -88,3 +88,61 @@ lint: .third_party ## buf lint, buf format check, go vet, gofmt check
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail if gen/, docs/errors.md or docs/flags.md differ from what the protos and the flags generate
 	git add -N gen docs/errors.md docs/flags.md && git diff --exit-code -- gen docs/errors.md docs/flags.md
+
+# ---- Deployment: image, release, chart, alerts, upgrades (docs/operations.md) ----
+VERSION ?= $(shell git describe --tags --always --dirty --match 'v*' 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE ?= localhost/cwpexport:$(VERSION)
+export VERSION COMMIT IMAGE
+
+.PHONY: image
+image: ## Build the OCI image (podman, or docker with ENGINE=docker); IMAGE names it
+	deploy/image/build.sh
+
+.PHONY: image-check
+image-check: ## Check the image without a container runtime: config, size, read-only root, health, an export (root)
+	deploy/image/check.sh
+
+# Tools of the deployment checks, from their own module (deploy/tools/go.mod:
+# helm, promtool, cyclonedx-gomod, the chart and upgrade checks), never the
+# service's: built once into bin/tools, then from Go's build cache.
+DEPLOY_TOOLS := bin/tools
+.PHONY: deploy-tools
+deploy-tools: ## Build helm, promtool, cyclonedx-gomod and the deploy checks into bin/tools
+	cd deploy/tools && go build -o ../../$(DEPLOY_TOOLS)/ helm.sh/helm/v4/cmd/helm \
+	  github.com/prometheus/prometheus/cmd/promtool github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod \
+	  ./chartcheck ./upgradecheck
+
+.PHONY: manifests
+manifests: ## Render deploy/kubernetes/ from the chart's profiles; copy the alerts into the chart
+	install -m 0644 deploy/prometheus/alerts.yaml deploy/helm/cwpexport/files/alerts.yaml
+	$(DEPLOY_TOOLS)/chartcheck -helm $(DEPLOY_TOOLS)/helm -write deploy/kubernetes
+
+.PHONY: checkmanifests
+checkmanifests: manifests ## Fail if deploy/kubernetes/ or the chart's alerts differ from what the chart renders
+	git add -N deploy/kubernetes deploy/helm/cwpexport/files && git diff --exit-code -- deploy/kubernetes deploy/helm/cwpexport/files
+
+.PHONY: chart-check
+chart-check: build ## helm lint --strict, strict decoding, flags/ports/drain checks and start-up of each case of values
+	$(DEPLOY_TOOLS)/chartcheck -helm $(DEPLOY_TOOLS)/helm -daemon bin/cwpexportd -emulator bin/cwp-emulator
+
+.PHONY: alerts-test
+alerts-test: ## promtool check and unit-test the alert rules (deploy/prometheus)
+	$(DEPLOY_TOOLS)/promtool check rules deploy/prometheus/alerts.yaml
+	cd deploy/prometheus && ../../$(DEPLOY_TOOLS)/promtool test rules alerts_test.yaml
+
+.PHONY: release
+release: ## Build release binaries, SHA256SUMS and SBOMs into dist/VERSION (make deploy-tools first)
+	CYCLONEDX=$(DEPLOY_TOOLS)/cyclonedx-gomod deploy/release/release.sh
+
+.PHONY: upgrade-check
+upgrade-check: ## Fail if a migration since the previous release (deploy/upgrade/previous-release) contracts the schema unmarked
+	$(DEPLOY_TOOLS)/upgradecheck -previous deploy/upgrade/previous-release
+
+.PHONY: upgrade-test
+upgrade-test: ## A replica of the previous release and one of this commit on one PostgreSQL: creations, watches, budget
+	deploy/upgrade/mixed-version.sh
+
+.PHONY: print-version
+print-version: ## Print VERSION (what make image and make release use)
+	@echo $(VERSION)

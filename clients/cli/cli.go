@@ -31,6 +31,7 @@ import (
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/apierror"
+	"github.com/cwpexport/cwpexport/server/buildinfo"
 )
 
 // Exit codes; see the package documentation.
@@ -138,6 +139,8 @@ input, 3 the export ended in ERROR, 4 the service cannot be reached, 5 the
 task is not known, 6 another error from the service, 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version: the build, as the daemon's --version prints it.
+		Version: buildinfo.Get().String(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			switch a.output {
 			case "text", "json":
@@ -173,6 +176,7 @@ task is not known, 6 another error from the service, 130 interrupted.`,
 	root.PersistentFlags().StringVar(&a.dialer.tokenFile, "token-file", "", "file holding the bearer token (default: the "+TokenEnv+" environment variable)")
 	root.PersistentFlags().BoolVar(&a.dialer.plaintextToken, "insecure-plaintext-token", false, "send the bearer token without TLS to an address beyond loopback (anyone on the path can read it)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json (one JSON object per line)")
+	root.SetVersionTemplate("cwpexport {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: ExitInvalid, err: err} })
 	root.AddCommand(a.exportCommand(), a.watchCommand(), a.getCommand(), a.listCommand(), a.downloadCommand())
 	return root

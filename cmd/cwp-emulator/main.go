@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cwpexport/cwpexport/server/buildinfo"
 	"github.com/cwpexport/cwpexport/server/emulator"
 )
 
@@ -52,7 +53,12 @@ func run() error {
 		faults = append(faults, f)
 		return err
 	})
+	showVersion := flag.Bool("version", false, "print the version, commit and Go toolchain, and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("cwp-emulator", buildinfo.Get())
+		return nil
+	}
 	if *secretID == "" {
 		*secretID = os.Getenv("TENCENTCLOUD_SECRET_ID")
 	}

@@ -11,6 +11,11 @@ import (
 	"syscall"
 
 	"github.com/cwpexport/cwpexport/clients/cli"
+
+	// CA roots and time zones inside the binary: the image has no files
+	// of the system's to find them in (used only where the system has none).
+	_ "golang.org/x/crypto/x509roots/fallback"
+	_ "time/tzdata"
 )
 
 func main() {

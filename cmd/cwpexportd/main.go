@@ -17,9 +17,15 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/buildinfo"
 	"github.com/cwpexport/cwpexport/server/callerauth"
 	"github.com/cwpexport/cwpexport/server/flags"
 	"github.com/cwpexport/cwpexport/server/telemetry"
+
+	// CA roots and time zones inside the binary: the image has no files
+	// of the system's to find them in (used only where the system has none).
+	_ "golang.org/x/crypto/x509roots/fallback"
+	_ "time/tzdata"
 )
 
 func main() {
@@ -34,6 +40,10 @@ func run() error {
 	var databaseFrom string
 	c := flags.Register(flag.CommandLine, &o)
 	flag.Parse()
+	if c.Version {
+		fmt.Println("cwpexportd", buildinfo.Get())
+		return nil
+	}
 	tokens, err := loadTokens(c.TokensFile)
 	if err != nil {
 		return err

@@ -621,6 +621,7 @@ func (s *Server) readiness(ctx context.Context, hs *health.Server) {
 			}
 			hs.SetServingStatus("", st)
 			hs.SetServingStatus(cwpexportv1.LicenseExportService_ServiceDesc.ServiceName, st)
+			s.metrics.SetReady(ok)
 		}
 	}
 }

@@ -52,6 +52,8 @@ type Command struct {
 	MetricsAddr string
 	// AllowReadableSecrets is -insecure-allow-readable-secrets.
 	AllowReadableSecrets bool
+	// Version is -version: print the build and exit.
+	Version bool
 }
 
 // Register defines cwpexportd's flags on fs, bound to o and to the
@@ -98,6 +100,7 @@ func Register(fs *flag.FlagSet, o *app.Options) *Command {
 	fs.DurationVar(&o.RESTBodyTimeout, "rest-body-timeout", gateway.DefaultBodyTimeout, "time a REST client has to send its request body (HTTP 408 after)")
 	fs.StringVar(&c.AllowedHosts, "rest-allowed-hosts", "", "comma-separated host names the REST port answers to besides loopback names (Host and Origin checks; on by default on a loopback address)")
 	fs.BoolVar(&c.AllowReadableSecrets, "insecure-allow-readable-secrets", false, "DANGEROUS: start (with a warning) although the tokens file, the TLS key or PGPASSFILE is readable by its group or others")
+	fs.BoolVar(&c.Version, "version", false, "print the version, commit and Go toolchain, and exit")
 	fs.StringVar(&c.AuditLog, "audit-log", "-", "where audit lines (one per export and download) go: a file (appended to, reopened on SIGHUP) or - for stderr")
 	return c
 }

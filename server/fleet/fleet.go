@@ -33,6 +33,8 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+
+	"github.com/cwpexport/cwpexport/server/schema"
 )
 
 //go:embed migrations/*.sql
@@ -145,10 +147,14 @@ func (f *Fleet) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("prepare the fleet's migrations: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrate the fleet's tables: %w", err)
-	}
-	return nil
+	// The compatibility range is checked before and recorded after (package schema).
+	_, err = schema.Open(ctx, db, "fleet", fsys, func(ctx context.Context) error {
+		if _, err := p.Up(ctx); err != nil {
+			return fmt.Errorf("migrate the fleet's tables: %w", err)
+		}
+		return nil
+	})
+	return err
 }
 
 // Replica is this process's name in the fleet.

@@ -46,6 +46,7 @@ type Metrics struct {
 	budgetWait    *prometheus.HistogramVec
 	pollsPerTask  prometheus.Histogram
 	outcomes      *prometheus.CounterVec
+	ready         prometheus.Gauge
 	// recent counts the last minute's cloud calls per second, by action.
 	recent map[string]*budget.Window
 }
@@ -80,6 +81,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "export_outcomes_total",
 			Help: "Tasks that reached a terminal state, by outcome: finished, error (the cloud reported ERROR) or failed (the task could not be followed, e.g. unknown to the cloud).",
 		}, []string{"outcome"}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "ready",
+			Help: "1 while the replica reports itself ready (gRPC health SERVING, /healthz 200), 0 while its database cannot be reached.",
+		}),
 		recent: map[string]*budget.Window{
 			cloud.ActionExportTasks:         {},
 			cloud.ActionExportLicenseDetail: {},
@@ -88,8 +93,10 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.upstreamCalls, m.upstreamTime, m.budgetWait, m.pollsPerTask, m.outcomes,
+		m.grpc, m.upstreamCalls, m.upstreamTime, m.budgetWait, m.pollsPerTask, m.outcomes, m.ready,
+		buildInfo(), schemaCollector{},
 	)
+	m.ready.Set(1)
 	return m
 }
 
@@ -119,6 +126,15 @@ func (m *Metrics) TrackBudget(name string, b budget.Engine) {
 			Help: "Calls the cloud refused with RequestLimitExceeded, each lowering the budget's rate unless one did within the last second.",
 		}, func() float64 { return float64(b.Throttles()) }),
 	)
+}
+
+// SetReady records the replica's readiness, as its health service reports it.
+func (m *Metrics) SetReady(ok bool) {
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.ready.Set(v)
 }
 
 // GRPC returns the gRPC server metrics; its interceptors go on the server

@@ -19,6 +19,8 @@ import (
 	"github.com/pressly/goose/v3/lock"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/cwpexport/cwpexport/server/schema"
 )
 
 //go:embed migrations/*.sql
@@ -205,10 +207,14 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("prepare the registry's migrations: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrate the registry: %w", err)
-	}
-	return nil
+	// The compatibility range is checked before and recorded after (package schema).
+	_, err = schema.Open(ctx, s.db, "registry", fsys, func(ctx context.Context) error {
+		if _, err := p.Up(ctx); err != nil {
+			return fmt.Errorf("migrate the registry: %w", err)
+		}
+		return nil
+	})
+	return err
 }
 
 // Close closes the database (not a PostgreSQL pool given to OpenPostgres)
