@@ -133,7 +133,7 @@ func run() error {
 	if a := srv.EmulatorAddr(); a != "" {
 		o.Logger.Info("no cloud credentials (TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY): using the embedded CWP emulator", "emulator", "http://"+a)
 	}
-	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
+	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", restScheme(o)+restLis.Addr().String(), "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
 	if o.TLSCertFile == "" && o.Tokens == nil {
 		fmt.Fprintf(os.Stderr, "\nTry it:\n  curl -s -X POST http://%s/v1/license-detail:export -H 'Content-Type: application/json' -d '{}'\n  curl -sN http://%s/v1/export-tasks/TASK_ID:watch\n  grpcurl -plaintext -d '{}' %s cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch\n\n",
 			restLis.Addr(), restLis.Addr(), grpcLis.Addr())

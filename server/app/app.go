@@ -400,7 +400,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	gsOpts := s.opts.grpcTransport()
 	if tlsCfg != nil {
 		gsOpts = append(gsOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
-		restLis = tls.NewListener(restLis, tlsCfg)
+		restLis = tls.NewListener(restLis, restTLS(tlsCfg))
 	}
 	gs := s.grpcServer(hs, false, gsOpts...)
 	// The gateway reaches the service in-process, through a server of its
