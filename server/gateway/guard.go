@@ -37,15 +37,33 @@ const DefaultBodyTimeout = 10 * time.Second
 //     so that a client trickling bytes holds a connection for a bounded
 //     time only.
 //
-// Every refusal is a google.rpc.Status body, logged as a call line.
+// Every refusal is a google.rpc.Status body, logged as a call line. A
+// refusal of a request whose body was not read closes the connection: the
+// server would otherwise read (discard) the body before answering, for as
+// long as the client takes to send it. Every route's body is read within
+// BodyTimeout, including that discard.
 type guard struct {
 	opts Options
 	mux  *runtime.ServeMux
 	m    runtime.Marshaler
 }
 
-// host applies the Host and Origin checks to every route.
-func (g guard) host(next http.Handler) http.Handler { return g.wrap(next, g.checkHost) }
+// host applies the Host and Origin checks to every route, and bounds in
+// time the reading of every body: a handler that does not read it leaves
+// net/http to discard it before answering.
+func (g guard) host(next http.Handler) http.Handler {
+	checked := g.wrap(next, g.checkHost)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hasBody(r) {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(g.opts.BodyTimeout))
+		}
+		checked.ServeHTTP(w, r)
+	})
+}
+
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
 
 // api applies the checks of the API's routes and reads their bodies.
 func (g guard) api(next http.Handler) http.Handler { return g.wrap(next, g.checkAPI) }
@@ -54,9 +72,10 @@ func (g guard) wrap(next http.Handler, check func(http.ResponseWriter, *http.Req
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := check(w, r); err != nil {
 			var hs *runtime.HTTPStatusError
-			if errors.As(err, &hs) && hs.HTTPStatus != http.StatusUnauthorized && hs.HTTPStatus != http.StatusForbidden {
+			errors.As(err, &hs)
+			if hasBody(r) {
 				// The body was not read to its end: the connection cannot
-				// carry another request.
+				// carry another request, and closing it spares reading it.
 				w.Header().Set("Connection", "close")
 			}
 			if g.opts.Logger != nil {
