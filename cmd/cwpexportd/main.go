@@ -70,6 +70,7 @@ func run() error {
 	flag.DurationVar(&o.RESTBodyTimeout, "rest-body-timeout", gateway.DefaultBodyTimeout, "time a REST client has to send its request body (HTTP 408 after)")
 	allowedHosts := flag.String("rest-allowed-hosts", "", "comma-separated host names the REST port answers to besides loopback names (Host and Origin checks; on by default on a loopback address)")
 	auditLog := flag.String("audit-log", "-", "where audit lines (one per export and download) go: a file (appended to, reopened on SIGHUP) or - for stderr")
+	edgeFlags(&o.Edge)
 	flag.Parse()
 	tokens, err := loadTokens(*tokensFile)
 	if err != nil {

@@ -152,7 +152,9 @@ func (s *Server) redact(text string) string {
 //     so that no connection is held for ever (clients reconnect at once;
 //     a watch cut by the grace ends Unavailable and is resumed);
 //   - server pings every minute, so that a vanished client's streams are
-//     closed within 20s of an unanswered ping.
+//     closed within 20s of an unanswered ping;
+//   - MaxConnectionIdle (EdgeOptions): a connection without calls is
+//     closed, so that idle connections do not pile up.
 func (o *Options) grpcTransport() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(orDefault(o.GRPCMaxConcurrentStreams, DefaultGRPCMaxConcurrentStreams)),
@@ -160,12 +162,12 @@ func (o *Options) grpcTransport() []grpc.ServerOption {
 			MinTime:             orDefault(o.GRPCKeepaliveMinTime, DefaultGRPCKeepaliveMinTime),
 			PermitWithoutStream: true,
 		}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{
+		grpc.KeepaliveParams(o.keepaliveIdle(keepalive.ServerParameters{
 			MaxConnectionAge:      orDefault(o.GRPCMaxConnectionAge, DefaultGRPCMaxConnectionAge),
 			MaxConnectionAgeGrace: orDefault(o.GRPCMaxConnectionAgeGrace, DefaultGRPCMaxConnectionAgeGrace),
 			Time:                  time.Minute,
 			Timeout:               20 * time.Second,
-		}),
+		})),
 	}
 }
 

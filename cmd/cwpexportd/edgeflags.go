@@ -1,0 +1,19 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/edge"
+)
+
+// edgeFlags defines the flags of the bounds on what anyone who can reach
+// the ports may cost before authentication (docs/security.md).
+func edgeFlags(o *app.EdgeOptions) {
+	flag.IntVar(&o.GRPCMaxHeaderBytes, "grpc-max-header-bytes", app.DefaultGRPCMaxHeaderBytes, "largest metadata (HTTP/2 header list) of a gRPC call; larger calls are reset unread")
+	flag.IntVar(&o.GRPCMaxConns, "grpc-max-conns", edge.DefaultMaxConns, "open connections the gRPC port holds; more are closed as they come")
+	flag.IntVar(&o.GRPCMaxConnsPerPeer, "grpc-max-conns-per-peer", edge.DefaultMaxConnsPerPeer, "open gRPC connections per peer IP address; more are closed as they come")
+	flag.DurationVar(&o.GRPCHandshakeTimeout, "grpc-handshake-timeout", app.DefaultGRPCHandshakeTimeout, "time a new gRPC connection has to finish its TLS handshake and HTTP/2 preface")
+	flag.DurationVar(&o.GRPCMaxConnectionIdle, "grpc-max-connection-idle", app.DefaultGRPCMaxConnectionIdle, "a gRPC connection without calls for this long is closed (GOAWAY)")
+	flag.DurationVar(&o.ReportInterval, "edge-report-interval", edge.DefaultReportInterval, "a peer's repeated refusals (refused connections) are logged once per this interval")
+}

@@ -1,0 +1,229 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health/grpc_health_v1"
+
+	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/testserver"
+)
+
+// Loopback addresses other than 127.0.0.1 stand for distinct peers: the
+// edge's bounds are per peer address.
+const (
+	honestIP   = "127.0.0.2"
+	attackerIP = "127.0.0.5"
+	otherIP    = "127.0.0.6"
+)
+
+// dialFrom opens a TCP connection to addr from the loopback address ip.
+func dialFrom(ctx context.Context, ip, addr string) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// grpcFrom returns a gRPC client of addr whose connections come from ip.
+func grpcFrom(t *testing.T, ip, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dialFrom(ctx, ip, a) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// httpFrom returns an HTTP client whose connections come from ip.
+func httpFrom(ip string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, a string) (net.Conn, error) { return dialFrom(ctx, ip, a) }}}
+}
+
+// h2Preface starts an HTTP/2 connection as a client: the preface and an
+// empty SETTINGS frame. A server that closed the connection shows in the
+// reads that follow, not here.
+func h2Preface(c net.Conn) *http2.Framer {
+	_, _ = c.Write([]byte(http2.ClientPreface))
+	fr := http2.NewFramer(c, c)
+	_ = fr.WriteSettings()
+	return fr
+}
+
+// grpcHeaders encodes the header block of a gRPC call to method with one
+// more header, name: value.
+func grpcHeaders(addr, method, name, value string) []byte {
+	var b bytes.Buffer
+	enc := hpack.NewEncoder(&b)
+	enc.SetMaxDynamicTableSizeLimit(0)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method}, {":authority", addr},
+		{"content-type", "application/grpc"}, {"te", "trailers"}, {name, value}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	return b.Bytes()
+}
+
+// rawCall sends one gRPC call on a new HTTP/2 connection, its header block
+// in 16 KiB frames, and returns how the server answered: its grpc-status,
+// or "reset" when it reset the stream or closed the connection unread.
+func rawCall(t *testing.T, addr string, block []byte) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fr := h2Preface(c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	go func() { // the server may stop reading: write beside the reads
+		const chunk = 16 << 10
+		first := block[:min(chunk, len(block))]
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndHeaders: len(block) <= chunk})
+		for rest := block[len(first):]; len(rest) > 0; {
+			n := min(chunk, len(rest))
+			if fr.WriteContinuation(1, n == len(rest), rest[:n]) != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+		_ = fr.WriteData(1, true, []byte{0, 0, 0, 0, 0}) // an empty request message
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("no answer within 30s")
+			}
+			return "reset"
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			if v := f.PseudoValue("status"); v != "" && f.StreamID == 1 {
+				for _, hf := range f.RegularFields() {
+					if hf.Name == "grpc-status" {
+						return hf.Value
+					}
+				}
+			}
+		case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+			return "reset"
+		}
+	}
+}
+
+// TestGRPCMetadataIsBounded: a call whose metadata is larger than the
+// bound is reset unread, where it used to be read whole (grpc-go's default
+// list is 16 MiB) and answered; metadata within the bound is answered.
+func TestGRPCMetadataIsBounded(t *testing.T) {
+	o := fastApp()
+	o.Tokens = testTokens(t)
+	env := testserver.Start(t, testserver.Config{App: o})
+	method := "/cwpexport.v1.LicenseExportService/ExportLicenseDetail"
+	if got := rawCall(t, env.GRPCAddr, grpcHeaders(env.GRPCAddr, method, "authorization", "Bearer "+strings.Repeat("x", 30<<10))); got != "16" {
+		t.Errorf("a 30 KiB wrong token: %s, want grpc-status 16 (Unauthenticated)", got)
+	}
+	for _, size := range []int{100 << 10, 4 << 20} {
+		if got := rawCall(t, env.GRPCAddr, grpcHeaders(env.GRPCAddr, method, "authorization", "Bearer "+strings.Repeat("x", size))); got != "reset" {
+			t.Errorf("a %d KiB token: answered grpc-status %s, want the stream reset or the connection closed unread", size>>10, got)
+		}
+	}
+	if _, err := env.Client.ExportLicenseDetail(as(aliceToken), &cwpexportv1.ExportLicenseDetailRequest{}); err != nil {
+		t.Errorf("a caller after the large headers: %v", err)
+	}
+}
+
+// TestGRPCConnectionsAreBounded: past the bound per peer address, and past
+// the bound in total, new gRPC connections are closed as they come, while
+// a caller already connected, callers from other addresses (within the
+// total) and REST health keep being served.
+func TestGRPCConnectionsAreBounded(t *testing.T) {
+	o := fastApp()
+	o.Edge.GRPCMaxConns, o.Edge.GRPCMaxConnsPerPeer = 6, 3
+	env := testserver.Start(t, testserver.Config{App: o})
+	honest := grpc_health_v1.NewHealthClient(grpcFrom(t, honestIP, env.GRPCAddr))
+	health := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, err := honest.Check(ctx, &grpc_health_v1.HealthCheckRequest{})
+		return err
+	}
+	if err := health(); err != nil {
+		t.Fatalf("health before: %v", err)
+	}
+	idle := func(ip string) net.Conn {
+		c, err := dialFrom(context.Background(), ip, env.GRPCAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		h2Preface(c)
+		return c
+	}
+	// Three idle connections of the attacker are held (each answered with
+	// the server's SETTINGS, so accepted); a fourth is closed.
+	for range 3 {
+		c := idle(attackerIP)
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Read(make([]byte, 9)); err != nil {
+			t.Fatalf("an idle connection within the bound: %v", err)
+		}
+	}
+	if !closedByServer(idle(attackerIP)) {
+		t.Errorf("a fourth connection from one address is held open, want it closed (bound 3 per peer)")
+	}
+	// 1 honest + 3 attacker + 2 other = 6, the total: the next is closed,
+	// whoever it comes from.
+	idle(otherIP)
+	idle(otherIP)
+	deadline := time.Now().Add(30 * time.Second)
+	for !closedByServer(idle("127.0.0.7")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a connection past the total bound is held open")
+		}
+	}
+	if err := health(); err != nil {
+		t.Errorf("the caller already connected, during the flood: %v", err)
+	}
+	if r := env.Do(t, http.MethodGet, "/healthz", ""); r.Status != http.StatusOK {
+		t.Errorf("REST health during the flood: HTTP %d", r.Status)
+	}
+}
+
+// TestGRPCConnectionsThatSayNothingAreClosed: a connection that sends
+// nothing is closed after the handshake timeout, one that sends only the
+// HTTP/2 preface after the idle timeout.
+func TestGRPCConnectionsThatSayNothingAreClosed(t *testing.T) {
+	o := fastApp()
+	o.Edge.GRPCHandshakeTimeout, o.Edge.GRPCMaxConnectionIdle = time.Second, time.Second
+	env := testserver.Start(t, testserver.Config{App: o})
+	silent, err := net.Dial("tcp", env.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	preface, err := net.Dial("tcp", env.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer preface.Close()
+	h2Preface(preface)
+	if !closedByServer(silent) {
+		t.Errorf("a connection that sends nothing is held open past the handshake timeout")
+	}
+	if !closedByServer(preface) {
+		t.Errorf("a connection that sends only the HTTP/2 preface is held open past the idle timeout")
+	}
+}
