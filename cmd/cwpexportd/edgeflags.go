@@ -15,5 +15,10 @@ func edgeFlags(o *app.EdgeOptions) {
 	flag.IntVar(&o.GRPCMaxConnsPerPeer, "grpc-max-conns-per-peer", edge.DefaultMaxConnsPerPeer, "open gRPC connections per peer IP address; more are closed as they come")
 	flag.DurationVar(&o.GRPCHandshakeTimeout, "grpc-handshake-timeout", app.DefaultGRPCHandshakeTimeout, "time a new gRPC connection has to finish its TLS handshake and HTTP/2 preface")
 	flag.DurationVar(&o.GRPCMaxConnectionIdle, "grpc-max-connection-idle", app.DefaultGRPCMaxConnectionIdle, "a gRPC connection without calls for this long is closed (GOAWAY)")
-	flag.DurationVar(&o.ReportInterval, "edge-report-interval", edge.DefaultReportInterval, "a peer's repeated refusals (refused connections) are logged once per this interval")
+	flag.Float64Var(&o.GRPCResetsPerSecond, "grpc-resets-per-second", edge.DefaultResetsPerSecond, "streams per second a gRPC connection's client may cancel (reset) before the connection is closed")
+	flag.IntVar(&o.GRPCResetBurst, "grpc-reset-burst", edge.DefaultResetBurst, "streams a gRPC connection's client may cancel at once above -grpc-resets-per-second")
+	flag.Float64Var(&o.AuthFailuresPerSecond, "auth-failures-per-second", edge.DefaultAuthFailuresPerSecond, "failed authentications per second per peer IP address; past them calls are refused unchecked (429, RESOURCE_EXHAUSTED with RetryInfo)")
+	flag.IntVar(&o.AuthFailureBurst, "auth-failure-burst", edge.DefaultAuthFailureBurst, "failed authentications a peer may make at once above -auth-failures-per-second")
+	flag.DurationVar(&o.DropBan, "edge-drop-ban", edge.DefaultDropBan, "how long a peer whose gRPC connection was closed for abuse is refused new connections")
+	flag.DurationVar(&o.ReportInterval, "edge-report-interval", edge.DefaultReportInterval, "a peer's repeated refusals (failed authentications, refused connections) are logged once per this interval")
 }

@@ -430,7 +430,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	}
 	defer conn.Close()
 	gwOpts := gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), BodyTimeout: s.opts.RESTBodyTimeout, Metrics: s.metrics.Handler(), UI: webui.Handler(),
-		CheckHost: checkHost, AllowedHosts: s.opts.AllowedHosts, Logger: s.log,
+		CheckHost: checkHost, AllowedHosts: s.opts.AllowedHosts, Logger: s.log, Failures: edge.failures,
 		TracerProvider: s.opts.TracerProvider, Propagator: telemetry.Propagator()}
 	if s.auth.Enabled() {
 		gwOpts.Auth = s.auth

@@ -3,7 +3,9 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -12,11 +14,17 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/app"
+	"github.com/cwpexport/cwpexport/server/edge"
+	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
 
@@ -225,5 +233,158 @@ func TestGRPCConnectionsThatSayNothingAreClosed(t *testing.T) {
 	}
 	if !closedByServer(preface) {
 		t.Errorf("a connection that sends only the HTTP/2 preface is held open past the idle timeout")
+	}
+}
+
+// logLines returns the JSON lines of buf.
+func logLines(t *testing.T, buf *lockedBuffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if l != "" && json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// startLogged starts a service with the test tokens and the edge bounds
+// given, logging and auditing as JSON into the buffers it returns.
+func startLogged(t *testing.T, bounds app.EdgeOptions) (logs, audit *lockedBuffer, env *testserver.Env) {
+	logs, audit = &lockedBuffer{}, &lockedBuffer{}
+	o := fastApp()
+	o.Tokens, o.Edge = testTokens(t), bounds
+	o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	o.AuditLogger = slog.New(slog.NewJSONHandler(audit, nil))
+	return logs, audit, testserver.Start(t, testserver.Config{App: o, Emulator: emulator.Options{PendingFor: time.Hour}})
+}
+
+// TestFailedAuthenticationsAreBounded: a peer's failed authentications
+// past its budget are refused before their credentials are checked
+// (ResourceExhausted with a RetryInfo, REST 429 with Retry-After), a peer
+// that ignores the refusals has its connection closed, the failures are
+// logged as a few aggregate lines instead of a line each, none reaches the
+// audit log, and callers from other addresses are served throughout.
+func TestFailedAuthenticationsAreBounded(t *testing.T) {
+	logs, audit, env := startLogged(t, app.EdgeOptions{AuthFailuresPerSecond: 0.01, AuthFailureBurst: 3, DropBan: time.Hour})
+
+	const attempts = 50
+	attacker := cwpexportv1.NewLicenseExportServiceClient(grpcFrom(t, attackerIP, env.GRPCAddr))
+	seen := map[codes.Code]int{}
+	retryInfo := false
+	for range attempts {
+		_, err := attacker.ExportLicenseDetail(as("wrong-token-0000000000000"), &cwpexportv1.ExportLicenseDetailRequest{})
+		st := status.Convert(err)
+		seen[st.Code()]++
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+				retryInfo = retryInfo || errorInfo(st).GetReason() == edge.ReasonAuthFailures
+			}
+		}
+	}
+	if seen[codes.Unauthenticated] != 3 || seen[codes.ResourceExhausted] == 0 || !retryInfo {
+		t.Errorf("%d wrong tokens answered %v, want 3 Unauthenticated (the burst), then ResourceExhausted with a RetryInfo", attempts, seen)
+	}
+	if seen[codes.Unavailable] == 0 {
+		t.Errorf("a peer that ignores the refusals keeps its connection: %v", seen)
+	}
+
+	restAttacker := httpFrom(otherIP)
+	statuses := map[int]int{}
+	retryAfter := ""
+	for range 10 {
+		req, _ := http.NewRequest(http.MethodPost, env.RESTURL+"/v1/license-detail:export", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer wrong-token-0000000000000")
+		resp, err := restAttacker.Do(req)
+		if err != nil {
+			statuses[0]++
+			continue
+		}
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == http.StatusTooManyRequests {
+			retryAfter = resp.Header.Get("Retry-After")
+		}
+		resp.Body.Close()
+	}
+	if statuses[http.StatusUnauthorized] != 3 || statuses[http.StatusTooManyRequests] != 7 || retryAfter == "" {
+		t.Errorf("REST wrong tokens: %v (Retry-After %q), want 3×401 then 429 with Retry-After", statuses, retryAfter)
+	}
+
+	honest := cwpexportv1.NewLicenseExportServiceClient(grpcFrom(t, honestIP, env.GRPCAddr))
+	if _, err := honest.ExportLicenseDetail(as(aliceToken), &cwpexportv1.ExportLicenseDetailRequest{}); err != nil {
+		t.Errorf("a caller from another address: %v", err)
+	}
+	if r := httpFrom(honestIP); true {
+		req, _ := http.NewRequest(http.MethodPost, env.RESTURL+"/v1/license-detail:export", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+bobToken)
+		if resp := do(t, r, req); resp.Status != http.StatusOK {
+			t.Errorf("a REST caller from another address: HTTP %d %s", resp.Status, resp.Body)
+		}
+	}
+
+	var perCall, aggregate int
+	for _, l := range logLines(t, logs) {
+		switch {
+		case l["msg"] == "call" && l["code"] == "Unauthenticated", l["msg"] == "call" && l["code"] == "ResourceExhausted":
+			perCall++
+		case l["msg"] == "refused at the edge":
+			aggregate++
+		}
+	}
+	if perCall != 0 || aggregate == 0 || aggregate > 8 {
+		t.Errorf("%d refused calls logged %d call lines and %d aggregate lines, want none and a few", attempts+10, perCall, aggregate)
+	}
+	var audited int
+	for _, l := range logLines(t, audit) {
+		if l["caller"] != "alice" && l["caller"] != "bob" {
+			audited++
+		}
+	}
+	if audited != 0 {
+		t.Errorf("%d audit lines of attempts authentication refused, want none: %s", audited, audit.String())
+	}
+}
+
+// TestRapidStreamResetsDropTheConnection: a connection whose client
+// cancels streams faster than the bound is closed, and its peer refused
+// for a while; callers from other addresses are served.
+func TestRapidStreamResetsDropTheConnection(t *testing.T) {
+	_, audit, env := startLogged(t, app.EdgeOptions{GRPCResetsPerSecond: 0.01, GRPCResetBurst: 20, DropBan: time.Hour})
+	res, err := env.Client.ExportLicenseDetail(as(aliceToken), &cwpexportv1.ExportLicenseDetailRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacker := cwpexportv1.NewLicenseExportServiceClient(grpcFrom(t, attackerIP, env.GRPCAddr))
+	var lastErr error
+	for i := range 200 {
+		ctx, cancel := context.WithCancel(as(aliceToken))
+		s, err := attacker.WatchExportTask(ctx, &cwpexportv1.WatchExportTaskRequest{TaskId: res.GetTask().GetTaskId()})
+		if err == nil {
+			_, err = s.Recv()
+		}
+		cancel()
+		if status.Code(err) == codes.Unavailable {
+			lastErr = err
+			t.Logf("refused after %d streams cancelled", i)
+			break
+		}
+	}
+	if lastErr == nil {
+		t.Fatalf("200 streams cancelled on one connection, and it is still served")
+	}
+	ctx, cancel := context.WithTimeout(as(aliceToken), 5*time.Second)
+	defer cancel()
+	if _, err := attacker.GetExportTask(ctx, &cwpexportv1.GetExportTaskRequest{TaskId: res.GetTask().GetTaskId()}); status.Code(err) != codes.Unavailable {
+		t.Errorf("the dropped peer reconnecting: %v, want Unavailable (refused for -edge-drop-ban)", err)
+	}
+	honest := cwpexportv1.NewLicenseExportServiceClient(grpcFrom(t, honestIP, env.GRPCAddr))
+	if _, err := honest.GetExportTask(as(aliceToken), &cwpexportv1.GetExportTaskRequest{TaskId: res.GetTask().GetTaskId()}); err != nil {
+		t.Errorf("a caller from another address: %v", err)
+	}
+	if n := strings.Count(audit.String(), `"event":"export"`); n != 1 {
+		t.Errorf("%d export audit lines, want 1 (the one export made)", n)
 	}
 }
