@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -386,5 +387,45 @@ func TestRapidStreamResetsDropTheConnection(t *testing.T) {
 	}
 	if n := strings.Count(audit.String(), `"event":"export"`); n != 1 {
 		t.Errorf("%d export audit lines, want 1 (the one export made)", n)
+	}
+}
+
+// TestStreamsResetBeforeTheirRequestAreNotLoggedAboveDebug: a stream its
+// client resets before sending its request did nothing; its call line is
+// at debug level, so that a client resetting streams in a loop cannot fill
+// the log (the edge bounds how many it may reset).
+func TestStreamsResetBeforeTheirRequestAreNotLoggedAboveDebug(t *testing.T) {
+	var logs lockedBuffer
+	o := fastApp()
+	o.Tokens = testTokens(t)
+	o.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	env := testserver.Start(t, testserver.Config{App: o})
+	c, err := net.Dial("tcp", env.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fr := h2Preface(c)
+	go func() { _, _ = io.Copy(io.Discard, c) }()
+	block := grpcHeaders(env.GRPCAddr, "/cwpexport.v1.LicenseExportService/ExportLicenseDetailAndWatch", "authorization", "Bearer "+aliceToken)
+	const resets = 20
+	for i := range uint32(resets) {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 2*i + 1, BlockFragment: block, EndHeaders: true})
+		_ = fr.WriteRSTStream(2*i+1, http2.ErrCodeCancel)
+	}
+	levels := map[string]int{}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		clear(levels)
+		for _, l := range logLines(t, &logs) {
+			if l["msg"] == "call" && strings.HasSuffix(l["method"].(string), "/ExportLicenseDetailAndWatch") {
+				levels[l["level"].(string)]++
+			}
+		}
+		if levels["DEBUG"]+levels["INFO"]+levels["WARN"] >= resets {
+			break
+		}
+	}
+	if levels["DEBUG"] != resets {
+		t.Errorf("call lines of %d streams reset before their request, by level: %v, want all DEBUG", resets, levels)
 	}
 }

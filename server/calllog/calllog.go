@@ -201,7 +201,14 @@ func (l Logger) log(ctx context.Context, c call) {
 			attrs = append(attrs, slog.String("upstream_request_id", rid))
 		}
 	}
-	l.Log.LogAttrs(ctx, level(c.method, st.Code()), "call", attrs...)
+	lvl := level(c.method, st.Code())
+	if c.req == nil && st.Code() == codes.Canceled {
+		// Cancelled by its client before its request arrived: it did
+		// nothing, and a client resetting streams in a loop would make
+		// these most of the log (the edge bounds how many it may).
+		lvl = slog.LevelDebug
+	}
+	l.Log.LogAttrs(ctx, lvl, "call", attrs...)
 	// The audit log records what admitted callers did, not every refused
 	// attempt: a call refused before authentication admitted it, or ended
 	// before its request arrived (a stream reset), did nothing.
