@@ -58,6 +58,7 @@ bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchrun
 	go run ./bench/cmd/benchregistry
 	go run ./bench/cmd/benchfleet
+	go run ./bench/cmd/benchabuse
 
 .PHONY: bench-fleet
 bench-fleet: ## Run the fleet's benchmarks alone: three replicas on PostgreSQL (BENCH_FLEET_ONLY=fleet1,fleet4 for some)

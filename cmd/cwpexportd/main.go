@@ -123,7 +123,7 @@ func run() error {
 	if o.MetricsListener != nil {
 		metricsURL = "http://" + o.MetricsListener.Addr().String() + "/metrics"
 	}
-	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", "http://"+restLis.Addr().String(), "metrics", metricsURL, "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
+	o.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "rest", restScheme(o)+restLis.Addr().String(), "metrics", metricsURL, "data_dir", o.DataDir, "registry_chosen_by", databaseFrom)
 	fmt.Fprint(os.Stderr, banner(grpcLis.Addr().String(), restLis.Addr().String(), o.TLSCertFile != "", o.Tokens != nil))
 
 	return srv.Serve(ctx, grpcLis, restLis)

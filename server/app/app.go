@@ -152,6 +152,9 @@ type Options struct {
 	GRPCMaxConnectionAge      time.Duration
 	GRPCMaxConnectionAgeGrace time.Duration
 	GRPCKeepaliveMinTime      time.Duration
+	// Edge bounds what anyone who can reach the ports may cost before
+	// authentication (see edge.go).
+	Edge EdgeOptions
 	// RESTMaxConns bounds the REST port's open connections; default
 	// DefaultRESTMaxConns.
 	RESTMaxConns int
@@ -432,10 +435,13 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	checkHost := isLoopback(restLis.Addr()) || len(s.opts.AllowedHosts) > 0
 	// The cap counts connections still in their TLS handshake too.
 	restLis = netutil.LimitListener(restLis, s.opts.restMaxConns())
-	gsOpts := s.opts.grpcTransport()
+	edge := s.newEdge(grpcLis)
+	defer edge.close()
+	grpcLis = edge.conns
+	gsOpts := append(s.opts.grpcTransport(), edge.grpcOptions(s.opts.Edge)...)
 	if tlsCfg != nil {
 		gsOpts = append(gsOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
-		restLis = tls.NewListener(restLis, tlsCfg)
+		restLis = tls.NewListener(restLis, restTLS(tlsCfg))
 	}
 	gs := s.grpcServer(hs, false, gsOpts...)
 	// The gateway reaches the service in-process, through a server of its
@@ -459,7 +465,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	}
 	defer conn.Close()
 	gwOpts := gateway.Options{MaxBodyBytes: int64(s.opts.MaxRequestBytes), BodyTimeout: s.opts.RESTBodyTimeout, UI: webui.Handler(),
-		CheckHost: checkHost, AllowedHosts: s.opts.AllowedHosts, Logger: s.log,
+		CheckHost: checkHost, AllowedHosts: s.opts.AllowedHosts, Logger: s.log, Failures: edge.failures,
 		TracerProvider: s.opts.TracerProvider, Propagator: telemetry.Propagator()}
 	if s.auth.Enabled() {
 		gwOpts.Auth = s.auth

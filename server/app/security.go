@@ -31,7 +31,7 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load the TLS certificate: %w", err)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: tls12Suites}
 	if o.ClientCAFile != "" {
 		pem, err := os.ReadFile(o.ClientCAFile)
 		if err != nil {
@@ -44,6 +44,26 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return cfg, nil
+}
+
+// tls12Suites are the TLS 1.2 cipher suites offered: forward-secret AEAD
+// only, none of the CBC-SHA1 suites Go still enables by default (TLS 1.3's
+// suites are not configurable, and all AEAD).
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// restTLS is the REST port's TLS configuration: that of both ports,
+// offering HTTP/2 as well as HTTP/1.1.
+func restTLS(cfg *tls.Config) *tls.Config {
+	c := cfg.Clone()
+	c.NextProtos = []string{"h2", "http/1.1"}
+	return c
 }
 
 // checkExposure refuses to serve callers on a non-loopback address when
@@ -132,7 +152,9 @@ func (s *Server) redact(text string) string {
 //     so that no connection is held for ever (clients reconnect at once;
 //     a watch cut by the grace ends Unavailable and is resumed);
 //   - server pings every minute, so that a vanished client's streams are
-//     closed within 20s of an unanswered ping.
+//     closed within 20s of an unanswered ping;
+//   - MaxConnectionIdle (EdgeOptions): a connection without calls is
+//     closed, so that idle connections do not pile up.
 func (o *Options) grpcTransport() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(orDefault(o.GRPCMaxConcurrentStreams, DefaultGRPCMaxConcurrentStreams)),
@@ -140,12 +162,12 @@ func (o *Options) grpcTransport() []grpc.ServerOption {
 			MinTime:             orDefault(o.GRPCKeepaliveMinTime, DefaultGRPCKeepaliveMinTime),
 			PermitWithoutStream: true,
 		}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{
+		grpc.KeepaliveParams(o.keepaliveIdle(keepalive.ServerParameters{
 			MaxConnectionAge:      orDefault(o.GRPCMaxConnectionAge, DefaultGRPCMaxConnectionAge),
 			MaxConnectionAgeGrace: orDefault(o.GRPCMaxConnectionAgeGrace, DefaultGRPCMaxConnectionAgeGrace),
 			Time:                  time.Minute,
 			Timeout:               20 * time.Second,
-		}),
+		})),
 	}
 }
 

@@ -41,12 +41,24 @@ type slotKey struct{}
 // Slot carries the authenticated caller's name back to an interceptor that
 // runs before authentication (the call log, which must also log the calls
 // authentication refuses) and so cannot see the context it derives.
-type Slot struct{ name atomic.Pointer[string] }
+type Slot struct {
+	name     atomic.Pointer[string]
+	admitted atomic.Bool
+}
 
 // WithSlot returns ctx with an empty Slot that authentication fills.
 func WithSlot(ctx context.Context) (context.Context, *Slot) {
 	sl := &Slot{}
 	return context.WithValue(ctx, slotKey{}, sl), sl
+}
+
+// Admitted reports whether authentication admitted the call (as a named
+// caller, or as the anonymous one when callers are not authenticated).
+func (s *Slot) Admitted() bool { return s.admitted.Load() }
+
+func (s *Slot) admit(name string) {
+	s.name.Store(&name)
+	s.admitted.Store(true)
 }
 
 // Name returns the caller authentication admitted, or "".
@@ -82,6 +94,15 @@ const healthService = "grpc.health.v1.Health"
 type Authenticator struct {
 	tokens atomic.Pointer[Tokens]
 	certs  CertIdentity
+	failed func(ctx context.Context, inProcess bool, err error)
+}
+
+// OnFailure makes f hear of every call authentication refuses, with the
+// call's context, before the call is answered: the edge bounds what
+// failures cost per peer and reports them in aggregate, so that they need
+// no log line each. Set it before the servers serve.
+func (a *Authenticator) OnFailure(f func(ctx context.Context, inProcess bool, err error)) {
+	a.failed = f
 }
 
 // NewAuthenticator returns an Authenticator of tokens (nil: none) and
@@ -158,32 +179,56 @@ func (a *Authenticator) fromCert(state *tls.ConnectionState) certName {
 	}
 }
 
+// identifyCall names the caller of the gRPC call of ctx.
+func (a *Authenticator) identifyCall(ctx context.Context, inProcess bool) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	cert := func() (string, bool, error) { return "", false, nil }
+	switch {
+	case inProcess:
+		cert = func() (string, bool, error) {
+			v := md.Get(ForwardedIdentity)
+			return firstOf(v), firstOf(v) != "", nil
+		}
+	default:
+		if p, ok := peer.FromContext(ctx); ok {
+			if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+				cert = a.fromCert(&info.State)
+			}
+		}
+	}
+	return a.identify(md.Get("authorization"), cert)
+}
+
+// Admits reports whether the credentials of the gRPC call of ctx (its
+// incoming metadata and TLS peer) name a caller, as authentication will
+// check them, but with no other effect: the edge asks, of a peer that has
+// failed too often, whether to refuse its call unchecked.
+func (a *Authenticator) Admits(ctx context.Context) bool {
+	if !a.Enabled() {
+		return true
+	}
+	_, err := a.identifyCall(ctx, false)
+	return err == nil
+}
+
 func (a *Authenticator) authenticate(inProcess bool) auth.AuthFunc {
 	return func(ctx context.Context) (context.Context, error) {
+		sl, _ := ctx.Value(slotKey{}).(*Slot)
 		if !a.Enabled() {
+			if sl != nil {
+				sl.admit("")
+			}
 			return ctx, nil
 		}
-		md, _ := metadata.FromIncomingContext(ctx)
-		cert := func() (string, bool, error) { return "", false, nil }
-		switch {
-		case inProcess:
-			cert = func() (string, bool, error) {
-				v := md.Get(ForwardedIdentity)
-				return firstOf(v), firstOf(v) != "", nil
-			}
-		default:
-			if p, ok := peer.FromContext(ctx); ok {
-				if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-					cert = a.fromCert(&info.State)
-				}
-			}
-		}
-		name, err := a.identify(md.Get("authorization"), cert)
+		name, err := a.identifyCall(ctx, inProcess)
 		if err != nil {
+			if a.failed != nil {
+				a.failed(ctx, inProcess, err)
+			}
 			return nil, err
 		}
-		if sl, ok := ctx.Value(slotKey{}).(*Slot); ok {
-			sl.name.Store(&name)
+		if sl != nil {
+			sl.admit(name)
 		}
 		return WithCaller(ctx, name), nil
 	}

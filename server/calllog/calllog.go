@@ -1,8 +1,10 @@
 // Package calllog logs one line per gRPC call (and so per REST call, which
 // the gateway makes over gRPC): method, caller, status code, latency, the
-// task the call was about and, on failures, the cloud's RequestId. Beside
-// it, an audit log gets one line per export started and per download:
-// who, which task, and the outcome, on a logger of its own.
+// task the call was about and, on failures, the cloud's RequestId; calls
+// that authentication refused are left to the server's edge, which logs
+// them in aggregate. Beside it, an audit log gets one line per export and
+// per download an admitted caller asked for: who, which task, and the
+// outcome, on a logger of its own.
 //
 // Every line is logged with the call's context (the REST request's, for
 // refusals), so that a handler reading it adds the call's trace and span ids
@@ -158,6 +160,13 @@ type call struct {
 
 func (l Logger) log(ctx context.Context, c call) {
 	st := status.Convert(c.err)
+	if !c.slot.Admitted() && st.Code() == codes.Unauthenticated {
+		// Refused by authentication: the server's edge counts such
+		// refusals per peer and logs them in aggregate (one line per peer
+		// per interval), so that a flood of bad credentials cannot flood
+		// the log.
+		return
+	}
 	from := l.peer(ctx)
 	who := c.slot.Name()
 	if who == "" {
@@ -186,8 +195,18 @@ func (l Logger) log(ctx context.Context, c call) {
 			attrs = append(attrs, slog.String("upstream_request_id", rid))
 		}
 	}
-	l.Log.LogAttrs(ctx, level(c.method, st.Code()), "call", attrs...)
-	if event, ok := auditEvents[c.method]; ok && l.Audit != nil {
+	lvl := level(c.method, st.Code())
+	if c.req == nil && st.Code() == codes.Canceled {
+		// Cancelled by its client before its request arrived: it did
+		// nothing, and a client resetting streams in a loop would make
+		// these most of the log (the edge bounds how many it may).
+		lvl = slog.LevelDebug
+	}
+	l.Log.LogAttrs(ctx, lvl, "call", attrs...)
+	// The audit log records what admitted callers did, not every refused
+	// attempt: a call refused before authentication admitted it, or ended
+	// before its request arrived (a stream reset), did nothing.
+	if event, ok := auditEvents[c.method]; ok && l.Audit != nil && c.slot.Admitted() && c.req != nil {
 		l.audit(ctx, event, c, st, who, from)
 	}
 }

@@ -102,6 +102,7 @@ func Register(fs *flag.FlagSet, o *app.Options) *Command {
 	fs.BoolVar(&c.AllowReadableSecrets, "insecure-allow-readable-secrets", false, "DANGEROUS: start (with a warning) although the tokens file, the TLS key or PGPASSFILE is readable by its group or others")
 	fs.BoolVar(&c.Version, "version", false, "print the version, commit and Go toolchain, and exit")
 	fs.StringVar(&c.AuditLog, "audit-log", "-", "where audit lines (one per export and download) go: a file (appended to, reopened on SIGHUP) or - for stderr")
+	edgeFlags(fs, &o.Edge)
 	return c
 }
 

@@ -8,9 +8,11 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,19 @@ type Authenticator interface {
 	ForwardHTTP(ctx context.Context, r *http.Request) metadata.MD
 }
 
+// FailureBound bounds what failed authentications cost per peer address.
+type FailureBound interface {
+	// Exhausted reports whether peer has failed too often: its requests
+	// without valid credentials are then refused (Refuse), not answered
+	// 401.
+	Exhausted(peer netip.Addr) bool
+	// Refuse returns the status (with a RetryInfo) refusing such a
+	// request; drop asks for the connection to be closed.
+	Refuse(peer netip.Addr) (err error, drop bool)
+	// Failed records a failed authentication of peer.
+	Failed(peer netip.Addr, detail string)
+}
+
 // Options configure the REST handler.
 type Options struct {
 	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
@@ -51,6 +66,9 @@ type Options struct {
 	// Auth, when set, refuses unauthenticated /v1/ calls before their
 	// bodies are read.
 	Auth Authenticator
+	// Failures, when set, bounds the failed authentications of each peer
+	// address, and reports them in aggregate (they get no call line each).
+	Failures FailureBound
 	// CheckHost refuses requests whose Host, or Origin when sent, is not a
 	// loopback name or one of AllowedHosts (not /healthz, which probes
 	// call by address).
@@ -162,7 +180,11 @@ func (g guard) outer(h http.Handler) http.Handler {
 // proxies can honour it.
 func errorWithRetryAfter(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	err = withErrorInfo(decodingError(err))
-	if secs, ok := retryAfter(status.Convert(err)); ok {
+	st := status.Convert(err)
+	if hs := (*runtime.HTTPStatusError)(nil); errors.As(err, &hs) {
+		st = status.Convert(hs.Err)
+	}
+	if secs, ok := retryAfter(st); ok {
 		w.Header().Set("Retry-After", secs)
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)

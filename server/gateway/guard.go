@@ -31,7 +31,9 @@ const DefaultBodyTimeout = 10 * time.Second
 //  1. Host and Origin, when checked: a loopback service answers only to
 //     loopback names (and the names configured), so that a DNS-rebinding
 //     page cannot read it and a cross-site page cannot post to it (403);
-//  2. credentials on /v1/, before the body is read (401);
+//  2. credentials on /v1/, before the body is read (401; 429 with
+//     Retry-After from a peer that has failed too often, and the
+//     connection closed when it ignores that);
 //  3. a POST's Content-Type, which must be application/json (415): a
 //     browser sends no other type cross-site without a CORS preflight,
 //     which this service does not grant;
@@ -39,15 +41,46 @@ const DefaultBodyTimeout = 10 * time.Second
 //     so that a client trickling bytes holds a connection for a bounded
 //     time only.
 //
-// Every refusal is a google.rpc.Status body, logged as a call line.
+// Every refusal is a google.rpc.Status body, logged as a call line, but
+// for the failed authentications, which the Failures bound reports in
+// aggregate. A refusal of a request whose body was not read closes the
+// connection: the server would otherwise read (discard) the body before
+// answering, for as long as the client takes to send it. Every route's
+// body is read within BodyTimeout, including that discard.
 type guard struct {
 	opts Options
 	mux  *runtime.ServeMux
 	m    runtime.Marshaler
 }
 
-// host applies the Host and Origin checks to every route.
-func (g guard) host(next http.Handler) http.Handler { return g.wrap(next, g.checkHost) }
+// host applies the Host and Origin checks to every route, and bounds in
+// time the reading of every body: a handler that does not read it leaves
+// net/http to discard it before answering.
+func (g guard) host(next http.Handler) http.Handler {
+	checked := g.wrap(next, g.checkHost)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hasBody(r) {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(g.opts.BodyTimeout))
+		}
+		checked.ServeHTTP(w, r)
+	})
+}
+
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
+// reported marks a refusal that the Failures bound has counted and
+// reports itself: it gets no call line of its own.
+type reported struct{ *runtime.HTTPStatusError }
+
+func (r reported) Unwrap() error { return r.HTTPStatusError }
+
+// dropped marks a refusal after which the connection is closed even
+// without a body left to read: its peer ignores the refusals.
+type dropped struct{ error }
+
+func (d dropped) Unwrap() error { return d.error }
 
 // api applies the checks of the API's routes and reads their bodies.
 func (g guard) api(next http.Handler) http.Handler { return g.wrap(next, g.checkAPI) }
@@ -56,12 +89,15 @@ func (g guard) wrap(next http.Handler, check func(http.ResponseWriter, *http.Req
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := check(w, r); err != nil {
 			var hs *runtime.HTTPStatusError
-			if errors.As(err, &hs) && hs.HTTPStatus != http.StatusUnauthorized && hs.HTTPStatus != http.StatusForbidden {
+			errors.As(err, &hs)
+			var d dropped
+			if hasBody(r) || errors.As(err, &d) {
 				// The body was not read to its end: the connection cannot
-				// carry another request.
+				// carry another request, and closing it spares reading it.
 				w.Header().Set("Connection", "close")
 			}
-			if g.opts.Logger != nil {
+			var rep reported
+			if g.opts.Logger != nil && !errors.As(err, &rep) {
 				calllog.Refused(g.opts.Logger, r, hs.HTTPStatus, status.Convert(hs.Err))
 			}
 			errorWithRetryAfter(r.Context(), g.mux, g.m, w, r, err)
@@ -95,8 +131,8 @@ func (g guard) checkAPI(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if g.opts.Auth != nil {
-		if err := g.opts.Auth.CheckHTTP(r); err != nil {
-			return &runtime.HTTPStatusError{HTTPStatus: http.StatusUnauthorized, Err: err}
+		if err := g.checkAuth(r); err != nil {
+			return err
 		}
 	}
 	if r.Method == http.MethodPost {
@@ -107,6 +143,33 @@ func (g guard) checkAPI(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return g.readBody(w, r)
+}
+
+// checkAuth authenticates a request; one without valid credentials from a
+// peer that has failed too often is refused 429 instead of 401.
+func (g guard) checkAuth(r *http.Request) error {
+	err := g.opts.Auth.CheckHTTP(r)
+	if err == nil {
+		return nil
+	}
+	refusal := &runtime.HTTPStatusError{HTTPStatus: http.StatusUnauthorized, Err: err}
+	if g.opts.Failures == nil {
+		return refusal
+	}
+	peer := netip.Addr{}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		peer = ap.Addr().Unmap()
+	}
+	if g.opts.Failures.Exhausted(peer) {
+		err, drop := g.opts.Failures.Refuse(peer)
+		var refused error = reported{&runtime.HTTPStatusError{HTTPStatus: http.StatusTooManyRequests, Err: err}}
+		if drop {
+			refused = dropped{refused}
+		}
+		return refused
+	}
+	g.opts.Failures.Failed(peer, "REST "+status.Convert(err).Message())
+	return reported{refusal}
 }
 
 // readBody reads the whole body within the time and size bounds and hands

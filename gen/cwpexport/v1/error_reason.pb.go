@@ -242,6 +242,14 @@ const (
 	ErrorReason_UNAVAILABLE ErrorReason = 45
 	// DATA_LOSS is a REST answer of code DataLoss without a reason of its own.
 	ErrorReason_DATA_LOSS ErrorReason = 46
+	// TOO_MANY_AUTHENTICATION_FAILURES means the caller's address made more
+	// failed authentications than one address may (-auth-failure-burst at once,
+	// then -auth-failures-per-second): its calls without valid credentials are
+	// refused unchecked, and a gRPC connection that keeps on is closed. Metadata
+	// "retry_after_ms" and a RetryInfo (REST: Retry-After): retry after that
+	// delay with valid credentials; calls with valid credentials are not
+	// refused.
+	ErrorReason_TOO_MANY_AUTHENTICATION_FAILURES ErrorReason = 47
 )
 
 // Enum value maps for ErrorReason.
@@ -294,55 +302,57 @@ var (
 		44: "UNIMPLEMENTED",
 		45: "UNAVAILABLE",
 		46: "DATA_LOSS",
+		47: "TOO_MANY_AUTHENTICATION_FAILURES",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED":      0,
-		"INVALID_ARGUMENT":              1,
-		"TASK_NOT_FOUND":                2,
-		"TASK_NOT_FINISHED":             3,
-		"DOWNLOAD_FAILED":               4,
-		"UPSTREAM_RESOURCE_NOT_FOUND":   5,
-		"UPSTREAM_INVALID_ARGUMENT":     6,
-		"UPSTREAM_RATE_LIMITED":         7,
-		"UPSTREAM_QUOTA_EXCEEDED":       8,
-		"UPSTREAM_CREDENTIALS_REJECTED": 9,
-		"UPSTREAM_PERMISSION_DENIED":    10,
-		"UPSTREAM_UNAVAILABLE":          11,
-		"UPSTREAM_FAILED_OPERATION":     12,
-		"UPSTREAM_UNKNOWN_ERROR":        13,
-		"EXPORT_BUDGET_EXHAUSTED":       14,
-		"CALLER_SHARE_EXHAUSTED":        15,
-		"CALLER_READ_RATE_EXCEEDED":     16,
-		"CALLER_STREAM_LIMIT_EXCEEDED":  17,
-		"REQUEST_ID_REUSED":             18,
-		"REGISTRY_FAILED":               19,
-		"CREATION_IN_PROGRESS":          20,
-		"CREATION_OUTCOME_UNKNOWN":      21,
-		"DEADLINE_EXCEEDED":             22,
-		"CANCELED":                      23,
-		"SHUTTING_DOWN":                 24,
-		"UNAUTHENTICATED":               25,
-		"BUDGET_NOT_MEASURED":           26,
-		"INTERNAL":                      27,
-		"UNKNOWN_PATH":                  28,
-		"METHOD_NOT_ALLOWED":            29,
-		"UNSUPPORTED_MEDIA_TYPE":        30,
-		"HOST_NOT_ALLOWED":              31,
-		"ORIGIN_NOT_ALLOWED":            32,
-		"REQUEST_TOO_LARGE":             33,
-		"REQUEST_BODY_TIMEOUT":          34,
-		"REQUEST_BODY_UNREADABLE":       35,
-		"UNKNOWN":                       36,
-		"NOT_FOUND":                     37,
-		"ALREADY_EXISTS":                38,
-		"PERMISSION_DENIED":             39,
-		"RESOURCE_EXHAUSTED":            40,
-		"FAILED_PRECONDITION":           41,
-		"ABORTED":                       42,
-		"OUT_OF_RANGE":                  43,
-		"UNIMPLEMENTED":                 44,
-		"UNAVAILABLE":                   45,
-		"DATA_LOSS":                     46,
+		"ERROR_REASON_UNSPECIFIED":         0,
+		"INVALID_ARGUMENT":                 1,
+		"TASK_NOT_FOUND":                   2,
+		"TASK_NOT_FINISHED":                3,
+		"DOWNLOAD_FAILED":                  4,
+		"UPSTREAM_RESOURCE_NOT_FOUND":      5,
+		"UPSTREAM_INVALID_ARGUMENT":        6,
+		"UPSTREAM_RATE_LIMITED":            7,
+		"UPSTREAM_QUOTA_EXCEEDED":          8,
+		"UPSTREAM_CREDENTIALS_REJECTED":    9,
+		"UPSTREAM_PERMISSION_DENIED":       10,
+		"UPSTREAM_UNAVAILABLE":             11,
+		"UPSTREAM_FAILED_OPERATION":        12,
+		"UPSTREAM_UNKNOWN_ERROR":           13,
+		"EXPORT_BUDGET_EXHAUSTED":          14,
+		"CALLER_SHARE_EXHAUSTED":           15,
+		"CALLER_READ_RATE_EXCEEDED":        16,
+		"CALLER_STREAM_LIMIT_EXCEEDED":     17,
+		"REQUEST_ID_REUSED":                18,
+		"REGISTRY_FAILED":                  19,
+		"CREATION_IN_PROGRESS":             20,
+		"CREATION_OUTCOME_UNKNOWN":         21,
+		"DEADLINE_EXCEEDED":                22,
+		"CANCELED":                         23,
+		"SHUTTING_DOWN":                    24,
+		"UNAUTHENTICATED":                  25,
+		"BUDGET_NOT_MEASURED":              26,
+		"INTERNAL":                         27,
+		"UNKNOWN_PATH":                     28,
+		"METHOD_NOT_ALLOWED":               29,
+		"UNSUPPORTED_MEDIA_TYPE":           30,
+		"HOST_NOT_ALLOWED":                 31,
+		"ORIGIN_NOT_ALLOWED":               32,
+		"REQUEST_TOO_LARGE":                33,
+		"REQUEST_BODY_TIMEOUT":             34,
+		"REQUEST_BODY_UNREADABLE":          35,
+		"UNKNOWN":                          36,
+		"NOT_FOUND":                        37,
+		"ALREADY_EXISTS":                   38,
+		"PERMISSION_DENIED":                39,
+		"RESOURCE_EXHAUSTED":               40,
+		"FAILED_PRECONDITION":              41,
+		"ABORTED":                          42,
+		"OUT_OF_RANGE":                     43,
+		"UNIMPLEMENTED":                    44,
+		"UNAVAILABLE":                      45,
+		"DATA_LOSS":                        46,
+		"TOO_MANY_AUTHENTICATION_FAILURES": 47,
 	}
 )
 
@@ -468,7 +478,7 @@ const file_cwpexport_v1_error_reason_proto_rawDesc = "" +
 	"\vother_codes\x18\x02 \x03(\x0e2\x10.google.rpc.CodeR\n" +
 	"otherCodes\x12\x1f\n" +
 	"\vhttp_status\x18\x03 \x01(\x05R\n" +
-	"httpStatus*\xf1\v\n" +
+	"httpStatus*\x9f\f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x10INVALID_ARGUMENT\x10\x01\x1a\x06\x8a\xc1\x18\x02\b\x03\x12\x1a\n" +
@@ -519,7 +529,8 @@ const file_cwpexport_v1_error_reason_proto_rawDesc = "" +
 	"\fOUT_OF_RANGE\x10+\x1a\x06\x8a\xc1\x18\x02\b\v\x12\x19\n" +
 	"\rUNIMPLEMENTED\x10,\x1a\x06\x8a\xc1\x18\x02\b\f\x12\x17\n" +
 	"\vUNAVAILABLE\x10-\x1a\x06\x8a\xc1\x18\x02\b\x0e\x12\x15\n" +
-	"\tDATA_LOSS\x10.\x1a\x06\x8a\xc1\x18\x02\b\x0f:t\n" +
+	"\tDATA_LOSS\x10.\x1a\x06\x8a\xc1\x18\x02\b\x0f\x12,\n" +
+	" TOO_MANY_AUTHENTICATION_FAILURES\x10/\x1a\x06\x8a\xc1\x18\x02\b\b:t\n" +
 	"\x13error_reason_status\x12!.google.protobuf.EnumValueOptions\x18\x91\x88\x03 \x01(\v2\x1f.cwpexport.v1.ErrorReasonStatusR\x11errorReasonStatusB=Z;github.com/cwpexport/cwpexport/gen/cwpexport/v1;cwpexportv1b\x06proto3"
 
 var (

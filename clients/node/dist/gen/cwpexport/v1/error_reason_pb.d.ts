@@ -446,7 +446,19 @@ export declare enum ErrorReason {
      *
      * @generated from enum value: DATA_LOSS = 46;
      */
-    DATA_LOSS = 46
+    DATA_LOSS = 46,
+    /**
+     * TOO_MANY_AUTHENTICATION_FAILURES means the caller's address made more
+     * failed authentications than one address may (-auth-failure-burst at once,
+     * then -auth-failures-per-second): its calls without valid credentials are
+     * refused unchecked, and a gRPC connection that keeps on is closed. Metadata
+     * "retry_after_ms" and a RetryInfo (REST: Retry-After): retry after that
+     * delay with valid credentials; calls with valid credentials are not
+     * refused.
+     *
+     * @generated from enum value: TOO_MANY_AUTHENTICATION_FAILURES = 47;
+     */
+    TOO_MANY_AUTHENTICATION_FAILURES = 47
 }
 /**
  * Describes the enum cwpexport.v1.ErrorReason.
