@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -33,18 +34,13 @@ cand AS (
   FOR UPDATE OF t SKIP LOCKED
 ),
 slot AS (
-  UPDATE fleet_budget SET
-    last_gap = (1 + $7::float8) / fleet_budget_rate(cut_at, base, ceiling, $3, $4, $5, $6, clock_timestamp()),
-    next_slot = greatest(next_slot, clock_timestamp())
-      + make_interval(secs => (1 + $7::float8) / fleet_budget_rate(cut_at, base, ceiling, $3, $4, $5, $6, clock_timestamp()))
-  WHERE action = 'ExportTasks' AND EXISTS (SELECT 1 FROM cand)
-  RETURNING next_slot - make_interval(secs => last_gap) AS slot, clock_timestamp() AS now, (1 + $7::float8) / last_gap AS rate,
-    throttles
+  SELECT s.slot, s.db_now AS now, s.rate, s.throttles, s.configured
+  FROM cand, LATERAL fleet_take_slot('ExportTasks', $3, $4, $5, $6, $7, $8, -1) AS s
 )
 UPDATE fleet_tasks t SET owner = $1, epoch = t.epoch + 1, cadence = t.due, asked = slot.slot,
-  lease_until = slot.slot + make_interval(secs => $8::float8)
+  lease_until = slot.slot + make_interval(secs => $9::float8)
 FROM cand, slot WHERE t.task_id = cand.task_id
-RETURNING t.task_id, t.epoch, cand.tier, slot.slot, slot.now, slot.rate, slot.throttles,
+RETURNING t.task_id, t.epoch, cand.tier, slot.slot, slot.now, slot.rate, slot.throttles, slot.configured,
   t.state, t.download_url, t.refusal_code <> '', t.failures`
 
 // nextDue is how long until the fleet's next task is due (null: none).
@@ -79,17 +75,20 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 	for ctx.Err() == nil {
 		began := time.Now()
 		var (
-			l          lease
-			tier       int16
-			slot, now  time.Time
-			rate       float64
-			throttles  int64
-			found      = true
-			budgetArgs = s.opts.Budget.rateArgs()
+			l         lease
+			tier      int16
+			st        slotTaken
+			throttles int64
+			found     = true
+			b         = s.opts.Budget
+			width     = b.width()
 		)
-		err := s.f.pool.QueryRow(ctx, claim, s.f.opts.Replica, s.opts.MinInterval.Seconds(),
-			budgetArgs[0], budgetArgs[1], budgetArgs[2], budgetArgs[3], s.opts.Budget.spacing(), leaseFor.Seconds()).
-			Scan(&l.id, &l.epoch, &tier, &slot, &now, &rate, &throttles, &l.state, &l.url, &l.refused, &l.failures)
+		args := append([]any{s.f.opts.Replica, s.opts.MinInterval.Seconds()}, b.slotArgs(width, -1)[:6]...)
+		args = append(args, leaseFor.Seconds())
+		err := s.f.roundTrip(ctx, &b.trips, &st, func(conn *pgxpool.Conn) error {
+			return conn.QueryRow(ctx, claim, args...).
+				Scan(&l.id, &l.epoch, &tier, &st.slot, &st.now, &st.rate, &throttles, &st.configured, &l.state, &l.url, &l.refused, &l.failures)
+		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			found, err = false, nil
 		}
@@ -101,20 +100,19 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 			s.idle(ctx)
 			continue
 		}
-		received := time.Now()
-		s.opts.Budget.store(rate, throttles)
+		b.store(st.rate, throttles, st.configured)
 		l.tier = tracker.Tier(tier)
 		s.mu.Lock()
 		if _, wanted := s.want[l.id]; wanted {
 			s.rows[l.id] = rowSchedule{leased: true}
 		}
 		s.mu.Unlock()
-		target := received.Add(slot.Sub(now))
+		target := st.latest()
 		l.until = target.Add(leaseFor)
 		if budget.Sleep(ctx, time.Until(target)) != nil {
 			return
 		}
-		if time.Since(target) > s.opts.Budget.opts.Lateness {
+		if !st.within(width) {
 			// Too late for the slot: give the task back, due at once.
 			s.release(ctx, l)
 			continue

@@ -48,12 +48,17 @@ func join(t *testing.T, dsn, name string) *replica { return joinTraced(t, dsn, n
 
 // joinTraced is join with a tracer of the replica's statements.
 func joinTraced(t *testing.T, dsn, name string, tracer pgx.QueryTracer) *replica {
+	return joinWith(t, dsn, name, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = tracer })
+}
+
+// joinWith is join with the replica's pool configured by configure.
+func joinWith(t *testing.T, dsn, name string, configure func(*pgxpool.Config)) *replica {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.ConnConfig.Tracer = tracer
+	configure(cfg)
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
