@@ -19,17 +19,19 @@ import (
 // trip (the slot and the database's now computed after the budget row's
 // lock, as in takeSlot). Urgent tasks go first, unless a watched task is a whole floor late;
 // an ended task is polled only for an urgent caller. Nothing is taken, and
-// no slot used, when no task is due.
+// no slot used, when no task is due. The due range is read on the fleet_tasks_due
+// index, bounded by the statement's now() (a value the planner can use,
+// unlike clock_timestamp()); ended rows are not in it (due endedDue,
+// see result).
 const claim = `
-WITH n AS (SELECT clock_timestamp() AS now),
-cand AS (
+WITH cand AS (
   SELECT t.task_id, i.tier
-  FROM fleet_tasks t CROSS JOIN n,
-       LATERAL (SELECT min(tier) AS tier FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > n.now) i
-  WHERE i.tier IS NOT NULL AND t.due <= n.now
-    AND (t.lease_until IS NULL OR t.lease_until < n.now)
+  FROM fleet_tasks t,
+       LATERAL (SELECT min(tier) AS tier FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > now()) i
+  WHERE i.tier IS NOT NULL AND t.due <= now()
+    AND (t.lease_until IS NULL OR t.lease_until < now())
     AND (i.tier = 0 OR (t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''))
-  ORDER BY CASE WHEN i.tier = 1 AND t.due <= n.now - make_interval(secs => $2::float8) THEN -1 ELSE i.tier END, t.due
+  ORDER BY CASE WHEN i.tier = 1 AND t.due <= now() - make_interval(secs => $2::float8) THEN -1 ELSE i.tier END, t.due
   LIMIT 1
   FOR UPDATE OF t SKIP LOCKED
 ),
@@ -43,12 +45,28 @@ FROM cand, slot WHERE t.task_id = cand.task_id
 RETURNING t.task_id, t.epoch, cand.tier, slot.slot, slot.now, slot.rate, slot.throttles, slot.configured,
   t.state, t.download_url, t.refusal_code <> '', t.failures`
 
-// nextDue is how long until the fleet's next task is due (null: none).
+// endedDue is the due time of an ended task's row, out of the due range
+// of any claim (see result); a task whose row says so is not scheduled.
+const endedDue = `'9999-12-31 00:00:00+00'::timestamptz`
+
+// scheduledDue is a row's due time as the tracker reads it: zero for an
+// ended task's row, which no poll is scheduled for.
+func scheduledDue(due time.Time) time.Time {
+	if due.Year() >= 9999 {
+		return time.Time{}
+	}
+	return due
+}
+
+// nextDue is how long until the fleet's next task is due (null: none):
+// the first row in the order of the due index that someone wants and no
+// poll holds.
 const nextDue = `
-SELECT extract(epoch FROM min(t.due) - clock_timestamp())::float8 FROM fleet_tasks t
-WHERE (t.lease_until IS NULL OR t.lease_until < clock_timestamp())
-  AND EXISTS (SELECT 1 FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > clock_timestamp()
-              AND (i.tier = 0 OR (t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = '')))`
+SELECT (SELECT extract(epoch FROM t.due - clock_timestamp())::float8 FROM fleet_tasks t
+  WHERE t.due < ` + endedDue + ` AND (t.lease_until IS NULL OR t.lease_until < now())
+    AND EXISTS (SELECT 1 FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > now()
+                AND (i.tier = 0 OR (t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = '')))
+  ORDER BY t.due LIMIT 1)`
 
 // lease is what a poll holds: the task, the epoch that fences its result,
 // its tier, and what the task was before (to tell its first ending).
@@ -168,10 +186,12 @@ WITH upd AS (
     error = CASE WHEN $2 = 'ok' THEN '' ELSE $7 END,
     retry_at = CASE WHEN $2 = 'transient' THEN clock_timestamp() + make_interval(secs => $8::float8) END,
     poll_span = $13,
-    due = greatest(clock_timestamp(),
+    -- An ended task leaves the due range until an urgent caller wants it
+    -- polled again (see write).
+    due = CASE WHEN $2 = 'refused' OR ($2 = 'ok' AND $3 IN ('FINISHED', 'ERROR')) THEN ` + endedDue + ` ELSE greatest(clock_timestamp(),
       CASE WHEN $2 = 'ok' THEN cadence + make_interval(secs => $9::float8) END,
       asked + make_interval(secs => $10::float8),
-      CASE WHEN $2 = 'transient' THEN clock_timestamp() + make_interval(secs => $8::float8) END)
+      CASE WHEN $2 = 'transient' THEN clock_timestamp() + make_interval(secs => $8::float8) END) END
   WHERE task_id = $1 AND epoch = $11 AND owner = $12
   RETURNING ` + taskColumns + `
 )

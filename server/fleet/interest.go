@@ -105,7 +105,8 @@ func (s *Schedule) write(ctx context.Context) error {
 		b.Queue(`UPDATE fleet_tasks t SET due = least(t.due, greatest(clock_timestamp(),
 				t.asked + make_interval(secs => $3::float8), t.retry_at,
 				CASE WHEN w.tier = 1 THEN coalesce(t.last_poll, t.observed) + make_interval(secs => $4::float8) END))
-			FROM unnest($1::bigint[], $2::smallint[]) AS w(id, tier) WHERE t.task_id = w.id AND w.tier <= 1`,
+			FROM unnest($1::bigint[], $2::smallint[]) AS w(id, tier) WHERE t.task_id = w.id
+			  AND (w.tier = 0 OR (w.tier = 1 AND t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''))`,
 			ids, tiers, s.opts.MinInterval.Seconds(), s.interval(tracker.TierWatched).Seconds())
 	}
 	if len(gone) > 0 {
@@ -139,10 +140,10 @@ func (s *Schedule) queueInterest(b *pgx.Batch, ids []int64, tiers []int16) {
 }
 
 // countScheduled counts the tasks the fleet schedules: those someone wants
-// and that have not ended.
+// and that have not ended (ended rows, due endedDue, are not read).
 const countScheduled = `
 SELECT count(*) FROM fleet_tasks t
-WHERE t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''
+WHERE t.due < ` + endedDue + ` AND t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''
   AND EXISTS (SELECT 1 FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > clock_timestamp())`
 
 // cleanInterest drops interest that ended a while ago (its replica died or
@@ -157,6 +158,16 @@ const cleanInterest = `DELETE FROM fleet_interest WHERE until < clock_timestamp(
 const cleanTasks = `DELETE FROM fleet_tasks t
 WHERE coalesce(t.last_poll, t.observed, '-infinity') < clock_timestamp() - interval '1 hour'
   AND coalesce(t.wanted, '-infinity') < clock_timestamp() - interval '1 hour'
+  AND (t.lease_until IS NULL OR t.lease_until < clock_timestamp())
+  AND NOT EXISTS (SELECT 1 FROM fleet_interest i WHERE i.task_id = t.task_id)`
+
+// cleanEnded drops the rows of ended tasks as soon as nobody wants them
+// (a minute after their last poll, for the reads of the replicas that
+// watched them to the end).
+const cleanEnded = `DELETE FROM fleet_tasks t
+WHERE t.due = ` + endedDue + `
+  AND coalesce(t.last_poll, t.observed, '-infinity') < clock_timestamp() - interval '1 minute'
+  AND coalesce(t.wanted, '-infinity') < clock_timestamp() - interval '1 minute'
   AND (t.lease_until IS NULL OR t.lease_until < clock_timestamp())
   AND NOT EXISTS (SELECT 1 FROM fleet_interest i WHERE i.task_id = t.task_id)`
 
@@ -179,9 +190,11 @@ func (s *Schedule) maintain(ctx context.Context) {
 			s.mu.Unlock()
 		}
 		if time.Since(cleaned) >= 30*time.Second {
-			_, err := s.f.pool.Exec(ctx, cleanInterest)
-			if err == nil {
-				_, err = s.f.pool.Exec(ctx, cleanTasks)
+			var err error
+			for _, clean := range []string{cleanInterest, cleanTasks, cleanEnded} {
+				if _, err = s.f.pool.Exec(ctx, clean); err != nil {
+					break
+				}
 			}
 			if s.f.check(ctx, err) == nil {
 				cleaned = time.Now()

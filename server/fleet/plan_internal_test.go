@@ -1,0 +1,108 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cwpexport/cwpexport/server/pgtest"
+)
+
+// rowsRead runs stmt under EXPLAIN ANALYZE (rolled back) and returns how
+// many rows of fleet_tasks its plan read: those it returned and those its
+// filters removed.
+func rowsRead(t *testing.T, pool *pgxpool.Pool, stmt string, args ...any) float64 {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var out string
+	if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+stmt, args...).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
+	var plans []struct{ Plan map[string]any }
+	if err := json.Unmarshal([]byte(out), &plans); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(n map[string]any) float64
+	walk = func(n map[string]any) float64 {
+		var read float64
+		if n["Relation Name"] == "fleet_tasks" {
+			loops, _ := n["Actual Loops"].(float64)
+			for _, k := range []string{"Actual Rows", "Rows Removed by Filter", "Rows Removed by Index Recheck"} {
+				v, _ := n[k].(float64)
+				read += v * loops
+			}
+		}
+		kids, _ := n["Plans"].([]any)
+		for _, k := range kids {
+			read += walk(k.(map[string]any))
+		}
+		return read
+	}
+	return walk(plans[0].Plan)
+}
+
+// TestHotStatementsNeverReadTheHistory: with 10,000 tasks polled to their
+// end and 100 watched ones, the claim, the next-due read and the count of
+// scheduled tasks read a handful of rows, not the history.
+func TestHotStatementsNeverReadTheHistory(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	f, err := Open(ctx, pool, Options{Replica: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Budget(BudgetOptions{Action: "ExportTasks", Rate: 20}); err != nil {
+		t.Fatal(err)
+	}
+	const history = 10000
+	// The history: tasks leased, then ended by their polls' results.
+	if _, err := pool.Exec(ctx, `INSERT INTO fleet_tasks (task_id, due, owner, epoch, state, observed)
+		SELECT g, now(), 'a', 1, 'PENDING', now() FROM generate_series(1, $1::int) g`, history); err != nil {
+		t.Fatal(err)
+	}
+	b := &pgx.Batch{}
+	for id := range int64(history) {
+		b.Queue(result, id+1, "ok", "FINISHED", "https://example.com/x", "", "", "", 0.0, 1.0, 1.0, int64(1), "a", "")
+	}
+	if err := pool.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	// 100 watched tasks, 10 of them due now.
+	if _, err := pool.Exec(ctx, `INSERT INTO fleet_tasks (task_id, due, state, observed)
+		SELECT g, now() + make_interval(secs => CASE WHEN g % 10 = 0 THEN -1 ELSE g END), 'PENDING', now()
+		FROM generate_series($1::int + 1, $1::int + 100) g`, history); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO fleet_interest (task_id, replica, tier, until)
+		SELECT g, 'a', 1, now() + interval '1 hour' FROM generate_series($1::int + 1, $1::int + 100) g`, history); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE fleet_tasks; ANALYZE fleet_interest`); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []struct {
+		name string
+		sql  string
+		args []any
+	}{
+		{"claim", claim, []any{"a", 0.2, -1.0, 0.7, 4.0, 0.05, 0.025, 0.05, 12.0}},
+		{"nextDue", nextDue, nil},
+		{"countScheduled", countScheduled, nil},
+	} {
+		if read := rowsRead(t, pool, st.sql, st.args...); read > 500 {
+			t.Errorf("%s read %.0f rows of fleet_tasks with %d ended tasks in the table", st.name, read, history)
+		}
+	}
+}
