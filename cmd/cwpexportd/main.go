@@ -49,6 +49,7 @@ func run() error {
 	flag.StringVar(&o.DataDir, "data-dir", "data", "directory of the SQLite task registry (registry.db; one process at a time) and of the embedded emulator's state")
 	database := flag.String("database", "", "the task registry's PostgreSQL database, postgres://user@host:port/db (or key=value); unset: DATABASE_URL, else the PG* environment (PGHOST, PGDATABASE...), else SQLite in -data-dir; \"sqlite\": SQLite whatever the environment says")
 	flag.DurationVar(&o.MaxFollowAge, "max-follow-age", 0, "stop following a task still pending this long after its creation (default 24h)")
+	flag.DurationVar(&o.Retention, "retention", app.DefaultRetention, "ended tasks are deleted from the registry this long after their creation, in small batches, once an hour for the fleet")
 	logFormat := flag.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	tokensFile := flag.String("tokens-file", "", "callers' file: \"caller-name token\", \"role operator NAME...\" and \"group TEAM NAME...\" lines, reloaded on SIGHUP; callers send \"Authorization: Bearer <token>\" (or set CWPEXPORT_TOKENS to the same entries separated by commas)")
 	flag.StringVar(&o.TLSCertFile, "tls-cert", "", "PEM certificate: serve gRPC and REST over TLS")

@@ -98,6 +98,9 @@ type Options struct {
 	// MaxFollowAge is how long after creation a registry task is followed
 	// before the service gives up on it; default 24h.
 	MaxFollowAge time.Duration
+	// Retention is how long ended tasks stay in the registry after their
+	// creation; default taskstore.DefaultRetention (395 days).
+	Retention time.Duration
 	// ShutdownGrace bounds the wait for calls in flight at shutdown;
 	// default 10s.
 	ShutdownGrace time.Duration
@@ -174,6 +177,10 @@ const (
 	DefaultGRPCMaxConnectionAgeGrace = 10 * time.Minute
 	DefaultGRPCKeepaliveMinTime      = 10 * time.Second
 )
+
+// DefaultRetention is how long ended tasks stay in the registry after
+// their creation (-retention): a year and a month.
+const DefaultRetention = taskstore.DefaultRetention
 
 // Server is a configured service, ready to Serve.
 type Server struct {
@@ -462,6 +469,10 @@ func (s *Server) Serve(ctx context.Context, grpcLis, restLis net.Listener) error
 	}
 	run("tracker", func() error { s.tracker.Run(bg); return nil })
 	run("registry", func() error { s.service.RunRegistry(bg); return nil })
+	run("retention", func() error {
+		s.registry.RunRetention(bg, taskstore.RetentionOptions{Age: s.opts.Retention, Holder: s.instance, Logger: s.log, Pruned: s.metrics.Pruned})
+		return nil
+	})
 	for _, follow := range s.engines.follow {
 		run("fleet", func() error { follow(bg); return nil })
 	}

@@ -45,6 +45,7 @@ type Metrics struct {
 	budgetWait    *prometheus.HistogramVec
 	pollsPerTask  prometheus.Histogram
 	outcomes      *prometheus.CounterVec
+	pruned        prometheus.Counter
 	// recent counts the last minute's cloud calls per second, by action.
 	recent map[string]*secondRing
 }
@@ -75,6 +76,10 @@ func New() *Metrics {
 			Help:    "ExportTasks calls made for a task by the time it reached a terminal state.",
 			Buckets: []float64{1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144},
 		}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "registry_pruned_total",
+			Help: "Ended tasks this process's retention passes deleted from the registry (one pass per fleet per period).",
+		}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "export_outcomes_total",
 			Help: "Tasks that reached a terminal state, by outcome: finished, error (the cloud reported ERROR) or failed (the task could not be followed, e.g. unknown to the cloud).",
@@ -87,10 +92,14 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.upstreamCalls, m.upstreamTime, m.budgetWait, m.pollsPerTask, m.outcomes,
+		m.grpc, m.upstreamCalls, m.upstreamTime, m.budgetWait, m.pollsPerTask, m.outcomes, m.pruned,
 	)
 	return m
 }
+
+// Pruned records the ended tasks a retention pass of this process deleted
+// from the registry.
+func (m *Metrics) Pruned(n int64) { m.pruned.Add(float64(n)) }
 
 // TrackStats adds gauges read from src at each scrape: the tracker's tasks,
 // active pollers and active watchers. Call it once.
