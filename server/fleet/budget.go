@@ -154,8 +154,17 @@ func (b *Budget) slotArgs(width time.Duration, maxWait float64) []any {
 
 // width is the window a slot taken now reserves for this replica's start:
 // the lateness it allows plus the time its answers may take to arrive
-// after the database read its clock (at most a round trip).
-func (b *Budget) width() time.Duration { return b.opts.Lateness + b.trips.bound() }
+// after the database read its clock (at most a round trip), with a margin
+// for a round trip longer than the latest ones (a slot whose answer came
+// later than its window allowed is dropped: a slot, and a wait, lost).
+func (b *Budget) width() time.Duration {
+	rt := b.trips.bound()
+	return b.opts.Lateness + rt + rt/4 + roundTripMargin
+}
+
+// roundTripMargin is what a slot's window allows beyond the latest round
+// trips, for a busy host's scheduling.
+const roundTripMargin = 10 * time.Millisecond
 
 // takeSlot takes the next start slot (see fleet_take_slot).
 const takeSlot = `SELECT slot, db_now, rate, throttles, configured FROM fleet_take_slot($1, $2, $3, $4, $5, $6, $7, $8)`
