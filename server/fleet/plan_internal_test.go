@@ -54,18 +54,7 @@ func rowsRead(t *testing.T, pool *pgxpool.Pool, stmt string, args ...any) float6
 // scheduled tasks read a handful of rows, not the history.
 func TestHotStatementsNeverReadTheHistory(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	f, err := Open(ctx, pool, Options{Replica: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Budget(BudgetOptions{Action: "ExportTasks", Rate: 20}); err != nil {
-		t.Fatal(err)
-	}
+	pool := fleetDatabase(t, 20)
 	const history = 10000
 	// The history: tasks leased, then ended by their polls' results.
 	if _, err := pool.Exec(ctx, `INSERT INTO fleet_tasks (task_id, due, owner, epoch, state, observed)
@@ -105,4 +94,24 @@ func TestHotStatementsNeverReadTheHistory(t *testing.T) {
 			t.Errorf("%s read %.0f rows of fleet_tasks with %d ended tasks in the table", st.name, read, history)
 		}
 	}
+}
+
+// fleetDatabase is a new database with the fleet's tables, its
+// ExportTasks budget at rate.
+func fleetDatabase(t *testing.T, rate float64) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	f, err := Open(ctx, pool, Options{Replica: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Budget(BudgetOptions{Action: "ExportTasks", Rate: rate}); err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
