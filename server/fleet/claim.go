@@ -19,21 +19,50 @@ import (
 // trip (the slot and the database's now computed after the budget row's
 // lock, as in takeSlot). Urgent tasks go first, unless a watched task is a whole floor late;
 // an ended task is polled only for an urgent caller. Nothing is taken, and
-// no slot used, when no task is due. The due range is read on the fleet_tasks_due
-// index, bounded by the statement's now() (a value the planner can use,
-// unlike clock_timestamp()); ended rows are not in it (due endedDue,
-// see result).
+// no slot used, when no task is due. Each kind of candidate is the first
+// of its kind in the order of due times, read from an index (the interest
+// of urgent and watched callers from fleet_interest_watched, the others
+// from fleet_tasks_due, bounded by the statement's now(), a value the
+// planner can use, unlike clock_timestamp()), so that a backlog of due
+// tasks is never sorted; ended rows are not in the due range (due
+// endedDue, see result).
 const claim = `
-WITH cand AS (
-  SELECT t.task_id, i.tier
+WITH late AS (
+  SELECT t.task_id, 1::smallint AS tier, -1 AS rank, t.due
+  FROM fleet_interest i JOIN fleet_tasks t ON t.task_id = i.task_id
+  WHERE i.tier = 1 AND i.until > now() AND t.due <= now() - make_interval(secs => $2::float8)
+    AND (t.lease_until IS NULL OR t.lease_until < now()) AND t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''
+  ORDER BY t.due LIMIT 1
+  FOR UPDATE OF t SKIP LOCKED
+),
+urgent AS (
+  SELECT t.task_id, 0::smallint AS tier, 0 AS rank, t.due
+  FROM fleet_interest i JOIN fleet_tasks t ON t.task_id = i.task_id
+  WHERE i.tier = 0 AND i.until > now() AND t.due <= now() AND (t.lease_until IS NULL OR t.lease_until < now())
+  ORDER BY t.due LIMIT 1
+  FOR UPDATE OF t SKIP LOCKED
+),
+watched AS (
+  SELECT t.task_id, 1::smallint AS tier, 1 AS rank, t.due
+  FROM fleet_interest i JOIN fleet_tasks t ON t.task_id = i.task_id
+  WHERE i.tier = 1 AND i.until > now() AND t.due <= now()
+    AND (t.lease_until IS NULL OR t.lease_until < now()) AND t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''
+  ORDER BY t.due LIMIT 1
+  FOR UPDATE OF t SKIP LOCKED
+),
+background AS (
+  SELECT t.task_id, i.tier, 2 AS rank, t.due
   FROM fleet_tasks t,
        LATERAL (SELECT min(tier) AS tier FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > now()) i
   WHERE i.tier IS NOT NULL AND t.due <= now()
-    AND (t.lease_until IS NULL OR t.lease_until < now())
-    AND (i.tier = 0 OR (t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''))
-  ORDER BY CASE WHEN i.tier = 1 AND t.due <= now() - make_interval(secs => $2::float8) THEN -1 ELSE i.tier END, t.due
-  LIMIT 1
+    AND (t.lease_until IS NULL OR t.lease_until < now()) AND t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''
+  ORDER BY t.due LIMIT 1
   FOR UPDATE OF t SKIP LOCKED
+),
+cand AS (
+  SELECT c.task_id, c.tier FROM (
+    SELECT * FROM late UNION ALL SELECT * FROM urgent UNION ALL SELECT * FROM watched UNION ALL SELECT * FROM background
+  ) c ORDER BY c.rank, c.due LIMIT 1
 ),
 slot AS (
   SELECT s.slot, s.db_now AS now, s.rate, s.throttles, s.configured

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -114,4 +115,37 @@ func fleetDatabase(t *testing.T, rate float64) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	return pool
+}
+
+// TestClaimNeverSortsABacklog: with 5,000 followed tasks overdue (a fleet
+// behind its schedule), the claim takes the urgent task first, then the
+// watched one, reading a handful of rows, not the backlog.
+func TestClaimNeverSortsABacklog(t *testing.T) {
+	ctx := context.Background()
+	pool := fleetDatabase(t, 1e6)
+	for _, sql := range []string{
+		`INSERT INTO fleet_tasks (task_id, due, state, observed)
+		 SELECT g, now() - make_interval(secs => 10000 - g), 'PENDING', now() FROM generate_series(1, 5002) g`,
+		`INSERT INTO fleet_interest (task_id, replica, tier, until)
+		 SELECT g, 'a', CASE g WHEN 5001 THEN 1 WHEN 5002 THEN 0 ELSE 2 END, now() + interval '1 hour' FROM generate_series(1, 5002) g`,
+		`ANALYZE fleet_tasks`, `ANALYZE fleet_interest`,
+	} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []any{"a", 1e6, -1.0, 0.7, 4.0, 0.05, 0.025, 0.05, 12.0}
+	if read := rowsRead(t, pool, claim, args...); read > 100 {
+		t.Errorf("the claim read %.0f rows of fleet_tasks with 5,000 overdue tasks", read)
+	}
+	for _, want := range []int64{5002, 5001, 1} {
+		var id int64
+		if err := pool.QueryRow(ctx, claim, args...).Scan(&id, new(int64), new(int16), new(time.Time), new(time.Time), new(float64),
+			new(int64), new(float64), new(string), new(string), new(bool), new(int)); err != nil {
+			t.Fatal(err)
+		}
+		if id != want {
+			t.Fatalf("claimed task %d, want %d (urgent, then watched, then the most overdue)", id, want)
+		}
+	}
 }
