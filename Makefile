@@ -60,6 +60,10 @@ bench: ## Run the benchmarks (see docs/BENCHMARKS.md)
 	go run ./bench/cmd/benchfleet
 	go run ./bench/cmd/benchabuse
 
+.PHONY: bench-scale
+bench-scale: ## Measure the hot statements with 100k+100k fleet rows and 1M registry records against 1k (PostgreSQL)
+	go run ./bench/cmd/benchscale
+
 .PHONY: bench-fleet
 bench-fleet: ## Run the fleet's benchmarks alone: three replicas on PostgreSQL (BENCH_FLEET_ONLY=fleet1,fleet4 for some)
 	go run ./bench/cmd/benchfleet

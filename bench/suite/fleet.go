@@ -141,6 +141,7 @@ func RunFleet(ctx context.Context, cfg FleetConfig) error {
 		{"fleet3", r.fleetFanout},
 		{"fleet4", r.fleetKill},
 		{"fleet5", r.fleetDatabaseStop},
+		{"fleet6", r.fleetLatency},
 	}
 	for _, b := range benches {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, b.name) {

@@ -40,6 +40,10 @@ type budgetResult struct {
 	bunching, readBunching time.Duration
 	// durations of the round trips by label (with the counter).
 	durations map[string][]time.Duration
+	// failed is the number of creations that answered an error (counted
+	// with fleetOpts.countFailures); firstFailure, the first error.
+	failed       int
+	firstFailure string
 }
 
 // phase is a span of a run: the upstream calls the emulator answered and
@@ -171,6 +175,46 @@ func (r *fleetRunner) fleetBudget(ctx context.Context, run int) error {
 	return nil
 }
 
+// latencyDelay is how late fleet6's proxy delivers what the last replica
+// and PostgreSQL send each other, each way.
+const latencyDelay = 200 * time.Millisecond
+
+// fleetLatency is fleet6: fleet1's workload with the last replica's
+// database behind a proxy adding latencyDelay each way, beside the same
+// workload without the proxy.
+func (r *fleetRunner) fleetLatency(ctx context.Context, run int) error {
+	n, reps := r.cfg.Creations, r.cfg.Replicas
+	r.printf("## fleet6. Database latency: fleet1's workload (%d creations round-robin over %d replicas, each watched on the next), "+
+		"the last replica's database %s away each way (run %d)\n\n", n, reps, latencyDelay, run)
+	ctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
+	defer cancel()
+	slow, err := r.budgetRun(ctx, fleetOpts{replicas: reps, postgres: true, args: fleetRates, lastDelay: latencyDelay, countFailures: true})
+	if err != nil {
+		return err
+	}
+	fast, err := r.budgetRun(ctx, fleetOpts{replicas: reps, postgres: true, args: fleetRates})
+	if err != nil {
+		return err
+	}
+	r.printf("| figure | last replica's database +%s each way | no proxy | target |\n|---|---|---|---|\n", latencyDelay)
+	r.printf("| peak requests in any 1-s window at the emulator (creations / reads) | **%d / %d** | %d / %d | ≤ 20 |\n",
+		slow.peak[0], slow.peak[1], fast.peak[0], fast.peak[1])
+	r.printf("| RequestLimitExceeded at the emulator (creations / reads) | **%d / %d** | %d / %d | 0 |\n",
+		slow.limited[0], slow.limited[1], fast.limited[0], fast.limited[1])
+	r.printf("| creation rate, first to last of %d; share of the quota (20/s) | %.2f/s; %.0f %% | %.2f/s; %.0f %% | reported |\n", n,
+		slow.createRate, slow.createRate/20*100, fast.createRate, fast.createRate/20*100)
+	r.printf("| read rate while all tasks are pending and watched; share of the quota | %.2f/s; %.0f %% | %.2f/s; %.0f %% | reported |\n",
+		slow.readRate, slow.readRate/20*100, fast.readRate, fast.readRate/20*100)
+	r.printf("| makespan of the %d creations (client) | %s | %s | |\n", n, secs(slow.makespan), secs(fast.makespan))
+	r.printf("| tasks created / creation calls answered | %d / %d | %d / %d | equal |\n", slow.created, slow.createCalls, fast.created, fast.createCalls)
+	r.printf("| creations answered with an error (first) | %d (%s) | %d | 0 |\n\n", slow.failed, slow.firstFailure, fast.failed)
+	peak := max(slow.peak[0], slow.peak[1])
+	r.record("fleet6", "peak requests in a 1-s window, one database 200 ms away", float64(peak), "%.0f", "≤ 20", yes(peak <= 20))
+	r.record("fleet6", "creation rate, one database 200 ms away", slow.createRate, "%.2f/s", "reported", nil)
+	r.record("fleet6", "read rate, one database 200 ms away", slow.readRate, "%.2f/s", "reported", nil)
+	return nil
+}
+
 // steadyWindow is how long fleet1 measures the reads of its watched tasks.
 const steadyWindow = 10 * time.Second
 
@@ -241,9 +285,15 @@ func (r *fleetRunner) budgetRun(ctx context.Context, o fleetOpts) (*budgetResult
 		return nil, err
 	}
 	rt1, t1 := trips(), time.Now()
-	if len(errs) > 0 {
+	if len(errs) > 0 && !o.countFailures {
 		return nil, fmt.Errorf("%d creations failed, the first: %w", len(errs), errs[0])
 	}
+	res.failed = len(errs)
+	if len(errs) > 0 {
+		res.firstFailure = errs[0].Error()
+	}
+	// The tasks of the creations that answered.
+	answered := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == "" })
 	res.makespan = lastDone.Sub(t0)
 	res.burst = phase{span: t1.Sub(t0), creates: createCalls(st1) - createCalls(st0), reads: readCalls(st1) - readCalls(st0), trips: diff(rt0, rt1)}
 
@@ -274,7 +324,7 @@ func (r *fleetRunner) budgetRun(ctx context.Context, o fleetOpts) (*budgetResult
 	res.readBunching = gridBunching(polls, time.Duration(float64(time.Second)/fleetBestRate))
 
 	flipped := time.Now()
-	if err := e.finishAll(ctx, ids, &done); err != nil {
+	if err := e.finishAll(ctx, answered, &done); err != nil {
 		return nil, err
 	}
 	var lastEnd time.Time

@@ -39,7 +39,8 @@ type fleetEnv struct {
 	emu      *cluster // the emulator's process, stats and admin endpoints
 	stateDir string
 	counter  *pgCounter // nil unless round trips are counted
-	db       string     // the PostgreSQL database; "" on SQLite
+	delay    *delayProxy
+	db       string // the PostgreSQL database; "" on SQLite
 	replicas []*replica
 }
 
@@ -66,6 +67,12 @@ type fleetOpts struct {
 	count bool
 	// args are more cwpexportd flags.
 	args []string
+	// lastDelay, when set, puts the last replica's database behind a proxy
+	// that delays everything it carries by lastDelay, each way.
+	lastDelay time.Duration
+	// countFailures counts the creations that fail instead of failing the
+	// run (fleet6).
+	countFailures bool
 }
 
 // startFleet starts the emulator and the replicas, and dials each.
@@ -106,7 +113,14 @@ func (r *fleetRunner) startFleet(ctx context.Context, o fleetOpts) (_ *fleetEnv,
 		}
 	}
 	for i := range o.replicas {
-		rep, err := r.startReplica(ctx, i, creds, emuAddr, database, o.args)
+		db := database
+		if o.lastDelay > 0 && i == o.replicas-1 && o.postgres {
+			if e.delay, err = startDelayProxy(fmt.Sprintf("127.0.0.1:%d", r.pg.port), o.lastDelay); err != nil {
+				return nil, err
+			}
+			db = strings.Replace(r.pg.url(e.db), fmt.Sprintf(":%d/", r.pg.port), ":"+portOf(e.delay.addr())+"/", 1)
+		}
+		rep, err := r.startReplica(ctx, i, creds, emuAddr, db, o.args)
 		if err != nil {
 			return nil, err
 		}
@@ -201,6 +215,9 @@ func (e *fleetEnv) close() {
 	wg.Wait()
 	if e.counter != nil {
 		e.counter.close()
+	}
+	if e.delay != nil {
+		e.delay.close()
 	}
 	if e.emu != nil {
 		e.emu.close()

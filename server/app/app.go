@@ -109,6 +109,9 @@ type Options struct {
 	// MaxFollowAge is how long after creation a registry task is followed
 	// before the service gives up on it; default 24h.
 	MaxFollowAge time.Duration
+	// Retention is how long ended tasks stay in the registry after their
+	// creation; default taskstore.DefaultRetention (395 days).
+	Retention time.Duration
 	// ShutdownGrace bounds the wait for calls in flight at shutdown;
 	// default 10s.
 	ShutdownGrace time.Duration
@@ -196,6 +199,10 @@ const (
 	DefaultGRPCMaxConnectionAgeGrace = 10 * time.Minute
 	DefaultGRPCKeepaliveMinTime      = 10 * time.Second
 )
+
+// DefaultRetention is how long ended tasks stay in the registry after
+// their creation (-retention): a year and a month.
+const DefaultRetention = taskstore.DefaultRetention
 
 // Server is a configured service, ready to Serve.
 type Server struct {
@@ -546,6 +553,9 @@ func (s *Server) backgroundParts(hs *health.Server) []lifecycle.Part {
 	parts = append(parts,
 		lifecycle.Loop("tracker", s.tracker.Run),
 		lifecycle.Loop("registry", s.saga.Run),
+		lifecycle.Loop("retention", func(ctx context.Context) {
+			s.registry.RunRetention(ctx, taskstore.RetentionOptions{Age: s.opts.Retention, Holder: s.instance, Logger: s.log, Pruned: s.metrics.Pruned})
+		}),
 		lifecycle.Loop("readiness", func(ctx context.Context) { s.readiness(ctx, hs) }),
 	)
 	return append(parts, s.engines.refresh...)

@@ -79,6 +79,7 @@ func Register(fs *flag.FlagSet, o *app.Options) *Command {
 	fs.StringVar(&o.DataDir, "data-dir", app.DefaultDataDir, "directory of the SQLite task registry (registry.db; one process at a time) and of the embedded emulator's state")
 	fs.StringVar(&c.Database, "database", "", "the task registry's PostgreSQL database, postgres://user@host:port/db (or key=value), without a password (flags show in process listings: give it in DATABASE_URL, PGPASSWORD or a PGPASSFILE); unset: DATABASE_URL, else the PG* environment (PGHOST, PGDATABASE...), else SQLite in -data-dir; \"sqlite\": SQLite whatever the environment says")
 	fs.DurationVar(&o.MaxFollowAge, "max-follow-age", exports.DefaultMaxFollowAge, "stop following a task still pending this long after its creation")
+	fs.DurationVar(&o.Retention, "retention", app.DefaultRetention, "ended tasks are deleted from the registry this long after their creation, in small batches, once an hour for the fleet")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	fs.StringVar(&c.TokensFile, "tokens-file", "", "callers' file: \"caller-name token\", \"role operator NAME...\" and \"group TEAM NAME...\" lines, reloaded on SIGHUP; callers send \"Authorization: Bearer <token>\" (or set CWPEXPORT_TOKENS to the same entries separated by commas)")
 	fs.StringVar(&o.TLSCertFile, "tls-cert", "", "PEM certificate: serve gRPC and REST over TLS")

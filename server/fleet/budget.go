@@ -3,11 +3,15 @@ package fleet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
@@ -76,50 +80,94 @@ func (o *BudgetOptions) defaults() error {
 
 // Budget is one cloud action's budget, shared by every replica: start slots
 // handed out by the action's row in fleet_budget, one database round trip
-// per call. It is safe for concurrent use.
+// per call, at the rate the fleet shares in that row. It is safe for
+// concurrent use.
 type Budget struct {
 	f    *Fleet
 	opts BudgetOptions
-	// rate is the effective rate last read (float64 bits); throttles, the
-	// fleet's count of refusals last read; read, when (unix nanoseconds).
-	rate      atomic.Uint64
-	throttles atomic.Int64
-	read      atomic.Int64
-	tracer    trace.Tracer
+	// rate is the effective rate last read (float64 bits); configured, the
+	// fleet's configured rate last read; throttles, the fleet's count of
+	// refusals last read; read, when (unix nanoseconds).
+	rate       atomic.Uint64
+	configured atomic.Uint64
+	throttles  atomic.Int64
+	read       atomic.Int64
+	trips      roundTrips
+	tracer     trace.Tracer
 }
 
-// Budget returns the fleet's budget of an action.
+// setRate makes the replica's rate the fleet's, and returns the rate the
+// fleet had before (0: none).
+const setRate = `
+WITH old AS (SELECT action, rate FROM fleet_budget WHERE action = $1 FOR UPDATE)
+UPDATE fleet_budget b SET rate = $2 FROM old WHERE b.action = old.action RETURNING coalesce(old.rate, 0)`
+
+// Budget returns the fleet's budget of an action. The fleet has one rate
+// per action, the one the latest replica to start was configured with:
+// every replica's slots are spaced by it, whatever its own configuration.
 func (f *Fleet) Budget(opts BudgetOptions) (*Budget, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
 	b := &Budget{f: f, opts: opts, tracer: opts.TracerProvider.Tracer(budget.TracerName)}
+	ctx, cancel := context.WithTimeout(context.Background(), budgetSetup)
+	defer cancel()
+	var old float64
+	sent := time.Now()
+	if err := f.check(ctx, f.pool.QueryRow(ctx, setRate, opts.Action, opts.Rate).Scan(&old)); err != nil {
+		return nil, fmt.Errorf("set the fleet's rate of %s: %w", opts.Action, err)
+	}
+	if old != 0 && old != opts.Rate {
+		f.opts.Logger.Warn("fleet: this replica changes the fleet's rate of an action; every replica now uses it",
+			"action", opts.Action, "rate", opts.Rate, "previous_rate", old)
+	}
+	b.trips.add(time.Since(sent))
 	b.rate.Store(math.Float64bits(opts.Rate))
+	b.configured.Store(math.Float64bits(opts.Rate))
 	return b, nil
 }
 
-// spacing is what a slot adds to one second, the margins L + J, in seconds:
-// slots are (1 + spacing)/rate apart.
-func (b *Budget) spacing() float64 { return (b.opts.Lateness + b.opts.Jitter).Seconds() }
+// budgetSetup bounds the statement that sets the fleet's rate.
+const budgetSetup = 30 * time.Second
 
-// rateArgs are the adaptation's arguments of fleet_budget_rate, after cut_at,
-// base and ceiling.
-func (b *Budget) rateArgs() []any {
-	return []any{b.opts.Rate, b.opts.Min, b.opts.Backoff, b.opts.Recovery.Seconds()}
+// margin is what a slot adds to one second, the margins L + J, in seconds:
+// slots are (1 + margin)/rate apart.
+func (b *Budget) margin() float64 { return (b.opts.Lateness + b.opts.Jitter).Seconds() }
+
+// adaptArgs are the adaptation's arguments of fleet_take_slot and
+// fleet_budget_rate after the configured rate: the floor (-1: an eighth
+// of the fleet's rate), the backoff and the recovery.
+func (b *Budget) adaptArgs() []any {
+	floor := -1.0
+	if b.opts.Min > 0 {
+		floor = b.opts.Min
+	}
+	return []any{floor, b.opts.Backoff, b.opts.Recovery.Seconds()}
 }
 
-// takeSlot takes the next start slot, unless it is more than maxWait away
-// ($7 < 0: any). The slot and the database's now are computed in the row's
-// UPDATE, after its lock: a statement that waited for the lock behind
-// other replicas' learns the time after the wait, so that the replica's
-// wait for the slot is not short by it. No row: refused (see slotDelay).
-const takeSlot = `
-UPDATE fleet_budget SET
-  last_gap = (1 + $6::float8) / fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, clock_timestamp()),
-  next_slot = greatest(next_slot, clock_timestamp())
-    + make_interval(secs => (1 + $6::float8) / fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, clock_timestamp()))
-WHERE action = $1 AND ($7::float8 < 0 OR next_slot <= clock_timestamp() + make_interval(secs => $7::float8))
-RETURNING next_slot - make_interval(secs => last_gap), clock_timestamp(), (1 + $6::float8) / last_gap, throttles`
+// slotArgs are fleet_take_slot's arguments after the action: the
+// adaptation's, the margins, the width of the window in which this
+// replica's start will fall, and maxWait.
+func (b *Budget) slotArgs(width time.Duration, maxWait float64) []any {
+	return append(b.adaptArgs(), b.margin(), b.opts.Jitter.Seconds(), width.Seconds(), maxWait)
+}
+
+// width is the window a slot taken now reserves for this replica's start:
+// the lateness it allows plus the time its answers may take to arrive
+// after the database read its clock (at most a round trip), with a margin
+// for a round trip longer than the latest ones (a slot whose answer came
+// later than its window allowed is dropped: a slot, and a wait, lost).
+func (b *Budget) width() time.Duration {
+	rt := b.trips.bound()
+	return b.opts.Lateness + rt + rt/4 + roundTripMargin
+}
+
+// roundTripMargin is what a slot's window allows beyond the latest round
+// trips, for a busy host's scheduling.
+const roundTripMargin = 10 * time.Millisecond
+
+// takeSlot takes the next start slot (see fleet_take_slot).
+const takeSlot = `SELECT slot, db_now, rate, throttles, configured FROM fleet_take_slot($1, $2, $3, $4, $5, $6, $7, $8)`
 
 // slotDelay is how long until the next slot, for a call refused by
 // takeSlot.
@@ -144,13 +192,14 @@ func (b *Budget) admit(ctx context.Context, latest time.Time) (time.Duration, er
 			maxWait = max(0, time.Until(latest).Seconds())
 		}
 		var (
-			slot, now time.Time
-			rate      float64
+			st        slotTaken
 			throttles int64
 		)
-		args := append([]any{b.opts.Action}, b.rateArgs()...)
-		args = append(args, b.spacing(), maxWait)
-		err := b.f.pool.QueryRow(ctx, takeSlot, args...).Scan(&slot, &now, &rate, &throttles)
+		width := b.width()
+		err := b.f.roundTrip(ctx, &b.trips, &st, func(conn *pgxpool.Conn) error {
+			return conn.QueryRow(ctx, takeSlot, append([]any{b.opts.Action}, b.slotArgs(width, maxWait)...)...).
+				Scan(&st.slot, &st.now, &st.rate, &throttles, &st.configured)
+		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			var secs float64
 			err = b.f.pool.QueryRow(ctx, slotDelay, b.opts.Action).Scan(&secs)
@@ -162,20 +211,40 @@ func (b *Budget) admit(ctx context.Context, latest time.Time) (time.Duration, er
 		if err := b.f.check(ctx, err); err != nil {
 			return 0, err
 		}
-		received := time.Now()
-		b.store(rate, throttles)
-		wait := slot.Sub(now)
-		// The slot is in the database's time; the answer came after its now.
-		target := received.Add(wait)
-		if err := budget.Sleep(ctx, time.Until(target)); err != nil {
+		b.store(st.rate, throttles, st.configured)
+		if err := budget.Sleep(ctx, time.Until(st.latest())); err != nil {
 			return 0, err
 		}
-		if late := time.Since(target); late <= b.opts.Lateness {
+		if st.within(width) {
 			return time.Since(began), nil
 		}
-		// Woken too late: starting now could crowd the next slot's call
-		// into one window with this one. Take another slot.
+		// Woken too late, or the answer took longer than the window allowed
+		// for: starting now could crowd a later slot's call into one window
+		// with this one. Take another slot.
 	}
+}
+
+// slotTaken is a slot as a replica learnt it: the slot and the database's
+// clock when it answered, both on the database's clock, and when the
+// statement was sent, on this replica's.
+type slotTaken struct {
+	slot, now      time.Time
+	sent, received time.Time
+	// rate is the effective rate; configured, the fleet's.
+	rate, configured float64
+}
+
+// latest is the latest moment, on this replica's clock, at which the
+// slot may have come: the database read its clock at the latest when the
+// answer arrived (now, once the statement returned).
+func (st slotTaken) latest() time.Time { return st.received.Add(st.slot.Sub(st.now)) }
+
+// within reports whether a call starting now falls in the slot's window:
+// no later than width after the earliest moment the slot may have come
+// (the database read its clock at the earliest when the statement was
+// sent).
+func (st slotTaken) within(width time.Duration) bool {
+	return time.Since(st.sent.Add(st.slot.Sub(st.now))) <= width
 }
 
 // Again waits until a call the cloud refused for its rate limit may be
@@ -195,16 +264,20 @@ func (b *Budget) Wait(ctx context.Context) error {
 const throttle = `
 WITH n AS (SELECT clock_timestamp() AS now),
 cur AS (
-  SELECT fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, n.now) AS rate,
-         cut_at IS NULL OR cut_at < n.now - make_interval(secs => $6::float8) AS cut
+  SELECT fleet_budget_rate(cut_at, base, ceiling, rate, ` + floorSQL + `, $3, $4, n.now) AS rate,
+         cut_at IS NULL OR cut_at < n.now - make_interval(secs => $5::float8) AS cut
   FROM fleet_budget, n WHERE action = $1 FOR UPDATE
 )
 UPDATE fleet_budget b SET throttles = b.throttles + 1,
   ceiling = CASE WHEN cur.cut THEN cur.rate ELSE b.ceiling END,
-  base    = CASE WHEN cur.cut THEN greatest($3::float8, cur.rate * $4::float8) ELSE b.base END,
+  base    = CASE WHEN cur.cut THEN greatest(` + floorSQL + `, cur.rate * $3::float8) ELSE b.base END,
   cut_at  = CASE WHEN cur.cut THEN n.now ELSE b.cut_at END
 FROM cur, n WHERE b.action = $1
-RETURNING fleet_budget_rate(b.cut_at, b.base, b.ceiling, $2, $3, $4, $5, n.now), b.throttles`
+RETURNING fleet_budget_rate(b.cut_at, b.base, b.ceiling, b.rate, ` + floorSQL + `, $3, $4, n.now), b.throttles, b.rate`
+
+// floorSQL is the floor of the adaptation in the statements on the
+// budget's row, from adaptArgs' $2 (as in fleet_take_slot).
+const floorSQL = `(CASE WHEN $2::float8 < 0 THEN rate / 8 ELSE least($2::float8, rate) END)`
 
 // Throttled tells the fleet's budget that the cloud refused a call for its
 // rate limit. It does not block the caller on the database.
@@ -212,24 +285,24 @@ func (b *Budget) Throttled() {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		args := append([]any{b.opts.Action}, b.rateArgs()...)
+		args := append([]any{b.opts.Action}, b.adaptArgs()...)
 		args = append(args, b.opts.Hold.Seconds())
 		var (
-			rate      float64
-			throttles int64
+			rate, configured float64
+			throttles        int64
 		)
-		err := b.f.pool.QueryRow(ctx, throttle, args...).Scan(&rate, &throttles)
+		err := b.f.pool.QueryRow(ctx, throttle, args...).Scan(&rate, &throttles, &configured)
 		if err := b.f.check(ctx, err); err != nil {
 			b.f.opts.Logger.Warn("record a throttled call in the fleet's budget", "action", b.opts.Action, "err", err)
 			return
 		}
-		b.store(rate, throttles)
+		b.store(rate, throttles, configured)
 	}()
 }
 
 // readRate reads the budget's effective rate and refusals now.
 const readRate = `
-SELECT fleet_budget_rate(cut_at, base, ceiling, $2, $3, $4, $5, clock_timestamp()), throttles
+SELECT fleet_budget_rate(cut_at, base, ceiling, rate, ` + floorSQL + `, $3, $4, clock_timestamp()), throttles, rate
 FROM fleet_budget WHERE action = $1`
 
 // refresh reads the budget's figures, so that Rate follows the fleet's
@@ -240,21 +313,22 @@ func (b *Budget) refresh(ctx context.Context) error {
 		return nil
 	}
 	var (
-		rate      float64
-		throttles int64
+		rate, configured float64
+		throttles        int64
 	)
-	args := append([]any{b.opts.Action}, b.rateArgs()...)
-	err := b.f.pool.QueryRow(ctx, readRate, args...).Scan(&rate, &throttles)
+	args := append([]any{b.opts.Action}, b.adaptArgs()...)
+	err := b.f.pool.QueryRow(ctx, readRate, args...).Scan(&rate, &throttles, &configured)
 	if err := b.f.check(ctx, err); err != nil {
 		return err
 	}
-	b.store(rate, throttles)
+	b.store(rate, throttles, configured)
 	return nil
 }
 
 // store keeps the figures a statement read.
-func (b *Budget) store(rate float64, throttles int64) {
+func (b *Budget) store(rate float64, throttles int64, configured float64) {
 	b.rate.Store(math.Float64bits(rate))
+	b.configured.Store(math.Float64bits(configured))
 	b.throttles.Store(throttles)
 	b.read.Store(time.Now().UnixNano())
 }
@@ -262,8 +336,8 @@ func (b *Budget) store(rate float64, throttles int64) {
 // Rate is the fleet's effective rate for the action, as last read.
 func (b *Budget) Rate() float64 { return math.Float64frombits(b.rate.Load()) }
 
-// Configured is the fleet's configured rate for the action.
-func (b *Budget) Configured() float64 { return b.opts.Rate }
+// Configured is the fleet's configured rate for the action, as last read.
+func (b *Budget) Configured() float64 { return math.Float64frombits(b.configured.Load()) }
 
 // Throttles is the fleet's count of the action's refusals, as last read.
 func (b *Budget) Throttles() int64 { return b.throttles.Load() }
@@ -280,4 +354,45 @@ func (b *Budget) Follow(ctx context.Context) {
 			_ = b.refresh(ctx)
 		}
 	}
+}
+
+// roundTrips keeps the latest round trips of a replica's slot statements:
+// their longest bounds the time between the database's clock reading and
+// the answer's arrival for the next slot.
+type roundTrips struct {
+	mu   sync.Mutex
+	last [16]time.Duration
+	next int
+}
+
+func (r *roundTrips) add(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last[r.next%len(r.last)] = d
+	r.next++
+}
+
+// bound is the longest of the latest round trips.
+func (r *roundTrips) bound() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Max(r.last[:])
+}
+
+// roundTrip runs a slot's statement on a connection of its own, and
+// notes when it was sent and when its answer arrived (the pool's wait for
+// a connection is not part of the round trip).
+func (f *Fleet) roundTrip(ctx context.Context, trips *roundTrips, st *slotTaken, query func(*pgxpool.Conn) error) error {
+	conn, err := f.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	st.sent = time.Now()
+	err = query(conn)
+	st.received = time.Now()
+	if err == nil || errors.Is(err, pgx.ErrNoRows) {
+		trips.add(st.received.Sub(st.sent))
+	}
+	return err
 }

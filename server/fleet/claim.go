@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/cloud"
@@ -18,41 +19,83 @@ import (
 // trip (the slot and the database's now computed after the budget row's
 // lock, as in takeSlot). Urgent tasks go first, unless a watched task is a whole floor late;
 // an ended task is polled only for an urgent caller. Nothing is taken, and
-// no slot used, when no task is due.
+// no slot used, when no task is due. Each kind of candidate is the first
+// of its kind in the order of due times, read from an index (the interest
+// of urgent and watched callers from fleet_interest_watched, the others
+// from fleet_tasks_due, bounded by the statement's now(), a value the
+// planner can use, unlike clock_timestamp()), so that a backlog of due
+// tasks is never sorted; ended rows are not in the due range (due
+// endedDue, see result).
 const claim = `
-WITH n AS (SELECT clock_timestamp() AS now),
-cand AS (
-  SELECT t.task_id, i.tier
-  FROM fleet_tasks t CROSS JOIN n,
-       LATERAL (SELECT min(tier) AS tier FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > n.now) i
-  WHERE i.tier IS NOT NULL AND t.due <= n.now
-    AND (t.lease_until IS NULL OR t.lease_until < n.now)
-    AND (i.tier = 0 OR (t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''))
-  ORDER BY CASE WHEN i.tier = 1 AND t.due <= n.now - make_interval(secs => $2::float8) THEN -1 ELSE i.tier END, t.due
-  LIMIT 1
+WITH late AS (
+  SELECT t.task_id, 1::smallint AS tier, -1 AS rank, t.due
+  FROM fleet_interest i JOIN fleet_tasks t ON t.task_id = i.task_id
+  WHERE i.tier = 1 AND i.until > now() AND t.due <= now() - make_interval(secs => $2::float8)
+    AND (t.lease_until IS NULL OR t.lease_until < now()) AND t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''
+  ORDER BY t.due LIMIT 1
   FOR UPDATE OF t SKIP LOCKED
 ),
+urgent AS (
+  SELECT t.task_id, 0::smallint AS tier, 0 AS rank, t.due
+  FROM fleet_interest i JOIN fleet_tasks t ON t.task_id = i.task_id
+  WHERE i.tier = 0 AND i.until > now() AND t.due <= now() AND (t.lease_until IS NULL OR t.lease_until < now())
+  ORDER BY t.due LIMIT 1
+  FOR UPDATE OF t SKIP LOCKED
+),
+watched AS (
+  SELECT t.task_id, 1::smallint AS tier, 1 AS rank, t.due
+  FROM fleet_interest i JOIN fleet_tasks t ON t.task_id = i.task_id
+  WHERE i.tier = 1 AND i.until > now() AND t.due <= now()
+    AND (t.lease_until IS NULL OR t.lease_until < now()) AND t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''
+  ORDER BY t.due LIMIT 1
+  FOR UPDATE OF t SKIP LOCKED
+),
+background AS (
+  SELECT t.task_id, i.tier, 2 AS rank, t.due
+  FROM fleet_tasks t,
+       LATERAL (SELECT min(tier) AS tier FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > now()) i
+  WHERE i.tier IS NOT NULL AND t.due <= now()
+    AND (t.lease_until IS NULL OR t.lease_until < now()) AND t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = ''
+  ORDER BY t.due LIMIT 1
+  FOR UPDATE OF t SKIP LOCKED
+),
+cand AS (
+  SELECT c.task_id, c.tier FROM (
+    SELECT * FROM late UNION ALL SELECT * FROM urgent UNION ALL SELECT * FROM watched UNION ALL SELECT * FROM background
+  ) c ORDER BY c.rank, c.due LIMIT 1
+),
 slot AS (
-  UPDATE fleet_budget SET
-    last_gap = (1 + $7::float8) / fleet_budget_rate(cut_at, base, ceiling, $3, $4, $5, $6, clock_timestamp()),
-    next_slot = greatest(next_slot, clock_timestamp())
-      + make_interval(secs => (1 + $7::float8) / fleet_budget_rate(cut_at, base, ceiling, $3, $4, $5, $6, clock_timestamp()))
-  WHERE action = 'ExportTasks' AND EXISTS (SELECT 1 FROM cand)
-  RETURNING next_slot - make_interval(secs => last_gap) AS slot, clock_timestamp() AS now, (1 + $7::float8) / last_gap AS rate,
-    throttles
+  SELECT s.slot, s.db_now AS now, s.rate, s.throttles, s.configured
+  FROM cand, LATERAL fleet_take_slot('ExportTasks', $3, $4, $5, $6, $7, $8, -1) AS s
 )
 UPDATE fleet_tasks t SET owner = $1, epoch = t.epoch + 1, cadence = t.due, asked = slot.slot,
-  lease_until = slot.slot + make_interval(secs => $8::float8)
+  lease_until = slot.slot + make_interval(secs => $9::float8)
 FROM cand, slot WHERE t.task_id = cand.task_id
-RETURNING t.task_id, t.epoch, cand.tier, slot.slot, slot.now, slot.rate, slot.throttles,
+RETURNING t.task_id, t.epoch, cand.tier, slot.slot, slot.now, slot.rate, slot.throttles, slot.configured,
   t.state, t.download_url, t.refusal_code <> '', t.failures`
 
-// nextDue is how long until the fleet's next task is due (null: none).
+// endedDue is the due time of an ended task's row, out of the due range
+// of any claim (see result); a task whose row says so is not scheduled.
+const endedDue = `'9999-12-31 00:00:00+00'::timestamptz`
+
+// scheduledDue is a row's due time as the tracker reads it: zero for an
+// ended task's row, which no poll is scheduled for.
+func scheduledDue(due time.Time) time.Time {
+	if due.Year() >= 9999 {
+		return time.Time{}
+	}
+	return due
+}
+
+// nextDue is how long until the fleet's next task is due (null: none):
+// the first row in the order of the due index that someone wants and no
+// poll holds.
 const nextDue = `
-SELECT extract(epoch FROM min(t.due) - clock_timestamp())::float8 FROM fleet_tasks t
-WHERE (t.lease_until IS NULL OR t.lease_until < clock_timestamp())
-  AND EXISTS (SELECT 1 FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > clock_timestamp()
-              AND (i.tier = 0 OR (t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = '')))`
+SELECT (SELECT extract(epoch FROM t.due - clock_timestamp())::float8 FROM fleet_tasks t
+  WHERE t.due < ` + endedDue + ` AND (t.lease_until IS NULL OR t.lease_until < now())
+    AND EXISTS (SELECT 1 FROM fleet_interest i WHERE i.task_id = t.task_id AND i.until > now()
+                AND (i.tier = 0 OR (t.state NOT IN ('FINISHED', 'ERROR') AND t.refusal_code = '')))
+  ORDER BY t.due LIMIT 1)`
 
 // lease is what a poll holds: the task, the epoch that fences its result,
 // its tier, and what the task was before (to tell its first ending).
@@ -79,17 +122,20 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 	for ctx.Err() == nil {
 		began := time.Now()
 		var (
-			l          lease
-			tier       int16
-			slot, now  time.Time
-			rate       float64
-			throttles  int64
-			found      = true
-			budgetArgs = s.opts.Budget.rateArgs()
+			l         lease
+			tier      int16
+			st        slotTaken
+			throttles int64
+			found     = true
+			b         = s.opts.Budget
+			width     = b.width()
 		)
-		err := s.f.pool.QueryRow(ctx, claim, s.f.opts.Replica, s.opts.MinInterval.Seconds(),
-			budgetArgs[0], budgetArgs[1], budgetArgs[2], budgetArgs[3], s.opts.Budget.spacing(), leaseFor.Seconds()).
-			Scan(&l.id, &l.epoch, &tier, &slot, &now, &rate, &throttles, &l.state, &l.url, &l.refused, &l.failures)
+		args := append([]any{s.f.opts.Replica, s.opts.MinInterval.Seconds()}, b.slotArgs(width, -1)[:6]...)
+		args = append(args, leaseFor.Seconds())
+		err := s.f.roundTrip(ctx, &b.trips, &st, func(conn *pgxpool.Conn) error {
+			return conn.QueryRow(ctx, claim, args...).
+				Scan(&l.id, &l.epoch, &tier, &st.slot, &st.now, &st.rate, &throttles, &st.configured, &l.state, &l.url, &l.refused, &l.failures)
+		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			found, err = false, nil
 		}
@@ -101,20 +147,19 @@ func (s *Schedule) claimLoop(ctx context.Context, report func(tracker.Poll), wg 
 			s.idle(ctx)
 			continue
 		}
-		received := time.Now()
-		s.opts.Budget.store(rate, throttles)
+		b.store(st.rate, throttles, st.configured)
 		l.tier = tracker.Tier(tier)
 		s.mu.Lock()
 		if _, wanted := s.want[l.id]; wanted {
 			s.rows[l.id] = rowSchedule{leased: true}
 		}
 		s.mu.Unlock()
-		target := received.Add(slot.Sub(now))
+		target := st.latest()
 		l.until = target.Add(leaseFor)
 		if budget.Sleep(ctx, time.Until(target)) != nil {
 			return
 		}
-		if time.Since(target) > s.opts.Budget.opts.Lateness {
+		if !st.within(width) {
 			// Too late for the slot: give the task back, due at once.
 			s.release(ctx, l)
 			continue
@@ -170,10 +215,12 @@ WITH upd AS (
     error = CASE WHEN $2 = 'ok' THEN '' ELSE $7 END,
     retry_at = CASE WHEN $2 = 'transient' THEN clock_timestamp() + make_interval(secs => $8::float8) END,
     poll_span = $13,
-    due = greatest(clock_timestamp(),
+    -- An ended task leaves the due range until an urgent caller wants it
+    -- polled again (see write).
+    due = CASE WHEN $2 = 'refused' OR ($2 = 'ok' AND $3 IN ('FINISHED', 'ERROR')) THEN ` + endedDue + ` ELSE greatest(clock_timestamp(),
       CASE WHEN $2 = 'ok' THEN cadence + make_interval(secs => $9::float8) END,
       asked + make_interval(secs => $10::float8),
-      CASE WHEN $2 = 'transient' THEN clock_timestamp() + make_interval(secs => $8::float8) END)
+      CASE WHEN $2 = 'transient' THEN clock_timestamp() + make_interval(secs => $8::float8) END) END
   WHERE task_id = $1 AND epoch = $11 AND owner = $12
   RETURNING ` + taskColumns + `
 )

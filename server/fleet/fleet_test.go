@@ -50,17 +50,20 @@ func join(t *testing.T, dsn, name string) *replica { return joinTraced(t, dsn, n
 // joinTraced is join with a tracer of the replica's statements.
 func joinTraced(t *testing.T, dsn, name string, tracer pgx.QueryTracer) *replica {
 	t.Helper()
-	return joinWith(t, dsn, fleet.Options{Replica: name}, tracer)
+	return joinWith(t, dsn, fleet.Options{Replica: name}, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = tracer })
 }
 
-// joinWith is join with the fleet's options.
-func joinWith(t *testing.T, dsn string, opts fleet.Options, tracer pgx.QueryTracer) *replica {
+// joinWith is join with the fleet's options and the replica's pool
+// configured by configure (nil: as parsed from dsn).
+func joinWith(t *testing.T, dsn string, opts fleet.Options, configure func(*pgxpool.Config)) *replica {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.ConnConfig.Tracer = tracer
+	if configure != nil {
+		configure(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -66,13 +66,15 @@ func (r *taskRow) decode(payload string) error {
 	}
 	*r = taskRow{id: n.ID, state: n.State, url: n.URL, rid: n.RequestID, refusalCode: n.RefusalCode, refusal: n.Refusal,
 		errCode: n.ErrCode, errText: n.ErrText, polls: n.Polls, failures: n.Failures, lastPoll: n.LastPoll,
-		observed: n.Observed, changed: n.Changed, due: n.Due, leased: n.Leased, span: n.Span, gen: n.Generation, carried: true}
+		observed: n.Observed, changed: n.Changed, due: scheduledDue(n.Due), leased: n.Leased, span: n.Span, gen: n.Generation, carried: true}
 	return nil
 }
 
 func (r *taskRow) scan(row pgx.Row, extra ...any) error {
-	return row.Scan(append([]any{&r.id, &r.state, &r.url, &r.rid, &r.refusalCode, &r.refusal, &r.errCode, &r.errText,
+	err := row.Scan(append([]any{&r.id, &r.state, &r.url, &r.rid, &r.refusalCode, &r.refusal, &r.errCode, &r.errText,
 		&r.polls, &r.failures, &r.lastPoll, &r.observed, &r.changed, &r.due, &r.leased, &r.span, &r.gen}, extra...)...)
+	r.due = scheduledDue(r.due)
+	return err
 }
 
 // observed reports whether the row holds an observation to report.

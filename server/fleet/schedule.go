@@ -169,7 +169,7 @@ func (s *Schedule) Next(id int64) (time.Time, int) {
 	defer s.mu.Unlock()
 	r, ok := s.rows[id]
 	switch {
-	case !ok:
+	case !ok, !r.leased && r.due.IsZero(): // unknown, or ended
 		return time.Time{}, s.pending
 	case r.leased || r.due.Before(s.f.Now()):
 		return s.f.Now(), s.pending // a poll is under way, or about to be

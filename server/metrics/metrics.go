@@ -47,6 +47,7 @@ type Metrics struct {
 	pollsPerTask  prometheus.Histogram
 	outcomes      *prometheus.CounterVec
 	ready         prometheus.Gauge
+	pruned        prometheus.Counter
 	// recent counts the last minute's cloud calls per second, by action.
 	recent map[string]*budget.Window
 }
@@ -77,6 +78,10 @@ func New() *Metrics {
 			Help:    "ExportTasks calls made for a task by the time it reached a terminal state.",
 			Buckets: []float64{1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144},
 		}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "registry_pruned_total",
+			Help: "Ended tasks this process's retention passes deleted from the registry (one pass per fleet per period).",
+		}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "export_outcomes_total",
 			Help: "Tasks that reached a terminal state, by outcome: finished, error (the cloud reported ERROR) or failed (the task could not be followed, e.g. unknown to the cloud).",
@@ -93,12 +98,16 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.upstreamCalls, m.upstreamTime, m.budgetWait, m.pollsPerTask, m.outcomes, m.ready,
+		m.grpc, m.upstreamCalls, m.upstreamTime, m.budgetWait, m.pollsPerTask, m.outcomes, m.ready, m.pruned,
 		buildInfo(), schemaCollector{},
 	)
 	m.ready.Set(1)
 	return m
 }
+
+// Pruned records the ended tasks a retention pass of this process deleted
+// from the registry.
+func (m *Metrics) Pruned(n int64) { m.pruned.Add(float64(n)) }
 
 // TrackStats adds gauges read from src at each scrape: the tracker's tasks,
 // active pollers and active watchers. Call it once.

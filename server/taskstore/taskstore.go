@@ -324,11 +324,15 @@ func (s *Store) Lost(ctx context.Context, taskID int64, reason string, at time.T
 	return err
 }
 
+// followingWhere selects the tasks still followed. Its conditions are those
+// of the index export_tasks_following, word for word, so that both engines
+// read that index alone.
+const followingWhere = `WHERE task_id IS NOT NULL AND state NOT IN ('FINISHED', 'ERROR') AND end_reason = '' ORDER BY seq`
+
 // Following returns the tasks still to follow: recorded, not terminal and
 // not abandoned, oldest first.
 func (s *Store) Following(ctx context.Context) ([]Task, error) {
-	return s.scan(ctx, `WHERE task_id IS NOT NULL AND state NOT IN ($1, $2) AND end_reason = '' ORDER BY seq`,
-		StateFinished, StateError)
+	return s.scan(ctx, followingWhere)
 }
 
 // List returns one page of recorded tasks, newest first. Pages continue
