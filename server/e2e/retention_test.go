@@ -1,4 +1,4 @@
-package app_test
+package e2e_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
+	"github.com/cwpexport/cwpexport/server/internal/testutil"
 	"github.com/cwpexport/cwpexport/server/taskstore"
 	"github.com/cwpexport/cwpexport/server/testserver"
 )
@@ -30,7 +31,7 @@ func TestEndedTasksOlderThanTheRetentionArePruned(t *testing.T) {
 	o := fastApp()
 	o.DataDir, o.Retention = dir, 30*24*time.Hour
 	env := testserver.Start(t, testserver.Config{App: o})
-	waitFor(t, "the old task to be pruned", func() bool {
+	testutil.WaitFor(t, "the old task to be pruned", func() bool {
 		page, err := env.Client.ListExportTasks(context.Background(), &cwpexportv1.ListExportTasksRequest{})
 		if err != nil {
 			t.Fatal(err)
