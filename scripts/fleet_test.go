@@ -54,11 +54,11 @@ func TestFleetTakesItsPortsAndNamesItsProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(pgDir) })
-	rest, grpc, emu, pg := freePorts(t, 2), freePorts(t, 2), freePorts(t, 1), freePorts(t, 1)
+	rest, grpc, metrics, emu, pg := freePorts(t, 2), freePorts(t, 2), freePorts(t, 2), freePorts(t, 1), freePorts(t, 1)
 	cmd := exec.Command("./fleet.sh")
 	cmd.Env = append(os.Environ(), "FLEET_DIR="+t.TempDir(), "FLEET_PG_DIR="+pgDir, "FLEET_REPLICAS=2",
 		fmt.Sprintf("FLEET_PG_PORT=%d", pg), fmt.Sprintf("FLEET_REST_PORT=%d", rest),
-		fmt.Sprintf("FLEET_GRPC_PORT=%d", grpc), fmt.Sprintf("FLEET_EMULATOR_PORT=%d", emu))
+		fmt.Sprintf("FLEET_GRPC_PORT=%d", grpc), fmt.Sprintf("FLEET_METRICS_PORT=%d", metrics), fmt.Sprintf("FLEET_EMULATOR_PORT=%d", emu))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -90,12 +90,13 @@ func TestFleetTakesItsPortsAndNamesItsProcesses(t *testing.T) {
 	if strings.Contains(text, "pkill") {
 		t.Errorf("the banner suggests pkill:\n%s", text)
 	}
-	m := regexp.MustCompile(`(?m)^fleet: replica 1 REST http://127\.0\.0\.1:(\d+), gRPC 127\.0\.0\.1:(\d+), pid (\d+)`).FindStringSubmatch(text)
-	if m == nil || m[1] != fmt.Sprint(rest) || m[2] != fmt.Sprint(grpc) {
-		t.Fatalf("replica 1 is not on REST port %d and gRPC port %d with its pid:\n%s", rest, grpc, text)
+	m := regexp.MustCompile(`(?m)^fleet: replica 1 REST http://127\.0\.0\.1:(\d+), gRPC 127\.0\.0\.1:(\d+), metrics http://127\.0\.0\.1:(\d+)/metrics, pid (\d+)`).FindStringSubmatch(text)
+	if m == nil || m[1] != fmt.Sprint(rest) || m[2] != fmt.Sprint(grpc) || m[3] != fmt.Sprint(metrics) {
+		t.Fatalf("replica 1 is not on REST port %d, gRPC port %d and metrics port %d with its pid:\n%s", rest, grpc, metrics, text)
 	}
-	if !strings.Contains(text, "kill -KILL "+m[3]+" ") {
-		t.Errorf("the banner does not kill replica 1 by its pid %s:\n%s", m[3], text)
+	pid := m[4]
+	if !strings.Contains(text, "kill -KILL "+pid+" ") {
+		t.Errorf("the banner does not kill replica 1 by its pid %s:\n%s", pid, text)
 	}
 	healthy := func(port int) bool {
 		deadline := time.Now().Add(60 * time.Second)
@@ -118,8 +119,8 @@ func TestFleetTakesItsPortsAndNamesItsProcesses(t *testing.T) {
 			t.Fatalf("no replica became healthy on port %d", port)
 		}
 	}
-	cmdline, _ := os.ReadFile("/proc/" + m[3] + "/cmdline")
+	cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
 	if !strings.Contains(string(cmdline), fmt.Sprintf("127.0.0.1:%d", rest)) {
-		t.Fatalf("pid %s is not replica 1: %q", m[3], cmdline)
+		t.Fatalf("pid %s is not replica 1: %q", pid, cmdline)
 	}
 }
