@@ -487,6 +487,10 @@ try {
     if (tseen.urls.some((u) => u.includes(tok))) fail('the token appeared in a URL');
     if (tseen.foreign.length) fail('the page loaded from elsewhere: ' + tseen.foreign.join(', '));
     if (tseen.errors.length) fail('console errors: ' + tseen.errors.join('; '));
+    // A caller who is not an operator sees the rates, not the account's activity.
+    await tp.waitForFunction(() => document.getElementById('budget-summary').textContent.includes('operators only'), null, {timeout: 10000})
+      .catch(() => fail('a caller who is not an operator is shown the account\'s activity: ' + 'budget summary'));
+    if ((await text(tp, '#budget-legend')).includes('throttled')) fail('a caller who is not an operator is shown throttled calls');
     await shot(tp, 'token-finished.png');
     log(`tokens: asked once (again after a wrong token), followed task ${tTask} with fetch and the header, downloaded, kept across a reload`);
     await ctx.close();

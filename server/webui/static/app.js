@@ -133,8 +133,12 @@ async function loadBudget() {
     drawBudget($('budget-chart'), st);
     legend($('budget-legend'), st);
     const throttled = (st.actions || []).reduce((n, a) => n + (a.throttledCalls || 0), 0);
-    $('budget-summary').textContent = `${st.readBudgetTasks || 0} task(s) share the ExportTasks budget now · ` +
-      `${throttled} call(s) throttled by the cloud in the last minute`;
+    // The account's activity (calls, throttled calls, tasks) is every
+    // caller's: the service tells it to operators only.
+    $('budget-summary').textContent = st.activityWithheld
+      ? 'The rates the service allows now; the account\'s calls and tasks are shown to operators only'
+      : `${st.readBudgetTasks || 0} task(s) share the ExportTasks budget now · ` +
+        `${throttled} call(s) throttled by the cloud in the last minute`;
   } catch (err) {
     if (offline(err)) reachable(false);
   }

@@ -84,10 +84,10 @@ export function legend(list, st) {
     name.textContent = a.action;
     const figures = document.createElement('span');
     figures.className = 'figures';
-    figures.textContent = ` ${calls.length ? calls[calls.length - 1] : 0}/s in the last second · ` +
-      `${sum(calls)} calls in the last minute · configured ${rate(a.configuredRate)}/s · ` +
-      `effective ${rate(a.effectiveRate)}/s · cloud ${a.cloudQuota}/s · ` +
-      `${a.throttledCalls || 0} throttled`;
+    const rates = `configured ${rate(a.configuredRate)}/s · effective ${rate(a.effectiveRate)}/s · cloud ${a.cloudQuota}/s`;
+    figures.textContent = st.activityWithheld ? ` ${rates}`
+      : ` ${calls.length ? calls[calls.length - 1] : 0}/s in the last second · ` +
+        `${sum(calls)} calls in the last minute · ${rates} · ${a.throttledCalls || 0} throttled`;
     li.append(swatch, name, figures);
     list.append(li);
   }
