@@ -486,11 +486,13 @@ func (s *soak) chaos(ctx context.Context) {
 }
 
 func (s *soak) killRestart(ctx context.Context, slot int) {
+	// Killed under the lock: live() reads rep.killed.
 	s.mu.Lock()
 	rep := s.env.replicas[slot]
+	err := rep.kill()
 	s.mu.Unlock()
 	name := rep.p.name
-	if err := rep.kill(); err != nil {
+	if err != nil {
 		s.event("SIGKILL %s failed: %v", name, err)
 		return
 	}
@@ -509,6 +511,8 @@ func (s *soak) killRestart(ctx context.Context, slot int) {
 	s.env.replicas[slot] = next
 	s.born[slot] = time.Now()
 	s.mu.Unlock()
+	// Calls on the dead process's connection have failed by now.
+	rep.conn.Close()
 	s.event("restarted slot %d as %s (%s)", slot+1, next.p.name, next.name)
 }
 
