@@ -68,6 +68,12 @@ bench-scale: ## Measure the hot statements with 100k+100k fleet rows and 1M regi
 bench-fleet: ## Run the fleet's benchmarks alone: three replicas on PostgreSQL (BENCH_FLEET_ONLY=fleet1,fleet4 for some)
 	go run ./bench/cmd/benchfleet
 
+SOAK_DURATION ?= 30m
+
+.PHONY: soak
+soak: ## Soak the fleet (not in CI): 3 replicas, PostgreSQL, a faulty cloud, crashes; SOAK_DURATION=5m for a short run
+	go run ./bench/cmd/soak -duration $(SOAK_DURATION) $(SOAK_FLAGS)
+
 .third_party: go.mod Makefile
 	@rm -rf .third_party && mkdir -p .third_party/google/api .third_party/google/rpc
 	@v1=$$(go mod download -json $(GATEWAY_V1) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \

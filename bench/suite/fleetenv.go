@@ -115,9 +115,10 @@ func (r *fleetRunner) startFleet(ctx context.Context, o fleetOpts) (_ *fleetEnv,
 	for i := range o.replicas {
 		db := database
 		if o.lastDelay > 0 && i == o.replicas-1 && o.postgres {
-			if e.delay, err = startDelayProxy(fmt.Sprintf("127.0.0.1:%d", r.pg.port), o.lastDelay); err != nil {
+			if e.delay, err = startDelayProxy(fmt.Sprintf("127.0.0.1:%d", r.pg.port)); err != nil {
 				return nil, err
 			}
+			e.delay.setDelay(o.lastDelay)
 			db = strings.Replace(r.pg.url(e.db), fmt.Sprintf(":%d/", r.pg.port), ":"+portOf(e.delay.addr())+"/", 1)
 		}
 		rep, err := r.startReplica(ctx, i, creds, emuAddr, db, o.args)
