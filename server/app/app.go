@@ -5,21 +5,15 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
-	"path/filepath"
 	"time"
 
 	"github.com/google/uuid"
-	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/realip"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	"go.opentelemetry.io/otel/trace"
@@ -29,15 +23,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/test/bufconn"
 
 	cwpexportv1 "github.com/cwpexport/cwpexport/gen/cwpexport/v1"
 	"github.com/cwpexport/cwpexport/server/access"
-	"github.com/cwpexport/cwpexport/server/apierror"
 	"github.com/cwpexport/cwpexport/server/budget"
 	"github.com/cwpexport/cwpexport/server/callerauth"
-	"github.com/cwpexport/cwpexport/server/calllog"
 	"github.com/cwpexport/cwpexport/server/cloud"
 	"github.com/cwpexport/cwpexport/server/emulator"
 	"github.com/cwpexport/cwpexport/server/exports"
@@ -355,59 +346,6 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) startEmulator(cfg *cloud.Config) error {
-	// The emulator keeps its tasks, account and port in the data
-	// directory: tasks and download URLs in the registry outlive a restart.
-	dir := filepath.Join(s.opts.DataDir, emulatorDir)
-	id, key, err := emulator.StateCredential(dir)
-	if err != nil {
-		return fmt.Errorf("start the embedded emulator: %w", err)
-	}
-	admin, err := emulator.AdminTokenFromFile(filepath.Join(dir, EmulatorAdminTokenFile))
-	if err != nil {
-		return fmt.Errorf("start the embedded emulator: write its admin token: %w", err)
-	}
-	emu, err := emulator.New(emulator.Options{
-		AdminToken:  admin,
-		Credentials: map[string]string{id: key},
-		PendingFor:  s.opts.EmulatorPending,
-		// Ids from the clock as a floor: even without the emulator's
-		// state, ids never go back below those the registry holds.
-		FirstTaskID: time.Now().UnixMilli(),
-		Logger:      s.log.With("component", "emulator"),
-		StateDir:    dir,
-	})
-	if err != nil {
-		return fmt.Errorf("start the embedded emulator: %w", err)
-	}
-	lis, err := listenEmulator(dir, s.log)
-	if err != nil {
-		emu.Close()
-		return fmt.Errorf("listen for the embedded emulator: %w", err)
-	}
-	s.emu, s.emuLis = emu, lis
-	cfg.Credential = common.NewCredential(id, key)
-	cfg.Endpoint, cfg.Scheme = lis.Addr().String(), "HTTP"
-	return nil
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return b
-}
-
-// Emulator returns the embedded emulator, or nil when a real cloud is used.
-func (s *Server) Emulator() *emulator.Emulator { return s.emu }
-
-// EmulatorAddr returns the embedded emulator's address, or "".
-func (s *Server) EmulatorAddr() string {
-	if s.emuLis == nil {
-		return ""
-	}
-	return s.emuLis.Addr().String()
-}
-
 // Metrics returns the server's metrics (served at /metrics on
 // Options.MetricsListener).
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
@@ -561,56 +499,6 @@ func (s *Server) backgroundParts(hs *health.Server) []lifecycle.Part {
 	return append(parts, s.engines.refresh...)
 }
 
-// grpcServer returns a gRPC server of the service with its interceptors:
-// metrics and the call log outermost, then the answer to undecodable
-// strings, panic recovery, caller authentication and the per-caller
-// limits. inProcess makes the server the REST gateway's: it trusts the
-// client address and certificate identity the gateway forwards.
-func (s *Server) grpcServer(hs *health.Server, inProcess bool, opts ...grpc.ServerOption) *grpc.Server {
-	authUnary := s.auth.Unary(inProcess)
-	calls := calllog.Logger{Log: s.log, Audit: s.opts.AuditLogger, Transport: calllog.GRPC}
-	var unary []grpc.UnaryServerInterceptor
-	var stream []grpc.StreamServerInterceptor
-	if inProcess {
-		calls.Transport = calllog.REST
-		// The gateway appends the HTTP client's address to
-		// x-forwarded-for; realip takes that last entry, from this
-		// server's one peer only.
-		trusted := realip.WithTrustedPeers([]netip.Prefix{inProcessPrefix})
-		headers := realip.WithHeaders([]string{realip.XForwardedFor})
-		unary = append(unary, realip.UnaryServerInterceptorOpts(trusted, headers))
-		stream = append(stream, realip.StreamServerInterceptorOpts(trusted, headers))
-	}
-	unary = append(unary,
-		s.metrics.GRPC().UnaryServerInterceptor(),
-		calls.Unary(),
-		s.codec.Unary(),
-		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandler(s.recovered)),
-		authUnary,
-		s.reads.Interceptor(),
-	)
-	stream = append(stream,
-		s.metrics.GRPC().StreamServerInterceptor(),
-		calls.Stream(),
-		s.streamGate(inProcess),
-	)
-	if h := s.serverStatsHandler(); h != nil {
-		opts = append(opts, grpc.StatsHandler(h))
-	}
-	opts = append(opts,
-		grpc.MaxRecvMsgSize(s.opts.MaxRequestBytes),
-		grpc.ForceServerCodecV2(s.codec),
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
-	)
-	gs := grpc.NewServer(opts...)
-	cwpexportv1.RegisterLicenseExportServiceServer(gs, s.service)
-	grpc_health_v1.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
-	s.metrics.GRPC().InitializeMetrics(gs)
-	return gs
-}
-
 // readiness keeps the health service's status (gRPC health, REST /healthz)
 // in step with the engines until ctx ends: NOT_SERVING while a fleet's
 // database has been unreachable for a while, so that load balancers send
@@ -640,37 +528,4 @@ func (s *Server) readiness(ctx context.Context, hs *health.Server) {
 			s.metrics.SetReady(ok)
 		}
 	}
-}
-
-// streamGate is what the server checks of every stream, in one interceptor
-// rather than one each: panics are answered Internal, the caller
-// authenticated, its open streams bounded, its request's text checked. An
-// idle watch stream's goroutine holds every interceptor's frame as long as
-// it is open: with three more of them its stack doubles to 16 KiB, for
-// each of tens of thousands of watchers.
-func (s *Server) streamGate(inProcess bool) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				err = s.recovered(p)
-			}
-		}()
-		ctx, err := s.auth.Stream(ss.Context(), info.FullMethod, inProcess)
-		if err != nil {
-			return err
-		}
-		release, err := s.streams.Open(ctx, info.FullMethod)
-		if err != nil {
-			return err
-		}
-		defer release()
-		w := middleware.WrapServerStream(s.codec.Checked(ss))
-		w.WrappedContext = ctx
-		return handler(srv, w)
-	}
-}
-
-func (s *Server) recovered(p any) error {
-	s.log.Error("panic in handler", "panic", s.redact(fmt.Sprint(p)))
-	return apierror.Error(cwpexportv1.ErrorReason_INTERNAL, "internal error")
 }
