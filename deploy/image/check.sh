@@ -17,7 +17,8 @@ fail() { echo "image check: $*" >&2; exit 1; }
 cfg() { pm image inspect "$IMAGE" --format "$1"; }
 [ "$(cfg '{{.Config.User}}')" = 65532:65532 ] || fail "user is $(cfg '{{.Config.User}}'), want 65532:65532"
 [ "$(cfg '{{json .Config.Entrypoint}}')" = '["/usr/local/bin/cwpexportd"]' ] || fail "entrypoint $(cfg '{{json .Config.Entrypoint}}')"
-[ "$(cfg '{{json .Config.ExposedPorts}}')" = '{"8080/tcp":{},"9090/tcp":{}}' ] || fail "exposed ports $(cfg '{{json .Config.ExposedPorts}}')"
+[ "$(cfg '{{json .Config.ExposedPorts}}')" = '{"8080/tcp":{},"9090/tcp":{},"9464/tcp":{}}' ] || fail "exposed ports $(cfg '{{json .Config.ExposedPorts}}')"
+case $(cfg '{{json .Config.Cmd}}') in *'"-metrics-addr=0.0.0.0:9464"'*) ;; *) fail "the command does not serve /metrics on the exposed 9464: $(cfg '{{json .Config.Cmd}}')" ;; esac
 for l in "org.opencontainers.image.version=$VERSION" "org.opencontainers.image.revision=$COMMIT" \
   "org.opencontainers.image.source=https://github.com/cwpexport/cwpexport"; do
   [ "$(cfg "{{index .Labels \"${l%%=*}\"}}")" = "${l#*=}" ] || fail "label ${l%%=*} is not ${l#*=}"
@@ -45,7 +46,7 @@ done
 work=$(mktemp -d)
 chown 65532:65532 "$work"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-grpc=$(port) rest=$(port)
+grpc=$(port) rest=$(port) metrics=$(port)
 # inimage runs a command of the image as the image's user.
 inimage() {
   unshare -m bash -c '
@@ -57,7 +58,7 @@ inimage() {
   ' _ "$root" "$work" "$root" "$@"
 }
 inimage /usr/local/bin/cwpexportd -data-dir=/data -grpc-addr="127.0.0.1:$grpc" -rest-addr="127.0.0.1:$rest" \
-  -log-format=json -emulator-pending=1s >"$work.log" 2>&1 &
+  -metrics-addr="127.0.0.1:$metrics" -log-format=json -emulator-pending=1s >"$work.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; pm image unmount "$IMAGE" >/dev/null || true; rm -rf "$work" "$work.log"' EXIT
 for _ in $(seq 600); do
@@ -66,7 +67,8 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 curl -fsS "http://127.0.0.1:$rest/livez" >/dev/null || { cat "$work.log"; fail "/livez"; }
-curl -fsS "http://127.0.0.1:$rest/metrics" | grep >/dev/null "cwpexport_build_info{goversion=\"[^\"]*\",revision=\"$COMMIT\",version=\"$VERSION\"} 1" ||
+[ "$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$rest/metrics")" = 404 ] || fail "the REST port serves /metrics"
+curl -fsS "http://127.0.0.1:$metrics/metrics" | grep >/dev/null "cwpexport_build_info{goversion=\"[^\"]*\",revision=\"$COMMIT\",version=\"$VERSION\"} 1" ||
   fail "/metrics has no build_info for $VERSION $COMMIT"
 # One export, followed to its file, by the image's own CLI (as the same user).
 inimage /usr/local/bin/cwpexport --addr "127.0.0.1:$grpc" -o json \

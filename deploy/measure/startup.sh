@@ -33,7 +33,8 @@ once() {
   local start end
   start=$(date +%s%N)
   "$DAEMON" -grpc-addr "127.0.0.1:$g" -rest-addr "127.0.0.1:$r" -data-dir "$dir" "${db[@]}" \
-    -cloud-endpoint "$emu" -cloud-scheme HTTP -log-format json >"$dir.log" 2>&1 &
+    -cloud-endpoint "$emu" -cloud-scheme HTTP -insecure-allow-private-cloud -metrics-addr "127.0.0.1:$(port)" \
+    -log-format json >"$dir.log" 2>&1 &
   local pid=$!
   until curl -fsS "http://127.0.0.1:$r/healthz" >/dev/null 2>&1; do
     kill -0 $pid 2>/dev/null || { cat "$dir.log" >&2; exit 1; }

@@ -42,12 +42,12 @@ emu=127.0.0.1:$(port)
 "$tmp/bin/cwp-emulator" -listen "$emu" -pending -1s -rate-limit 20 >"$tmp/emulator.log" 2>&1 &
 pids+=($!)
 
-# replica NAME BINARY GRPC_PORT REST_PORT: start one on the shared
-# database and cloud, and wait until it is ready.
+# replica NAME BINARY GRPC_PORT REST_PORT [FLAG...]: start one on the
+# shared database and cloud, and wait until it is ready.
 replica() {
   local g=$3 r=$4
   DATABASE_URL=$db "$2" -grpc-addr "127.0.0.1:$g" -rest-addr "127.0.0.1:$r" -data-dir "$tmp/$1" \
-    -cloud-endpoint "$emu" -cloud-scheme HTTP -log-format json >"$tmp/$1.log" 2>&1 &
+    -cloud-endpoint "$emu" -cloud-scheme HTTP -log-format json "${@:5}" >"$tmp/$1.log" 2>&1 &
   pids+=($!)
   eval "${1}_pid=$! ${1}_grpc=127.0.0.1:$g ${1}_rest=127.0.0.1:$r"
   for _ in $(seq 1200); do
@@ -73,7 +73,10 @@ while read -r id; do
   echo $! >>"$tmp/watch.pids"
 done <"$tmp/ids"
 
-replica new "$tmp/bin/cwpexportd" "${new_ports[@]}"
+# This commit calls a plain-HTTP cloud with credentials only when told it
+# is a private one (the previous release has no such flag), and serves
+# /metrics on an address of its own: a free port, not the shared default.
+replica new "$tmp/bin/cwpexportd" "${new_ports[@]}" -insecure-allow-private-cloud -metrics-addr "127.0.0.1:$(port)"
 for i in $(seq "$N"); do create "$old_grpc"; create "$new_grpc"; done >>"$tmp/ids"
 kill -TERM "$old_pid"
 wait "$old_pid" || fail "the old replica did not drain cleanly"

@@ -106,7 +106,7 @@ func checkDaemon(d *appsv1.Deployment, flags map[string]bool) []error {
 		ports[p.Name] = p.ContainerPort
 	}
 	listen := map[string]int32{}
-	for _, name := range []string{"grpc", "rest"} {
+	for _, name := range []string{"grpc", "rest", "metrics"} {
 		addr, ok := flagValue(c.Args, name+"-addr")
 		if !ok {
 			errs = append(errs, fmt.Errorf("no -%s-addr: the daemon would listen on loopback only", name))

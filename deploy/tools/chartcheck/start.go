@@ -242,9 +242,14 @@ func (e *env) run(ctx context.Context, d *appsv1.Deployment, binary string, repl
 		mounts[m.MountPath] = local
 		for _, v := range d.Spec.Template.Spec.Volumes {
 			if v.Name == m.Name && v.Secret != nil {
+				mode := secretFileMode(v.Secret, d.Spec.Template.Spec.SecurityContext)
 				for _, key := range []string{"tokens", "tls.crt", "tls.key", "ca.crt"} {
 					if val, ok := e.secret(v.Secret.SecretName, key); ok {
-						if err := os.WriteFile(filepath.Join(local, key), []byte(val), 0o600); err != nil {
+						f := filepath.Join(local, key)
+						if err := os.WriteFile(f, []byte(val), 0o600); err != nil {
+							return nil, nil, err
+						}
+						if err := os.Chmod(f, mode); err != nil {
 							return nil, nil, err
 						}
 					}
@@ -270,7 +275,7 @@ func (e *env) run(ctx context.Context, d *appsv1.Deployment, binary string, repl
 		for from, to := range e.services {
 			a = strings.ReplaceAll(a, "="+from, "="+to)
 		}
-		if strings.HasPrefix(a, "-grpc-addr=") || strings.HasPrefix(a, "-rest-addr=") || strings.HasPrefix(a, "-listen=") {
+		if strings.HasPrefix(a, "-grpc-addr=") || strings.HasPrefix(a, "-rest-addr=") || strings.HasPrefix(a, "-metrics-addr=") || strings.HasPrefix(a, "-listen=") {
 			for from, to := range moved {
 				if strings.HasSuffix(a, from) {
 					a = strings.TrimSuffix(a, from) + to
@@ -320,6 +325,20 @@ func (e *env) run(ctx context.Context, d *appsv1.Deployment, binary string, repl
 		}
 	}
 	return cmd, addrs, nil
+}
+
+// secretFileMode is the mode the kubelet gives a Secret volume's files:
+// defaultMode (0644 when unset), plus group read when the pod has an
+// fsGroup (the kubelet then chowns them to that group and adds 0440).
+func secretFileMode(v *corev1.SecretVolumeSource, pod *corev1.PodSecurityContext) os.FileMode {
+	mode := os.FileMode(0o644)
+	if v.DefaultMode != nil {
+		mode = os.FileMode(*v.DefaultMode) & os.ModePerm
+	}
+	if pod != nil && pod.FSGroup != nil {
+		mode |= 0o440
+	}
+	return mode
 }
 
 // waitProbe polls a probe as the kubelet would until it passes.
