@@ -35,6 +35,7 @@ func (s *Schedule) listen(ctx context.Context) {
 		},
 	}
 	l.Handle(Channel, feedHandler{s})
+	l.Handle(PingChannel, pingHandler{s})
 	_ = l.Listen(ctx)
 }
 

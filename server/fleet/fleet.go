@@ -79,6 +79,9 @@ type Fleet struct {
 	// offset is the database's clock minus this replica's, in
 	// nanoseconds, as last measured (syncClock).
 	offset atomic.Int64
+	// feedStale is set while the schedule's listener is taken for dead
+	// (see watchFeed).
+	feedStale atomic.Bool
 }
 
 // Open migrates the fleet's tables (once, whatever the number of replicas
@@ -176,9 +179,11 @@ func (f *Fleet) check(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// Healthy reports whether the database answered within UnhealthyAfter.
+// Healthy reports whether the database answered within UnhealthyAfter and
+// the schedule's feed is live (a replica that misses the other replicas'
+// poll results would answer from stale observations).
 func (f *Fleet) Healthy() bool {
-	return time.Since(time.Unix(0, f.lastOK.Load())) < f.opts.UnhealthyAfter
+	return time.Since(time.Unix(0, f.lastOK.Load())) < f.opts.UnhealthyAfter && !f.feedStale.Load()
 }
 
 // PingWhileIdle pings the database every second in which nothing else got

@@ -92,6 +92,8 @@ type Schedule struct {
 
 	writeWake, readWake, claimWake chan struct{}
 	tracer                         trace.Tracer
+	// feed is what the schedule knows of its listener (see watchFeed).
+	feed feedWatch
 }
 
 // rowSchedule is what Next reports of a task.
@@ -208,6 +210,7 @@ func (s *Schedule) Run(ctx context.Context, report func(tracker.Poll)) {
 	run(func() { s.writeLoop(ctx) })
 	run(func() { s.maintain(ctx) })
 	run(func() { s.listen(ctx) })
+	run(func() { s.watchFeed(ctx) })
 	run(func() { s.readLoop(ctx, report) })
 	run(func() { s.claimLoop(ctx, report, &wg) })
 	wg.Wait()
