@@ -519,9 +519,9 @@ func (s *Server) readiness(ctx context.Context, hs *health.Server) {
 			st := grpc_health_v1.HealthCheckResponse_SERVING
 			if !ok {
 				st = grpc_health_v1.HealthCheckResponse_NOT_SERVING
-				s.log.Error("not ready: the fleet's database cannot be reached; no cloud call starts until it answers again")
+				s.log.Error("not ready: the fleet's database cannot be reached, or its feed is silent (the fleet's log says which); callers are sent to other replicas until it recovers")
 			} else {
-				s.log.Info("ready again: the fleet's database answers")
+				s.log.Info("ready again: the fleet's database answers and its feed is live")
 			}
 			hs.SetServingStatus("", st)
 			hs.SetServingStatus(cwpexportv1.LicenseExportService_ServiceDesc.ServiceName, st)
